@@ -1,0 +1,6 @@
+/** Source of "now" in epoch milliseconds; injected everywhere so tests control time. */
+export interface Clock {
+  now(): number;
+}
+
+export const systemClock: Clock = { now: () => Date.now() };
