@@ -1,0 +1,59 @@
+import { VigilError } from './errors.js';
+import type { AgentCard } from './model.js';
+
+/** Largest accepted agent card, serialized as JSON. */
+export const MAX_AGENT_CARD_BYTES = 64 * 1024;
+
+/**
+ * Validates an A2A agent card and returns its JSON serialization.
+ *
+ * A valid card is a JSON object with a non-empty string `name` and at least one
+ * endpoint: a non-empty string `url`, or a non-empty `supportedInterfaces` (or
+ * `supported_interfaces`) list whose entries all carry a non-empty string
+ * `url`. It is at most 64 KiB serialized. Anything else is AGENT_CARD_INVALID.
+ */
+export function validateAgentCard(card: unknown): string {
+  if (typeof card !== 'object' || card === null || Array.isArray(card)) {
+    throw invalid('the agent card must be a JSON object');
+  }
+  const record = card as AgentCard;
+  const serialized = JSON.stringify(record);
+  const bytes = Buffer.byteLength(serialized, 'utf8');
+  if (bytes > MAX_AGENT_CARD_BYTES) {
+    throw invalid(`the agent card is ${bytes} bytes; at most ${MAX_AGENT_CARD_BYTES} are allowed`, {
+      sizeBytes: String(bytes),
+      limitBytes: String(MAX_AGENT_CARD_BYTES),
+    });
+  }
+  if (!nonEmptyString(record['name'])) {
+    throw invalid('the agent card needs a non-empty string "name"');
+  }
+  if (!nonEmptyString(record['url']) && !hasInterfaces(record)) {
+    throw invalid(
+      'the agent card needs an endpoint: a "url", or "supportedInterfaces" entries with a "url"',
+    );
+  }
+  return serialized;
+}
+
+function hasInterfaces(card: AgentCard): boolean {
+  const list = card['supportedInterfaces'] ?? card['supported_interfaces'];
+  return (
+    Array.isArray(list) &&
+    list.length > 0 &&
+    list.every(
+      (entry: unknown) =>
+        typeof entry === 'object' &&
+        entry !== null &&
+        nonEmptyString((entry as Record<string, unknown>)['url']),
+    )
+  );
+}
+
+function nonEmptyString(value: unknown): value is string {
+  return typeof value === 'string' && value.trim().length > 0;
+}
+
+function invalid(message: string, metadata: Record<string, string> = {}): VigilError {
+  return new VigilError('AGENT_CARD_INVALID', message, metadata);
+}

@@ -1,0 +1,50 @@
+/**
+ * The one domain error type. Every failure the service reports on purpose is a
+ * VigilError with a reason from this closed set; transport maps the reason to a
+ * gRPC code and sends it as a google.rpc.ErrorInfo. Anything else that is
+ * thrown is an unexpected fault and becomes INTERNAL.
+ */
+
+export const ERROR_REASONS = {
+  TOKEN_MISSING: 'UNAUTHENTICATED',
+  TOKEN_INVALID: 'UNAUTHENTICATED',
+  WRONG_WORKSPACE: 'PERMISSION_DENIED',
+  AUTH_UNAVAILABLE: 'UNAVAILABLE',
+  URL_VALIDATE_FAILED: 'INVALID_ARGUMENT',
+  AGENT_CARD_INVALID: 'INVALID_ARGUMENT',
+  FIELD_INVALID: 'INVALID_ARGUMENT',
+  PAGE_TOKEN_INVALID: 'INVALID_ARGUMENT',
+  WORKSPACE_NOT_FOUND: 'NOT_FOUND',
+  WORKSPACE_EXISTS: 'ALREADY_EXISTS',
+  WORKSPACE_REMOVED: 'FAILED_PRECONDITION',
+  CURSOR_AHEAD: 'OUT_OF_RANGE',
+  STORE_UNAVAILABLE: 'UNAVAILABLE',
+  SHUTTING_DOWN: 'UNAVAILABLE',
+} as const;
+
+export type ErrorReason = keyof typeof ERROR_REASONS;
+/** Names of the gRPC status codes the reasons map to (transport turns them into numbers). */
+export type ErrorCodeName = (typeof ERROR_REASONS)[ErrorReason];
+
+export class VigilError extends Error {
+  override readonly name = 'VigilError';
+
+  constructor(
+    readonly reason: ErrorReason,
+    message: string,
+    /** ErrorInfo metadata: lowerCamel keys, string values. */
+    readonly metadata: Readonly<Record<string, string>> = {},
+    options?: ErrorOptions,
+  ) {
+    super(message, options);
+  }
+
+  get codeName(): ErrorCodeName {
+    return ERROR_REASONS[this.reason];
+  }
+}
+
+/** FIELD_INVALID for one request field, named in ErrorInfo metadata as `field`. */
+export function fieldInvalid(field: string, message: string): VigilError {
+  return new VigilError('FIELD_INVALID', `${field}: ${message}`, { field });
+}

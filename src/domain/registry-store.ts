@@ -1,0 +1,136 @@
+import type { Decision, MachineState } from './status-machine.js';
+import type {
+  DeliveryMode,
+  HeartbeatReport,
+  Transition,
+  Workspace,
+  WorkspaceStatus,
+} from './model.js';
+
+/**
+ * The storage boundary. Each operation is one whole use-case transaction and
+ * returns a promise, so a networked backend can implement it later; nothing
+ * above this interface may assume the store is in-process or that `seq` comes
+ * from SQLite.
+ *
+ * Operations that may change a status take a `decide` function (the status
+ * machine, closed over the event and the time). The store calls it with the
+ * state it read inside the transaction and, when it returns a decision, applies
+ * a guarded status update and writes the transition row in that same
+ * transaction. Every returned transition is committed.
+ */
+export type Decide = (state: MachineState) => Decision | undefined;
+
+/** The outcome of one write. */
+export interface Applied {
+  readonly workspace: Workspace;
+  /** The committed transition, when the status changed. */
+  readonly transition: Transition | undefined;
+}
+
+/** What a heartbeat changed, row by row. */
+export interface HeartbeatApplied extends Applied {
+  /** Rows changed by the NULL-scoped agent card backfill (0 or 1). */
+  readonly cardBackfillChanges: number;
+  /** Rows changed by the register-failure marker clear (0 or 1). */
+  readonly markerClearChanges: number;
+}
+
+export interface CreateWorkspaceInput {
+  readonly id: string;
+  readonly name: string;
+  readonly tokenHash: Uint8Array;
+  readonly now: number;
+}
+
+export interface RegisterInput {
+  readonly id: string;
+  readonly url: string;
+  readonly deliveryMode: DeliveryMode;
+  /** Serialized, validated agent card. */
+  readonly agentCard: string;
+  readonly now: number;
+}
+
+export interface RegisterFailureInput {
+  readonly id: string;
+  /** Why validation failed; kept as the transition detail. */
+  readonly detail: string;
+  readonly now: number;
+}
+
+export interface HeartbeatInput {
+  readonly id: string;
+  readonly report: HeartbeatReport;
+  /** Serialized, validated agent card, when the heartbeat carried one. */
+  readonly agentCard: string | undefined;
+  readonly now: number;
+}
+
+export interface SweepInput {
+  readonly now: number;
+  /** ONLINE/DEGRADED workspaces last seen before this are candidates. */
+  readonly lastSeenBefore: number;
+  /** PROVISIONING workspaces created before this are candidates. */
+  readonly createdBefore: number;
+  /** At most this many transitions per call. */
+  readonly limit: number;
+}
+
+export interface ListWorkspacesQuery {
+  readonly statuses: readonly WorkspaceStatus[];
+  /** Return ids strictly greater than this. */
+  readonly afterId: string;
+  readonly limit: number;
+}
+
+export interface TransitionsQuery {
+  /** Return transitions with `seq` strictly greater than this. */
+  readonly afterSeq: number;
+  readonly limit: number;
+  /** Only these workspaces; empty means all. */
+  readonly workspaceIds: readonly string[];
+}
+
+export interface Snapshot {
+  readonly workspaces: readonly Workspace[];
+  /** The head `seq` the snapshot is consistent with. */
+  readonly headSeq: number;
+}
+
+export interface RegistryStore {
+  /** Creates a PROVISIONING workspace and its first token. Throws WORKSPACE_EXISTS. */
+  createWorkspace(input: CreateWorkspaceInput): Promise<Applied>;
+  getWorkspace(id: string): Promise<Workspace | undefined>;
+  listWorkspaces(query: ListWorkspacesQuery): Promise<Workspace[]>;
+  /** Moves a workspace to REMOVED. Throws WORKSPACE_NOT_FOUND. */
+  deleteWorkspace(id: string, now: number, decide: Decide): Promise<Applied>;
+  /** Replaces every token of a workspace by one new token. Throws WORKSPACE_NOT_FOUND / WORKSPACE_REMOVED. */
+  replaceTokens(id: string, tokenHash: Uint8Array, now: number): Promise<void>;
+  /** The workspace a token hash belongs to, compared in constant time. */
+  findTokenOwner(tokenHash: Uint8Array): Promise<string | undefined>;
+
+  /** Stores URL and card, clears the marker, applies the decision. Throws WORKSPACE_NOT_FOUND / WORKSPACE_REMOVED. */
+  applyRegister(input: RegisterInput, decide: Decide): Promise<Applied>;
+  /** Stamps the register-failure marker and applies the decision. */
+  applyRegisterFailure(input: RegisterFailureInput, decide: Decide): Promise<Applied>;
+  /**
+   * One transaction: liveness update; the NULL-scoped card backfill; the
+   * marker clear as its own guarded update; then the decision on the state
+   * read after those, with a guarded status update and the transition row.
+   */
+  applyHeartbeat(input: HeartbeatInput, decide: Decide): Promise<HeartbeatApplied>;
+  /** Applies the decision to each candidate; returns the committed transitions in order. */
+  sweep(input: SweepInput, decide: Decide): Promise<Transition[]>;
+
+  /** Committed transitions in `seq` order. */
+  readTransitions(query: TransitionsQuery): Promise<Transition[]>;
+  /** Current workspaces (REMOVED included) consistent with a head `seq`. */
+  snapshot(workspaceIds: readonly string[]): Promise<Snapshot>;
+  /** The highest committed `seq` (0 when none). */
+  headSeq(): Promise<number>;
+  /** Transitions up to this `seq` may have been compacted away (0 when none were). */
+  compactedThrough(): Promise<number>;
+
+  close(): Promise<void>;
+}

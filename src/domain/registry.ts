@@ -1,0 +1,282 @@
+import { randomUUID } from 'node:crypto';
+import { validateAgentCard } from './agent-card.js';
+import type { Clock } from './clock.js';
+import type { Timings } from './config.js';
+import { VigilError, fieldInvalid } from './errors.js';
+import type { DeliveryMode, HeartbeatReport, Transition, Workspace, WorkspaceStatus } from './model.js';
+import { decodePageToken, encodePageToken } from './page-token.js';
+import type { Applied, RegistryStore } from './registry-store.js';
+import { nextStatus, type StatusEvent } from './status-machine.js';
+import { WORKSPACE_TOKEN_PREFIX, generateToken, hashToken } from './tokens.js';
+import { validateUrl, type HostResolver, type UrlPolicyName } from './url-policy.js';
+import {
+  MAX_CURRENT_TASK_BYTES,
+  MAX_NAME_BYTES,
+  MAX_SAMPLE_ERROR_BYTES,
+  checkMaxBytes,
+  checkPageSize,
+  checkWorkspaceId,
+} from './validation.js';
+
+/**
+ * The use-cases of Vigil: validation, authentication of workspace tokens, the
+ * status machine applied through the store, and publication of committed
+ * transitions. Transport calls these with plain domain values.
+ */
+
+export interface RegistryOptions {
+  readonly store: RegistryStore;
+  readonly clock: Clock;
+  readonly timings: Timings;
+  readonly urlPolicy: UrlPolicyName;
+  readonly resolveHost: HostResolver;
+  /** Time this server process started: downtime before it never counts against a workspace. */
+  readonly serverStartedAt: number;
+  /** Told about every committed transition, in `seq` order, after commit. */
+  readonly onCommitted: (transitions: readonly Transition[]) => void;
+  /** Source of randomness for the heartbeat hint jitter; Math.random by default. */
+  readonly random?: () => number;
+}
+
+export interface RegisterCommand {
+  readonly workspaceId: string;
+  readonly url: string;
+  readonly agentCard: unknown;
+  readonly deliveryMode: DeliveryMode;
+}
+
+export interface HeartbeatCommand {
+  readonly workspaceId: string;
+  /** `undefined` when the heartbeat carries no card. */
+  readonly agentCard: unknown;
+  readonly report: HeartbeatReport;
+}
+
+export interface Page<T> {
+  readonly items: T[];
+  readonly nextPageToken: string;
+}
+
+const SWEEP_BATCH = 500;
+
+export type Registry = ReturnType<typeof createRegistry>;
+
+export function createRegistry(options: RegistryOptions) {
+  const { store, clock, timings } = options;
+  const random = options.random ?? Math.random;
+
+  const decider = (event: StatusEvent, now: number) => (state: Parameters<typeof nextStatus>[0]) =>
+    nextStatus(state, event, now, timings);
+
+  function published<T extends Applied>(applied: T): T {
+    if (applied.transition) options.onCommitted([applied.transition]);
+    return applied;
+  }
+
+  /** The next-heartbeat hint: the interval jittered ±10% so a restarted fleet does not beat in lockstep. */
+  function heartbeatHintMs(): number {
+    return Math.round(timings.heartbeatIntervalMs * (0.9 + 0.2 * random()));
+  }
+
+  async function authenticateWorkspace(token: string | undefined, workspaceId: string): Promise<void> {
+    if (token === undefined || token === '') {
+      throw new VigilError('TOKEN_MISSING', 'a workspace token is required (authorization: Bearer <token>)');
+    }
+    let owner: string | undefined;
+    try {
+      owner = await store.findTokenOwner(hashToken(token));
+    } catch (cause) {
+      // Fail closed: a token store that cannot answer never lets a call through.
+      throw new VigilError('AUTH_UNAVAILABLE', 'the token store is unavailable; try again', {}, { cause });
+    }
+    if (owner === undefined) throw new VigilError('TOKEN_INVALID', 'the workspace token is not valid');
+    if (owner !== workspaceId) {
+      throw new VigilError('WRONG_WORKSPACE', 'the workspace token belongs to another workspace', {
+        workspaceId,
+      });
+    }
+  }
+
+  async function register(token: string | undefined, command: RegisterCommand) {
+    await authenticateWorkspace(token, command.workspaceId);
+    if (command.agentCard === undefined) {
+      throw new VigilError('AGENT_CARD_INVALID', 'agent_card is required');
+    }
+    const agentCard = validateAgentCard(command.agentCard);
+    if (command.deliveryMode === 'PUSH') {
+      if (command.url === '') throw fieldInvalid('url', 'is required for PUSH delivery');
+      try {
+        await validateUrl(command.url, options.urlPolicy, options.resolveHost);
+      } catch (error) {
+        if (error instanceof VigilError && error.reason === 'URL_VALIDATE_FAILED') {
+          const now = clock.now();
+          published(
+            await store.applyRegisterFailure(
+              { id: command.workspaceId, detail: error.message, now },
+              decider({ type: 'REGISTER_URL_FAILED' }, now),
+            ),
+          );
+        }
+        throw error;
+      }
+    } else {
+      checkMaxBytes(command.url, 2048, 'url');
+    }
+    const now = clock.now();
+    const applied = published(
+      await store.applyRegister(
+        { id: command.workspaceId, url: command.url, deliveryMode: command.deliveryMode, agentCard, now },
+        decider({ type: 'REGISTER_OK' }, now),
+      ),
+    );
+    return { workspace: applied.workspace, heartbeatIntervalMs: heartbeatHintMs() };
+  }
+
+  async function heartbeat(token: string | undefined, command: HeartbeatCommand) {
+    await authenticateWorkspace(token, command.workspaceId);
+    const { report } = command;
+    if (!Number.isFinite(report.errorRate) || report.errorRate < 0 || report.errorRate > 1) {
+      throw fieldInvalid('error_rate', 'must be a number from 0 to 1');
+    }
+    checkMaxBytes(report.sampleError, MAX_SAMPLE_ERROR_BYTES, 'sample_error');
+    checkMaxBytes(report.currentTask, MAX_CURRENT_TASK_BYTES, 'current_task');
+    if (!Number.isSafeInteger(report.uptimeSeconds) || report.uptimeSeconds < 0) {
+      throw fieldInvalid('uptime_seconds', 'is out of range');
+    }
+    const agentCard =
+      command.agentCard === undefined ? undefined : validateAgentCard(command.agentCard);
+    const now = clock.now();
+    const applied = published(
+      await store.applyHeartbeat(
+        { id: command.workspaceId, report, agentCard, now },
+        decider({ type: 'HEARTBEAT', health: report }, now),
+      ),
+    );
+    return { ...applied, heartbeatIntervalMs: heartbeatHintMs() };
+  }
+
+  async function createWorkspace(workspaceId: string, name: string) {
+    const id = workspaceId === '' ? randomUUID() : checkWorkspaceId(workspaceId);
+    checkMaxBytes(name, MAX_NAME_BYTES, 'name');
+    const token = generateToken(WORKSPACE_TOKEN_PREFIX);
+    const applied = published(
+      await store.createWorkspace({
+        id,
+        name: name === '' ? id : name,
+        tokenHash: hashToken(token),
+        now: clock.now(),
+      }),
+    );
+    return { workspace: applied.workspace, workspaceToken: token };
+  }
+
+  async function getWorkspace(workspaceId: string): Promise<Workspace> {
+    const workspace = await store.getWorkspace(checkWorkspaceId(workspaceId));
+    if (!workspace) throw notFound(workspaceId);
+    return workspace;
+  }
+
+  async function listWorkspaces(
+    pageSize: number,
+    pageToken: string,
+    statuses: readonly WorkspaceStatus[],
+  ): Promise<Page<Workspace>> {
+    const limit = checkPageSize(pageSize);
+    const filter = [...new Set(statuses)].sort().join(',');
+    const afterId = decodePageToken<string>(pageToken, filter, 'string') ?? '';
+    const effective: readonly WorkspaceStatus[] =
+      statuses.length > 0
+        ? statuses
+        : ['PROVISIONING', 'ONLINE', 'DEGRADED', 'OFFLINE', 'FAILED'];
+    const rows = await store.listWorkspaces({ statuses: effective, afterId, limit: limit + 1 });
+    const items = rows.slice(0, limit);
+    const last = items.at(-1);
+    return {
+      items,
+      nextPageToken: rows.length > limit && last ? encodePageToken(last.id, filter) : '',
+    };
+  }
+
+  async function deleteWorkspace(workspaceId: string): Promise<Workspace> {
+    const now = clock.now();
+    const applied = published(
+      await store.deleteWorkspace(checkWorkspaceId(workspaceId), now, decider({ type: 'DELETE' }, now)),
+    );
+    return applied.workspace;
+  }
+
+  async function rotateWorkspaceToken(workspaceId: string): Promise<string> {
+    const token = generateToken(WORKSPACE_TOKEN_PREFIX);
+    await store.replaceTokens(checkWorkspaceId(workspaceId), hashToken(token), clock.now());
+    return token;
+  }
+
+  async function listTransitions(
+    workspaceId: string,
+    pageSize: number,
+    pageToken: string,
+  ): Promise<Page<Transition>> {
+    const limit = checkPageSize(pageSize);
+    if (workspaceId !== '') checkWorkspaceId(workspaceId);
+    const afterSeq = decodePageToken<number>(pageToken, workspaceId, 'number') ?? 0;
+    const rows = await store.readTransitions({
+      afterSeq,
+      limit: limit + 1,
+      workspaceIds: workspaceId === '' ? [] : [workspaceId],
+    });
+    const items = rows.slice(0, limit);
+    const last = items.at(-1);
+    return {
+      items,
+      nextPageToken: rows.length > limit && last ? encodePageToken(last.seq, workspaceId) : '',
+    };
+  }
+
+  /**
+   * One liveness sweep: ONLINE/DEGRADED workspaces silent for longer than
+   * `offline_after` go OFFLINE, PROVISIONING ones older than the provision
+   * timeout go FAILED. Time before this server started never counts.
+   */
+  async function sweep(): Promise<Transition[]> {
+    const all: Transition[] = [];
+    for (;;) {
+      const now = clock.now();
+      // Candidates are exactly the workspaces the machine will move, so a
+      // batch shorter than the limit means the sweep is done.
+      const started = options.serverStartedAt;
+      const offlineCutoff = now - timings.offlineAfterMs;
+      const provisionCutoff = now - timings.provisionTimeoutMs;
+      const batch = await store.sweep(
+        {
+          now,
+          lastSeenBefore: started < offlineCutoff ? offlineCutoff : Number.MIN_SAFE_INTEGER,
+          createdBefore: started < provisionCutoff ? provisionCutoff : Number.MIN_SAFE_INTEGER,
+          limit: SWEEP_BATCH,
+        },
+        decider({ type: 'SWEEP', serverStartedAt: options.serverStartedAt }, now),
+      );
+      if (batch.length > 0) options.onCommitted(batch);
+      all.push(...batch);
+      if (batch.length < SWEEP_BATCH) return all;
+    }
+  }
+
+  return {
+    authenticateWorkspace,
+    register,
+    heartbeat,
+    createWorkspace,
+    getWorkspace,
+    listWorkspaces,
+    deleteWorkspace,
+    rotateWorkspaceToken,
+    listTransitions,
+    sweep,
+  };
+}
+
+function notFound(workspaceId: string): VigilError {
+  return new VigilError('WORKSPACE_NOT_FOUND', `workspace ${workspaceId} does not exist`, {
+    workspaceId,
+  });
+}

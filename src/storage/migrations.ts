@@ -1,0 +1,82 @@
+import type { Database } from 'better-sqlite3';
+
+/**
+ * Numbered schema migrations. Each runs in its own IMMEDIATE transaction that
+ * also bumps `PRAGMA user_version`, so a crash mid-migration leaves the
+ * database at the previous version. Append only: never edit a released one.
+ */
+const MIGRATIONS: readonly string[] = [
+  // 1: workspaces, their token hashes, the transition log.
+  `
+  CREATE TABLE workspaces (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    status TEXT NOT NULL CHECK (status IN
+      ('PROVISIONING', 'ONLINE', 'DEGRADED', 'OFFLINE', 'FAILED', 'REMOVED')),
+    url TEXT NOT NULL DEFAULT '',
+    delivery_mode TEXT NOT NULL DEFAULT 'PUSH' CHECK (delivery_mode IN ('PUSH', 'POLL')),
+    agent_card TEXT,
+    last_heartbeat_at INTEGER,
+    last_registered_at INTEGER,
+    last_register_failure_at INTEGER,
+    -- max(created, last register, last heartbeat): what the liveness sweep scans.
+    last_seen_at INTEGER NOT NULL,
+    error_rate REAL NOT NULL DEFAULT 0,
+    sample_error TEXT NOT NULL DEFAULT '',
+    active_tasks INTEGER NOT NULL DEFAULT 0,
+    uptime_seconds INTEGER NOT NULL DEFAULT 0,
+    current_task TEXT NOT NULL DEFAULT '',
+    runtime_state TEXT NOT NULL DEFAULT 'HEALTHY' CHECK (runtime_state IN ('HEALTHY', 'WEDGED')),
+    native_status_management INTEGER NOT NULL DEFAULT 0,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL,
+    status_changed_at INTEGER NOT NULL
+  ) STRICT;
+  CREATE INDEX workspaces_status_id ON workspaces (status, id);
+  CREATE INDEX workspaces_status_last_seen ON workspaces (status, last_seen_at);
+  CREATE INDEX workspaces_status_created ON workspaces (status, created_at);
+
+  CREATE TABLE workspace_tokens (
+    token_hash BLOB PRIMARY KEY,
+    workspace_id TEXT NOT NULL REFERENCES workspaces (id),
+    created_at INTEGER NOT NULL
+  ) STRICT;
+  CREATE INDEX workspace_tokens_workspace ON workspace_tokens (workspace_id);
+
+  CREATE TABLE transitions (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    workspace_id TEXT NOT NULL REFERENCES workspaces (id),
+    from_status TEXT,
+    to_status TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    detail TEXT NOT NULL DEFAULT '',
+    at INTEGER NOT NULL
+  ) STRICT;
+  CREATE INDEX transitions_workspace_seq ON transitions (workspace_id, seq);
+
+  -- Small named counters, such as how far the transition log was compacted.
+  CREATE TABLE meta (
+    key TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
+  ) STRICT;
+  `,
+];
+
+export const SCHEMA_VERSION = MIGRATIONS.length;
+
+/** Applies every migration newer than the database's `user_version`, in order. */
+export function migrate(db: Database): void {
+  const current = db.pragma('user_version', { simple: true }) as number;
+  if (current > SCHEMA_VERSION) {
+    throw new Error(
+      `the database has schema version ${current}, newer than this Vigil knows (${SCHEMA_VERSION}); upgrade Vigil`,
+    );
+  }
+  MIGRATIONS.slice(current).forEach((sql, index) => {
+    const version = current + index + 1;
+    db.transaction(() => {
+      db.exec(sql);
+      db.pragma(`user_version = ${version}`);
+    }).immediate();
+  });
+}

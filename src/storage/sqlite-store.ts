@@ -1,0 +1,434 @@
+import type { Database, Statement } from 'better-sqlite3';
+import { VigilError } from '../domain/errors.js';
+import type {
+  AgentCard,
+  DeliveryMode,
+  RuntimeState,
+  Transition,
+  TransitionReason,
+  Workspace,
+  WorkspaceStatus,
+} from '../domain/model.js';
+import type {
+  Applied,
+  CreateWorkspaceInput,
+  Decide,
+  HeartbeatApplied,
+  HeartbeatInput,
+  ListWorkspacesQuery,
+  RegisterFailureInput,
+  RegisterInput,
+  RegistryStore,
+  Snapshot,
+  SweepInput,
+  TransitionsQuery,
+} from '../domain/registry-store.js';
+import type { Decision, MachineState } from '../domain/status-machine.js';
+import { hashesEqual } from '../domain/tokens.js';
+
+/** A `workspaces` row as SQLite returns it. */
+interface WorkspaceRow {
+  id: string;
+  name: string;
+  status: WorkspaceStatus;
+  url: string;
+  delivery_mode: DeliveryMode;
+  agent_card: string | null;
+  last_heartbeat_at: number | null;
+  last_registered_at: number | null;
+  last_register_failure_at: number | null;
+  error_rate: number;
+  sample_error: string;
+  active_tasks: number;
+  uptime_seconds: number;
+  current_task: string;
+  runtime_state: RuntimeState;
+  native_status_management: number;
+  created_at: number;
+  updated_at: number;
+  status_changed_at: number;
+}
+
+interface TransitionRow {
+  seq: number;
+  workspace_id: string;
+  from_status: WorkspaceStatus | null;
+  to_status: WorkspaceStatus;
+  reason: TransitionReason;
+  detail: string;
+  at: number;
+}
+
+/** SQLite error codes that mean "the storage cannot take writes right now", not "a bug". */
+const UNAVAILABLE_CODES = /^SQLITE_(BUSY|LOCKED|READONLY|FULL|IOERR|CANTOPEN|NOMEM)/;
+
+/**
+ * The SQLite RegistryStore. Every operation is one synchronous better-sqlite3
+ * transaction (IMMEDIATE for read-modify-write) over statements prepared once;
+ * the promise it returns settles after COMMIT.
+ */
+export function createSqliteStore(db: Database): RegistryStore {
+  const stmt = prepareStatements(db);
+
+  function requireLive(id: string): WorkspaceRow {
+    const row = stmt.selectWorkspace.get(id);
+    if (!row) {
+      throw new VigilError('WORKSPACE_NOT_FOUND', `workspace ${id} does not exist`, {
+        workspaceId: id,
+      });
+    }
+    if (row.status === 'REMOVED') {
+      throw new VigilError('WORKSPACE_REMOVED', `workspace ${id} was deleted`, { workspaceId: id });
+    }
+    return row;
+  }
+
+  /** Reads the row, asks the machine, applies a guarded status update and the transition row. */
+  function decideAndApply(id: string, decide: Decide, now: number, detail: string): Applied {
+    const row = stmt.selectWorkspace.get(id);
+    if (!row) throw new Error(`workspace ${id} vanished inside its own transaction`);
+    const decision = decide(machineState(row));
+    if (!decision) return { workspace: toWorkspace(row), transition: undefined };
+    return applyDecision(row, decision, now, detail);
+  }
+
+  function applyDecision(
+    row: WorkspaceRow,
+    decision: Decision,
+    now: number,
+    detail: string,
+  ): Applied {
+    const changed = stmt.updateStatus.run({
+      id: row.id,
+      expected: row.status,
+      status: decision.to,
+      now,
+    }).changes;
+    // The guard makes a lost update impossible to miss, should a second writer ever appear.
+    if (changed !== 1) throw new Error(`status of ${row.id} changed concurrently`);
+    const transition = insertTransition(row.id, row.status, decision, now, detail);
+    return {
+      workspace: toWorkspace({ ...row, status: decision.to, status_changed_at: now, updated_at: now }),
+      transition,
+    };
+  }
+
+  function insertTransition(
+    workspaceId: string,
+    from: WorkspaceStatus | null,
+    decision: Decision,
+    at: number,
+    detail: string,
+  ): Transition {
+    const { seq } = stmt.insertTransition.get({
+      workspaceId,
+      from,
+      to: decision.to,
+      reason: decision.reason,
+      detail,
+      at,
+    }) as { seq: number };
+    return {
+      seq,
+      workspaceId,
+      fromStatus: from ?? undefined,
+      toStatus: decision.to,
+      reason: decision.reason,
+      detail,
+      at,
+    };
+  }
+
+  const createTx = db.transaction((input: CreateWorkspaceInput): Applied => {
+    if (stmt.selectWorkspace.get(input.id)) {
+      throw new VigilError('WORKSPACE_EXISTS', `workspace ${input.id} already exists`, {
+        workspaceId: input.id,
+      });
+    }
+    stmt.insertWorkspace.run({ id: input.id, name: input.name, now: input.now });
+    stmt.insertToken.run({ hash: input.tokenHash, id: input.id, now: input.now });
+    const transition = insertTransition(
+      input.id,
+      null,
+      { to: 'PROVISIONING', reason: 'CREATED' },
+      input.now,
+      '',
+    );
+    const row = stmt.selectWorkspace.get(input.id);
+    if (!row) throw new Error('inserted workspace not found');
+    return { workspace: toWorkspace(row), transition };
+  });
+
+  const deleteTx = db.transaction((id: string, now: number, decide: Decide): Applied => {
+    const row = stmt.selectWorkspace.get(id);
+    if (!row) {
+      throw new VigilError('WORKSPACE_NOT_FOUND', `workspace ${id} does not exist`, {
+        workspaceId: id,
+      });
+    }
+    return decideAndApply(id, decide, now, '');
+  });
+
+  const replaceTokensTx = db.transaction((id: string, hash: Uint8Array, now: number) => {
+    requireLive(id);
+    stmt.deleteTokens.run(id);
+    stmt.insertToken.run({ hash, id, now });
+  });
+
+  const registerTx = db.transaction((input: RegisterInput, decide: Decide): Applied => {
+    requireLive(input.id);
+    stmt.updateRegistration.run({
+      id: input.id,
+      url: input.url,
+      mode: input.deliveryMode,
+      card: input.agentCard,
+      now: input.now,
+    });
+    return decideAndApply(input.id, decide, input.now, '');
+  });
+
+  const registerFailureTx = db.transaction((input: RegisterFailureInput, decide: Decide) => {
+    requireLive(input.id);
+    stmt.stampMarker.run({ id: input.id, now: input.now });
+    return decideAndApply(input.id, decide, input.now, input.detail);
+  });
+
+  const heartbeatTx = db.transaction((input: HeartbeatInput, decide: Decide): HeartbeatApplied => {
+    const { id, report, now } = input;
+    requireLive(id);
+    // (1) liveness
+    stmt.updateLiveness.run({
+      id,
+      now,
+      errorRate: report.errorRate,
+      sampleError: report.sampleError,
+      activeTasks: report.activeTasks,
+      uptimeSeconds: report.uptimeSeconds,
+      currentTask: report.currentTask,
+      runtimeState: report.runtimeState,
+      native: report.nativeStatusManagement ? 1 : 0,
+    });
+    let cardBackfillChanges = 0;
+    let markerClearChanges = 0;
+    if (input.agentCard !== undefined) {
+      // (2) backfill only where no card is stored yet …
+      cardBackfillChanges = stmt.backfillCard.run({ id, card: input.agentCard }).changes;
+      // (3) … and, separately, clear the marker: a stored card must not stop recovery.
+      markerClearChanges = stmt.clearMarker.run({ id }).changes;
+    }
+    // (4) + (5) evaluate on the state as it now stands.
+    const applied = decideAndApply(id, decide, now, '');
+    return { ...applied, cardBackfillChanges, markerClearChanges };
+  });
+
+  const sweepTx = db.transaction((input: SweepInput, decide: Decide): Transition[] => {
+    const candidates = [
+      ...stmt.selectOffline.all({ before: input.lastSeenBefore, limit: input.limit }),
+      ...stmt.selectProvisionExpired.all({ before: input.createdBefore, limit: input.limit }),
+    ];
+    const transitions: Transition[] = [];
+    for (const row of candidates.slice(0, input.limit)) {
+      const decision = decide(machineState(row));
+      if (decision) {
+        const applied = applyDecision(row, decision, input.now, '');
+        if (applied.transition) transitions.push(applied.transition);
+      }
+    }
+    return transitions;
+  });
+
+  const snapshotTx = db.transaction((ids: readonly string[]): Snapshot => {
+    const rows =
+      ids.length === 0 ? stmt.selectAll.all() : stmt.selectByIds.all(JSON.stringify(ids));
+    return { workspaces: rows.map(toWorkspace), headSeq: headSeqNow() };
+  });
+
+  function headSeqNow(): number {
+    const row = stmt.headSeq.get() as { seq: number } | undefined;
+    return row?.seq ?? 0;
+  }
+
+  /** Runs a synchronous store operation, turning storage faults into UNAVAILABLE. */
+  function run<T>(operation: () => T): Promise<T> {
+    try {
+      return Promise.resolve(operation());
+    } catch (error) {
+      return Promise.reject(mapStorageError(error));
+    }
+  }
+
+  return {
+    createWorkspace: (input) => run(() => createTx.immediate(input)),
+    getWorkspace: (id) =>
+      run(() => {
+        const row = stmt.selectWorkspace.get(id);
+        return row ? toWorkspace(row) : undefined;
+      }),
+    listWorkspaces: (query: ListWorkspacesQuery) =>
+      run(() =>
+        stmt.selectPage
+          .all({ statuses: JSON.stringify(query.statuses), after: query.afterId, limit: query.limit })
+          .map(toWorkspace),
+      ),
+    deleteWorkspace: (id, now, decide) => run(() => deleteTx.immediate(id, now, decide)),
+    replaceTokens: (id, hash, now) => run(() => replaceTokensTx.immediate(id, hash, now)),
+    findTokenOwner: (hash) =>
+      run(() => {
+        const row = stmt.selectToken.get(hash) as
+          | { token_hash: Uint8Array; workspace_id: string }
+          | undefined;
+        return row && hashesEqual(row.token_hash, hash) ? row.workspace_id : undefined;
+      }),
+    applyRegister: (input, decide) => run(() => registerTx.immediate(input, decide)),
+    applyRegisterFailure: (input, decide) => run(() => registerFailureTx.immediate(input, decide)),
+    applyHeartbeat: (input, decide) => run(() => heartbeatTx.immediate(input, decide)),
+    sweep: (input, decide) => run(() => sweepTx.immediate(input, decide)),
+    readTransitions: (query: TransitionsQuery) =>
+      run(() =>
+        (query.workspaceIds.length === 0
+          ? stmt.selectTransitions.all({ after: query.afterSeq, limit: query.limit })
+          : stmt.selectTransitionsFor.all({
+              after: query.afterSeq,
+              limit: query.limit,
+              ids: JSON.stringify(query.workspaceIds),
+            })
+        ).map(toTransition),
+      ),
+    snapshot: (ids) => run(() => snapshotTx.deferred(ids)),
+    headSeq: () => run(headSeqNow),
+    compactedThrough: () =>
+      run(() => (stmt.selectMeta.get('compacted_through') as { value: number } | undefined)?.value ?? 0),
+    close: () =>
+      run(() => {
+        if (db.open) db.close();
+      }),
+  };
+}
+
+function mapStorageError(error: unknown): unknown {
+  const code = (error as { code?: unknown } | null)?.code;
+  if (typeof code === 'string' && UNAVAILABLE_CODES.test(code)) {
+    return new VigilError('STORE_UNAVAILABLE', 'the database cannot take this request right now', {
+      sqliteCode: code,
+    }, { cause: error });
+  }
+  return error;
+}
+
+function prepareStatements(db: Database) {
+  const s = <R = unknown>(sql: string) => db.prepare(sql) as Statement<unknown[], R>;
+  return {
+    selectWorkspace: s<WorkspaceRow>('SELECT * FROM workspaces WHERE id = ?'),
+    selectAll: s<WorkspaceRow>('SELECT * FROM workspaces ORDER BY id'),
+    selectByIds: s<WorkspaceRow>(
+      'SELECT * FROM workspaces WHERE id IN (SELECT value FROM json_each(?)) ORDER BY id',
+    ),
+    selectPage: s<WorkspaceRow>(
+      `SELECT * FROM workspaces
+       WHERE status IN (SELECT value FROM json_each(@statuses)) AND id > @after
+       ORDER BY id LIMIT @limit`,
+    ),
+    insertWorkspace: s(
+      `INSERT INTO workspaces (id, name, status, last_seen_at, created_at, updated_at, status_changed_at)
+       VALUES (@id, @name, 'PROVISIONING', @now, @now, @now, @now)`,
+    ),
+    updateStatus: s(
+      `UPDATE workspaces SET status = @status, status_changed_at = @now, updated_at = @now
+       WHERE id = @id AND status = @expected`,
+    ),
+    updateRegistration: s(
+      `UPDATE workspaces SET url = @url, delivery_mode = @mode, agent_card = @card,
+         last_register_failure_at = NULL, last_registered_at = @now,
+         last_seen_at = max(last_seen_at, @now), updated_at = @now
+       WHERE id = @id`,
+    ),
+    stampMarker: s(
+      'UPDATE workspaces SET last_register_failure_at = @now, updated_at = @now WHERE id = @id',
+    ),
+    updateLiveness: s(
+      `UPDATE workspaces SET last_heartbeat_at = @now, last_seen_at = max(last_seen_at, @now),
+         error_rate = @errorRate, sample_error = @sampleError, active_tasks = @activeTasks,
+         uptime_seconds = @uptimeSeconds, current_task = @currentTask,
+         runtime_state = @runtimeState, native_status_management = @native, updated_at = @now
+       WHERE id = @id`,
+    ),
+    backfillCard: s('UPDATE workspaces SET agent_card = @card WHERE id = @id AND agent_card IS NULL'),
+    clearMarker: s(
+      `UPDATE workspaces SET last_register_failure_at = NULL
+       WHERE id = @id AND last_register_failure_at IS NOT NULL`,
+    ),
+    selectOffline: s<WorkspaceRow>(
+      `SELECT * FROM workspaces WHERE status IN ('ONLINE', 'DEGRADED') AND last_seen_at < @before
+       ORDER BY last_seen_at LIMIT @limit`,
+    ),
+    selectProvisionExpired: s<WorkspaceRow>(
+      `SELECT * FROM workspaces WHERE status = 'PROVISIONING' AND created_at < @before
+       ORDER BY created_at LIMIT @limit`,
+    ),
+    insertToken: s(
+      'INSERT INTO workspace_tokens (token_hash, workspace_id, created_at) VALUES (@hash, @id, @now)',
+    ),
+    deleteTokens: s('DELETE FROM workspace_tokens WHERE workspace_id = ?'),
+    selectToken: s('SELECT token_hash, workspace_id FROM workspace_tokens WHERE token_hash = ?'),
+    insertTransition: s(
+      `INSERT INTO transitions (workspace_id, from_status, to_status, reason, detail, at)
+       VALUES (@workspaceId, @from, @to, @reason, @detail, @at) RETURNING seq`,
+    ),
+    selectTransitions: s<TransitionRow>(
+      'SELECT * FROM transitions WHERE seq > @after ORDER BY seq LIMIT @limit',
+    ),
+    selectTransitionsFor: s<TransitionRow>(
+      `SELECT * FROM transitions
+       WHERE seq > @after AND workspace_id IN (SELECT value FROM json_each(@ids))
+       ORDER BY seq LIMIT @limit`,
+    ),
+    headSeq: s("SELECT seq FROM sqlite_sequence WHERE name = 'transitions'"),
+    selectMeta: s('SELECT value FROM meta WHERE key = ?'),
+  };
+}
+
+function machineState(row: WorkspaceRow): MachineState {
+  return {
+    status: row.status,
+    lastHeartbeatAt: row.last_heartbeat_at ?? undefined,
+    lastRegisteredAt: row.last_registered_at ?? undefined,
+    lastRegisterFailureAt: row.last_register_failure_at ?? undefined,
+    createdAt: row.created_at,
+  };
+}
+
+function toWorkspace(row: WorkspaceRow): Workspace {
+  return {
+    id: row.id,
+    name: row.name,
+    status: row.status,
+    url: row.url,
+    deliveryMode: row.delivery_mode,
+    agentCard: row.agent_card === null ? undefined : (JSON.parse(row.agent_card) as AgentCard),
+    lastHeartbeatAt: row.last_heartbeat_at ?? undefined,
+    lastRegisteredAt: row.last_registered_at ?? undefined,
+    lastRegisterFailureAt: row.last_register_failure_at ?? undefined,
+    createdAt: row.created_at,
+    updatedAt: row.updated_at,
+    statusChangedAt: row.status_changed_at,
+    errorRate: row.error_rate,
+    sampleError: row.sample_error,
+    activeTasks: row.active_tasks,
+    uptimeSeconds: row.uptime_seconds,
+    currentTask: row.current_task,
+    runtimeState: row.runtime_state,
+    nativeStatusManagement: row.native_status_management !== 0,
+  };
+}
+
+function toTransition(row: TransitionRow): Transition {
+  return {
+    seq: row.seq,
+    workspaceId: row.workspace_id,
+    fromStatus: row.from_status ?? undefined,
+    toStatus: row.to_status,
+    reason: row.reason,
+    detail: row.detail,
+    at: row.at,
+  };
+}
