@@ -20,6 +20,7 @@ export const ERROR_REASONS = {
   CURSOR_AHEAD: 'OUT_OF_RANGE',
   STORE_UNAVAILABLE: 'UNAVAILABLE',
   SHUTTING_DOWN: 'UNAVAILABLE',
+  INTERNAL: 'INTERNAL',
 } as const;
 
 export type ErrorReason = keyof typeof ERROR_REASONS;

@@ -1,0 +1,150 @@
+import { lookup } from 'node:dns/promises';
+import { join } from 'node:path';
+import pino, { type Logger } from 'pino';
+import { systemClock, type Clock } from './domain/clock.js';
+import { DEFAULT_TIMINGS, type Timings } from './domain/config.js';
+import { createControlAuth } from './domain/control-auth.js';
+import { createRegistry, type Registry } from './domain/registry.js';
+import type { HostResolver, UrlPolicyName } from './domain/url-policy.js';
+import { openDatabase, type Synchronous } from './storage/database.js';
+import { createSqliteStore } from './storage/sqlite-store.js';
+import { startGrpcServer } from './transport/server.js';
+import { createTransitionHub } from './watch/transition-hub.js';
+
+/**
+ * Wiring: the only place that knows every layer. Builds storage, the
+ * registry, the watch hub and the gRPC server from one settings object, and
+ * runs the liveness sweeper.
+ */
+
+export interface VigilSettings {
+  readonly listen: string;
+  readonly dataDir: string;
+  readonly controlTokens: readonly string[];
+  readonly timings: Timings;
+  readonly urlPolicy: UrlPolicyName;
+  readonly progressIntervalMs: number;
+  readonly synchronous: Synchronous;
+  /** How often the liveness sweep runs; derived from offline_after when unset. */
+  readonly sweepIntervalMs?: number;
+}
+
+/** Seams for tests: time, DNS, randomness, logging. */
+export interface VigilOverrides {
+  readonly clock?: Clock;
+  readonly resolveHost?: HostResolver;
+  readonly random?: () => number;
+  readonly logger?: Logger;
+}
+
+export interface RunningVigil {
+  readonly port: number;
+  readonly registry: Registry;
+  readonly databaseFile: string;
+  /** Graceful stop; closes the database last. */
+  stop(graceMs?: number): Promise<void>;
+}
+
+export const DEFAULT_SETTINGS: Omit<VigilSettings, 'controlTokens'> = {
+  listen: '127.0.0.1:50051',
+  dataDir: './data',
+  timings: DEFAULT_TIMINGS,
+  urlPolicy: 'local',
+  progressIntervalMs: 15_000,
+  synchronous: 'FULL',
+};
+
+const DNS_TIMEOUT_MS = 3_000;
+
+/** Resolves with the system resolver, giving up after a few seconds. */
+export const systemResolver: HostResolver = async (host) => {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    const results = await Promise.race([
+      lookup(host, { all: true, verbatim: true }),
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(() => {
+          reject(new Error(`resolving ${host} timed out`));
+        }, DNS_TIMEOUT_MS);
+      }),
+    ]);
+    return results.map((r) => r.address);
+  } finally {
+    clearTimeout(timer);
+  }
+};
+
+export async function startVigil(
+  settings: VigilSettings,
+  overrides: VigilOverrides = {},
+): Promise<RunningVigil> {
+  const logger = overrides.logger ?? pino({ name: 'vigil' });
+  const clock = overrides.clock ?? systemClock;
+  const databaseFile = join(settings.dataDir, 'vigil.db');
+  const db = openDatabase(databaseFile, { synchronous: settings.synchronous });
+  const store = createSqliteStore(db);
+  const hub = createTransitionHub({ store, initialHead: await store.headSeq() });
+  const registry = createRegistry({
+    store,
+    clock,
+    timings: settings.timings,
+    urlPolicy: settings.urlPolicy,
+    resolveHost: overrides.resolveHost ?? systemResolver,
+    serverStartedAt: clock.now(),
+    ...(overrides.random ? { random: overrides.random } : {}),
+    onCommitted: (transitions) => {
+      hub.publish(transitions);
+      for (const t of transitions) {
+        logger.info(
+          { seq: t.seq, workspaceId: t.workspaceId, from: t.fromStatus, to: t.toStatus, reason: t.reason },
+          'status transition',
+        );
+      }
+    },
+  });
+
+  let server;
+  try {
+    server = await startGrpcServer({
+      registry,
+      controlAuth: createControlAuth(settings.controlTokens),
+      watch: { store, hub, progressIntervalMs: settings.progressIntervalMs },
+      logger,
+      listen: settings.listen,
+    });
+  } catch (error) {
+    db.close();
+    throw error;
+  }
+
+  const sweepEvery =
+    settings.sweepIntervalMs ?? Math.max(250, Math.min(5_000, settings.timings.offlineAfterMs / 4));
+  let sweeping = false;
+  const sweeper = setInterval(() => {
+    if (sweeping) return;
+    sweeping = true;
+    registry
+      .sweep()
+      .catch((error: unknown) => {
+        logger.error({ err: error }, 'liveness sweep failed');
+      })
+      .finally(() => {
+        sweeping = false;
+      });
+  }, sweepEvery);
+  sweeper.unref();
+
+  logger.info({ address: `${settings.listen.replace(/:\d+$/, '')}:${server.port}`, databaseFile }, 'listening');
+
+  return {
+    port: server.port,
+    registry,
+    databaseFile,
+    async stop(graceMs = 4_000) {
+      clearInterval(sweeper);
+      await server.shutdown(graceMs);
+      await store.close();
+      logger.info('stopped');
+    },
+  };
+}

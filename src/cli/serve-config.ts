@@ -1,0 +1,104 @@
+import { DEFAULT_SETTINGS, type VigilSettings } from '../app.js';
+import { URL_POLICIES, type UrlPolicyName } from '../domain/url-policy.js';
+import { formatDuration, parseDuration } from './duration.js';
+
+/**
+ * Settings of `vigil serve`: flags override environment (VIGIL_*), which
+ * overrides defaults. Every bad value is reported, one line each.
+ */
+
+export interface Setting {
+  readonly flag: string;
+  readonly env: string;
+  readonly description: string;
+  readonly defaultText: string;
+}
+
+export const SERVE_SETTINGS: readonly Setting[] = [
+  { flag: 'listen', env: 'VIGIL_LISTEN', description: 'HOST:PORT to serve gRPC on', defaultText: DEFAULT_SETTINGS.listen },
+  { flag: 'data-dir', env: 'VIGIL_DATA_DIR', description: 'directory of the database (DIR/vigil.db) and the generated control token', defaultText: DEFAULT_SETTINGS.dataDir },
+  { flag: 'heartbeat-interval', env: 'VIGIL_HEARTBEAT_INTERVAL', description: 'heartbeat interval hinted to runtimes (jittered ±10%)', defaultText: formatDuration(DEFAULT_SETTINGS.timings.heartbeatIntervalMs) },
+  { flag: 'offline-after', env: 'VIGIL_OFFLINE_AFTER', description: 'ONLINE/DEGRADED go OFFLINE after this long without a heartbeat', defaultText: formatDuration(DEFAULT_SETTINGS.timings.offlineAfterMs) },
+  { flag: 'register-failure-window', env: 'VIGIL_REGISTER_FAILURE_WINDOW', description: 'a failed Register keeps the workspace DEGRADED this long', defaultText: formatDuration(DEFAULT_SETTINGS.timings.registerFailureWindowMs) },
+  { flag: 'provision-timeout', env: 'VIGIL_PROVISION_TIMEOUT', description: 'PROVISIONING goes FAILED after this long', defaultText: formatDuration(DEFAULT_SETTINGS.timings.provisionTimeoutMs) },
+  { flag: 'progress-interval', env: 'VIGIL_PROGRESS_INTERVAL', description: 'idle WatchStatus streams get a progress frame this often', defaultText: formatDuration(DEFAULT_SETTINGS.progressIntervalMs) },
+  { flag: 'url-policy', env: 'VIGIL_URL_POLICY', description: `which addresses Register URLs may resolve to: ${URL_POLICIES.join(' | ')}`, defaultText: DEFAULT_SETTINGS.urlPolicy },
+  { flag: 'sync', env: 'VIGIL_SYNC', description: 'SQLite synchronous mode: full (durable across power loss) | normal (across crashes)', defaultText: DEFAULT_SETTINGS.synchronous.toLowerCase() },
+  { flag: 'log-level', env: 'VIGIL_LOG_LEVEL', description: 'fatal | error | warn | info | debug | trace', defaultText: 'info' },
+];
+
+export interface ServeConfig {
+  readonly settings: Omit<VigilSettings, 'controlTokens'>;
+  /** VIGIL_CONTROL_TOKEN, when set. */
+  readonly controlToken: string | undefined;
+  readonly logLevel: string;
+}
+
+/** Resolves flags > env > defaults; returns the config or every problem found. */
+export function resolveServeConfig(
+  flags: Readonly<Record<string, string | undefined>>,
+  env: NodeJS.ProcessEnv,
+): { config: ServeConfig; errors: [] } | { config: undefined; errors: string[] } {
+  const errors: string[] = [];
+  const value = (flag: string): string | undefined => {
+    const setting = SERVE_SETTINGS.find((s) => s.flag === flag);
+    return flags[flag] ?? (setting ? env[setting.env] : undefined);
+  };
+  const duration = (flag: string, fallback: number): number => {
+    const text = value(flag);
+    if (text === undefined) return fallback;
+    const ms = parseDuration(text);
+    if (ms === undefined || ms <= 0) {
+      errors.push(`--${flag}: "${text}" is not a positive duration such as 10s, 5m or 1m30s`);
+      return fallback;
+    }
+    return ms;
+  };
+
+  const listen = value('listen') ?? DEFAULT_SETTINGS.listen;
+  if (!/^(\[[0-9a-fA-F:.]+\]|[^:\s]+):\d{1,5}$/.test(listen) || Number(listen.split(':').pop()) > 65535) {
+    errors.push(`--listen: "${listen}" is not HOST:PORT`);
+  }
+  const dataDir = value('data-dir') ?? DEFAULT_SETTINGS.dataDir;
+  if (dataDir === '') errors.push('--data-dir: must not be empty');
+  const d = DEFAULT_SETTINGS.timings;
+  const timings = {
+    heartbeatIntervalMs: duration('heartbeat-interval', d.heartbeatIntervalMs),
+    offlineAfterMs: duration('offline-after', d.offlineAfterMs),
+    registerFailureWindowMs: duration('register-failure-window', d.registerFailureWindowMs),
+    provisionTimeoutMs: duration('provision-timeout', d.provisionTimeoutMs),
+  };
+  if (timings.offlineAfterMs <= timings.heartbeatIntervalMs) {
+    errors.push('--offline-after: must be longer than --heartbeat-interval, or every workspace flaps OFFLINE');
+  }
+  const progressIntervalMs = duration('progress-interval', DEFAULT_SETTINGS.progressIntervalMs);
+  const urlPolicy = value('url-policy') ?? DEFAULT_SETTINGS.urlPolicy;
+  if (!URL_POLICIES.includes(urlPolicy as UrlPolicyName)) {
+    errors.push(`--url-policy: "${urlPolicy}" is not one of ${URL_POLICIES.join(', ')}`);
+  }
+  const sync = (value('sync') ?? DEFAULT_SETTINGS.synchronous).toUpperCase();
+  if (sync !== 'FULL' && sync !== 'NORMAL') errors.push(`--sync: "${sync.toLowerCase()}" is not full or normal`);
+  const logLevel = value('log-level') ?? 'info';
+  if (!['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].includes(logLevel)) {
+    errors.push(`--log-level: "${logLevel}" is not a log level`);
+  }
+  const controlToken = env['VIGIL_CONTROL_TOKEN'];
+  if (controlToken === '') errors.push('VIGIL_CONTROL_TOKEN: set but empty');
+
+  if (errors.length > 0) return { config: undefined, errors };
+  return {
+    config: {
+      settings: {
+        listen,
+        dataDir,
+        timings,
+        urlPolicy: urlPolicy as UrlPolicyName,
+        progressIntervalMs,
+        synchronous: sync as 'FULL' | 'NORMAL',
+      },
+      controlToken,
+      logLevel,
+    },
+    errors: [],
+  };
+}

@@ -1,0 +1,147 @@
+import { once } from 'node:events';
+import type { ServerWritableStream } from '@grpc/grpc-js';
+import type { Logger } from 'pino';
+import type { ControlAuth } from '../domain/control-auth.js';
+import { VigilError } from '../domain/errors.js';
+import type { Registry } from '../domain/registry.js';
+import type {
+  ControlServiceServer,
+  WatchStatusRequest,
+  WatchStatusResponse,
+} from '../../gen/vigil/v1/control_service.js';
+import { openWatch, type WatchDeps } from '../watch/watch-session.js';
+import { bearerToken, unary } from './call-helpers.js';
+import { statusFromProto, transitionToProto, watchEventToProto, workspaceToProto } from './convert.js';
+import { toCallError } from './errors.js';
+
+export interface ControlServiceDeps {
+  readonly registry: Registry;
+  readonly controlAuth: ControlAuth;
+  readonly watch: WatchDeps;
+  /** Aborts when the server shuts down: open watch streams then end with UNAVAILABLE. */
+  readonly shutdown: AbortSignal;
+  readonly logger: Logger;
+}
+
+/** vigil.v1.ControlService: authenticated by control token. */
+export function createControlService(deps: ControlServiceDeps): ControlServiceServer {
+  const { registry, controlAuth, logger } = deps;
+  const authorized =
+    <Req, Res>(handle: (request: Req) => Promise<Res>) =>
+    (request: Req, token: string | undefined): Promise<Res> => {
+      controlAuth(token);
+      return handle(request);
+    };
+
+  return {
+    createWorkspace: unary(
+      logger,
+      'CreateWorkspace',
+      authorized(async (request) => {
+        const created = await registry.createWorkspace(request.workspaceId, request.name);
+        logger.info({ workspaceId: created.workspace.id }, 'workspace created');
+        return {
+          workspace: workspaceToProto(created.workspace),
+          workspaceToken: created.workspaceToken,
+        };
+      }),
+    ),
+    getWorkspace: unary(
+      logger,
+      'GetWorkspace',
+      authorized(async (request) => ({
+        workspace: workspaceToProto(await registry.getWorkspace(request.workspaceId)),
+      })),
+    ),
+    listWorkspaces: unary(
+      logger,
+      'ListWorkspaces',
+      authorized(async (request) => {
+        const statuses = request.statuses.map((s) => statusFromProto(s, 'statuses'));
+        const page = await registry.listWorkspaces(request.pageSize, request.pageToken, statuses);
+        return { workspaces: page.items.map(workspaceToProto), nextPageToken: page.nextPageToken };
+      }),
+    ),
+    deleteWorkspace: unary(
+      logger,
+      'DeleteWorkspace',
+      authorized(async (request) => {
+        const workspace = await registry.deleteWorkspace(request.workspaceId);
+        logger.info({ workspaceId: workspace.id }, 'workspace deleted');
+        return { workspace: workspaceToProto(workspace) };
+      }),
+    ),
+    rotateWorkspaceToken: unary(
+      logger,
+      'RotateWorkspaceToken',
+      authorized(async (request) => {
+        const workspaceToken = await registry.rotateWorkspaceToken(request.workspaceId);
+        logger.info({ workspaceId: request.workspaceId }, 'workspace token rotated');
+        return { workspaceToken };
+      }),
+    ),
+    listTransitions: unary(
+      logger,
+      'ListTransitions',
+      authorized(async (request) => {
+        const page = await registry.listTransitions(
+          request.workspaceId,
+          request.pageSize,
+          request.pageToken,
+        );
+        return {
+          transitions: page.items.map(transitionToProto),
+          nextPageToken: page.nextPageToken,
+        };
+      }),
+    ),
+    watchStatus: (call) => {
+      void serveWatch(call, deps);
+    },
+  };
+}
+
+/**
+ * Serves one WatchStatus stream. Pulls the next event only once the previous
+ * one is flushed (honouring grpc-js backpressure), stops on client
+ * cancellation, and ends with UNAVAILABLE when the server shuts down.
+ */
+async function serveWatch(
+  call: ServerWritableStream<WatchStatusRequest, WatchStatusResponse>,
+  deps: ControlServiceDeps,
+): Promise<void> {
+  const cancelled = new AbortController();
+  const onCancel = () => {
+    cancelled.abort();
+  };
+  call.on('cancelled', onCancel);
+  const signal = AbortSignal.any([cancelled.signal, deps.shutdown]);
+  try {
+    deps.controlAuth(bearerToken(call.metadata));
+    const events = await openWatch(
+      deps.watch,
+      {
+        workspaceIds: call.request.workspaceIds,
+        afterSeq: call.request.afterSeq,
+        includeSnapshot: call.request.includeSnapshot,
+      },
+      signal,
+    );
+    for await (const event of events) {
+      if (!call.write(watchEventToProto(event))) {
+        await once(call, 'drain', { signal });
+      }
+    }
+    if (deps.shutdown.aborted && !cancelled.signal.aborted) {
+      throw new VigilError('SHUTTING_DOWN', 'the server is shutting down; resume from your last seq');
+    }
+  } catch (error) {
+    if (cancelled.signal.aborted) return;
+    const shuttingDown = deps.shutdown.aborted
+      ? new VigilError('SHUTTING_DOWN', 'the server is shutting down; resume from your last seq')
+      : error;
+    call.emit('error', toCallError(shuttingDown, deps.logger, 'WatchStatus'));
+  } finally {
+    call.off('cancelled', onCancel);
+  }
+}

@@ -1,0 +1,48 @@
+import type { Logger } from 'pino';
+import type { Registry } from '../domain/registry.js';
+import type { RuntimeServiceServer } from '../../gen/vigil/v1/runtime_service.js';
+import { unary } from './call-helpers.js';
+import {
+  deliveryModeFromProto,
+  durationToProto,
+  runtimeStateFromProto,
+  statusToProto,
+  workspaceToProto,
+} from './convert.js';
+
+/** vigil.v1.RuntimeService: authenticated by workspace token, delegated to the registry. */
+export function createRuntimeService(registry: Registry, logger: Logger): RuntimeServiceServer {
+  return {
+    register: unary(logger, 'Register', async (request, token) => {
+      const result = await registry.register(token, {
+        workspaceId: request.workspaceId,
+        url: request.url,
+        agentCard: request.agentCard,
+        deliveryMode: deliveryModeFromProto(request.deliveryMode),
+      });
+      return {
+        workspace: workspaceToProto(result.workspace),
+        heartbeatInterval: durationToProto(result.heartbeatIntervalMs),
+      };
+    }),
+    heartbeat: unary(logger, 'Heartbeat', async (request, token) => {
+      const result = await registry.heartbeat(token, {
+        workspaceId: request.workspaceId,
+        agentCard: request.agentCard,
+        report: {
+          errorRate: request.errorRate,
+          sampleError: request.sampleError,
+          activeTasks: request.activeTasks,
+          uptimeSeconds: request.uptimeSeconds,
+          currentTask: request.currentTask,
+          runtimeState: runtimeStateFromProto(request.runtimeState),
+          nativeStatusManagement: request.nativeStatusManagement,
+        },
+      });
+      return {
+        status: statusToProto(result.workspace.status),
+        heartbeatInterval: durationToProto(result.heartbeatIntervalMs),
+      };
+    }),
+  };
+}

@@ -1,0 +1,85 @@
+import { Server, ServerCredentials } from '@grpc/grpc-js';
+import { HealthImplementation } from 'grpc-health-check';
+import type { Logger } from 'pino';
+import { ControlServiceService } from '../../gen/vigil/v1/control_service.js';
+import { RuntimeServiceService } from '../../gen/vigil/v1/runtime_service.js';
+import type { ControlAuth } from '../domain/control-auth.js';
+import type { Registry } from '../domain/registry.js';
+import type { WatchDeps } from '../watch/watch-session.js';
+import { createControlService } from './control-service.js';
+import { addReflection } from './reflection.js';
+import { createRuntimeService } from './runtime-service.js';
+
+export interface GrpcServerOptions {
+  readonly registry: Registry;
+  readonly controlAuth: ControlAuth;
+  readonly watch: WatchDeps;
+  readonly logger: Logger;
+  /** HOST:PORT to listen on; port 0 picks a free one. */
+  readonly listen: string;
+}
+
+export interface GrpcServer {
+  /** The port actually bound. */
+  readonly port: number;
+  /**
+   * Graceful stop: health NOT_SERVING, watch streams end with UNAVAILABLE,
+   * in-flight unary calls get until `graceMs` to finish, then the rest is cut.
+   */
+  shutdown(graceMs: number): Promise<void>;
+}
+
+const SERVICES = ['', 'vigil.v1.RuntimeService', 'vigil.v1.ControlService'];
+
+export async function startGrpcServer(options: GrpcServerOptions): Promise<GrpcServer> {
+  const shutdown = new AbortController();
+  const server = new Server({
+    // Find dead watchers behind silent networks.
+    'grpc.keepalive_time_ms': 60_000,
+    'grpc.keepalive_timeout_ms': 20_000,
+    'grpc.max_receive_message_length': 4 * 1024 * 1024,
+  });
+  const health = new HealthImplementation(Object.fromEntries(SERVICES.map((s) => [s, 'SERVING'])));
+  health.addToServer(server);
+  addReflection(server);
+  server.addService(RuntimeServiceService, createRuntimeService(options.registry, options.logger));
+  server.addService(
+    ControlServiceService,
+    createControlService({
+      registry: options.registry,
+      controlAuth: options.controlAuth,
+      watch: options.watch,
+      shutdown: shutdown.signal,
+      logger: options.logger,
+    }),
+  );
+
+  const port = await new Promise<number>((resolve, reject) => {
+    server.bindAsync(options.listen, ServerCredentials.createInsecure(), (error, bound) => {
+      if (error) reject(error);
+      else resolve(bound);
+    });
+  });
+
+  return {
+    port,
+    async shutdown(graceMs) {
+      for (const service of SERVICES) health.setStatus(service, 'NOT_SERVING');
+      shutdown.abort();
+      const graceful = new Promise<void>((resolve) => {
+        server.tryShutdown(() => {
+          resolve();
+        });
+      });
+      let timer: NodeJS.Timeout | undefined;
+      const deadline = new Promise<'timeout'>((resolve) => {
+        timer = setTimeout(() => {
+          resolve('timeout');
+        }, graceMs);
+      });
+      const outcome = await Promise.race([graceful, deadline]);
+      clearTimeout(timer);
+      if (outcome === 'timeout') server.forceShutdown();
+    },
+  };
+}

@@ -1,0 +1,106 @@
+import { BinaryReader, BinaryWriter, WireType } from '@bufbuild/protobuf/wire';
+
+/**
+ * google.rpc.Status carrying one google.rpc.ErrorInfo, encoded by hand for
+ * the `grpc-status-details-bin` trailer. The two messages are small and
+ * frozen (field numbers from google/rpc/status.proto and error_details.proto);
+ * encoding them here avoids vendoring third-party proto files that the
+ * registry-less buf setup could not resolve as a dependency.
+ */
+
+export const ERROR_INFO_TYPE_URL = 'type.googleapis.com/google.rpc.ErrorInfo';
+export const ERROR_DOMAIN = 'vigil';
+
+export interface ErrorInfo {
+  readonly reason: string;
+  readonly domain: string;
+  readonly metadata: Readonly<Record<string, string>>;
+}
+
+export interface RpcStatus {
+  readonly code: number;
+  readonly message: string;
+  readonly errorInfos: readonly ErrorInfo[];
+}
+
+export function encodeStatus(status: RpcStatus): Uint8Array {
+  const writer = new BinaryWriter();
+  if (status.code !== 0) writer.tag(1, WireType.Varint).int32(status.code);
+  if (status.message !== '') writer.tag(2, WireType.LengthDelimited).string(status.message);
+  for (const info of status.errorInfos) {
+    writer.tag(3, WireType.LengthDelimited).fork(); // google.protobuf.Any
+    writer.tag(1, WireType.LengthDelimited).string(ERROR_INFO_TYPE_URL);
+    writer.tag(2, WireType.LengthDelimited).bytes(encodeErrorInfo(info));
+    writer.join();
+  }
+  return writer.finish();
+}
+
+function encodeErrorInfo(info: ErrorInfo): Uint8Array {
+  const writer = new BinaryWriter();
+  writer.tag(1, WireType.LengthDelimited).string(info.reason);
+  writer.tag(2, WireType.LengthDelimited).string(info.domain);
+  for (const [key, value] of Object.entries(info.metadata)) {
+    writer.tag(3, WireType.LengthDelimited).fork();
+    writer.tag(1, WireType.LengthDelimited).string(key);
+    writer.tag(2, WireType.LengthDelimited).string(value);
+    writer.join();
+  }
+  return writer.finish();
+}
+
+/** Decodes a `grpc-status-details-bin` value; ErrorInfo details are decoded, other details skipped. */
+export function decodeStatus(bytes: Uint8Array): RpcStatus {
+  const reader = new BinaryReader(bytes);
+  let code = 0;
+  let message = '';
+  const errorInfos: ErrorInfo[] = [];
+  while (reader.pos < reader.len) {
+    const [field, wireType] = reader.tag();
+    if (field === 1 && wireType === WireType.Varint) code = reader.int32();
+    else if (field === 2 && wireType === WireType.LengthDelimited) message = reader.string();
+    else if (field === 3 && wireType === WireType.LengthDelimited) {
+      const info = decodeAny(reader.bytes());
+      if (info) errorInfos.push(info);
+    } else reader.skip(wireType, field);
+  }
+  return { code, message, errorInfos };
+}
+
+function decodeAny(bytes: Uint8Array): ErrorInfo | undefined {
+  const reader = new BinaryReader(bytes);
+  let typeUrl = '';
+  let value: Uint8Array = new Uint8Array();
+  while (reader.pos < reader.len) {
+    const [field, wireType] = reader.tag();
+    if (field === 1 && wireType === WireType.LengthDelimited) typeUrl = reader.string();
+    else if (field === 2 && wireType === WireType.LengthDelimited) value = reader.bytes();
+    else reader.skip(wireType, field);
+  }
+  return typeUrl === ERROR_INFO_TYPE_URL ? decodeErrorInfo(value) : undefined;
+}
+
+function decodeErrorInfo(bytes: Uint8Array): ErrorInfo {
+  const reader = new BinaryReader(bytes);
+  let reason = '';
+  let domain = '';
+  const metadata: Record<string, string> = {};
+  while (reader.pos < reader.len) {
+    const [field, wireType] = reader.tag();
+    if (field === 1 && wireType === WireType.LengthDelimited) reason = reader.string();
+    else if (field === 2 && wireType === WireType.LengthDelimited) domain = reader.string();
+    else if (field === 3 && wireType === WireType.LengthDelimited) {
+      const entry = new BinaryReader(reader.bytes());
+      let key = '';
+      let value = '';
+      while (entry.pos < entry.len) {
+        const [f, w] = entry.tag();
+        if (f === 1 && w === WireType.LengthDelimited) key = entry.string();
+        else if (f === 2 && w === WireType.LengthDelimited) value = entry.string();
+        else entry.skip(w, f);
+      }
+      metadata[key] = value;
+    } else reader.skip(wireType, field);
+  }
+  return { reason, domain, metadata };
+}
