@@ -47,8 +47,12 @@ privateRanges.addSubnet('fc00::', 7, 'ipv6');
 
 /** Why an address is refused under `policy`, or undefined when it is allowed. */
 export function addressRefusal(address: string, policy: UrlPolicyName): string | undefined {
-  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(address);
-  const ip = mapped?.[1] ?? address;
+  const embedded = embeddedIpv4(address);
+  if (embedded !== undefined) {
+    const refusal = addressRefusal(embedded, policy);
+    if (refusal !== undefined) return `${refusal} (embedded in ${address})`;
+  }
+  const ip = address;
   const family = isIP(ip) === 6 ? 'ipv6' : 'ipv4';
   if (alwaysBlocked.check(ip, family)) {
     return 'a link-local, metadata, unspecified, multicast, broadcast or documentation address';
@@ -56,6 +60,41 @@ export function addressRefusal(address: string, policy: UrlPolicyName): string |
   if (policy !== 'local' && loopback.check(ip, family)) return 'a loopback address';
   if (policy === 'public' && privateRanges.check(ip, family)) return 'a private address';
   return undefined;
+}
+
+/**
+ * The IPv4 address an IPv6 address carries and that a network may route to:
+ * IPv4-mapped and -compatible (::ffff:a.b.c.d, ::a.b.c.d), NAT64
+ * (64:ff9b::/96) and 6to4 (2002::/16).
+ */
+function embeddedIpv4(address: string): string | undefined {
+  if (isIP(address) !== 6) return undefined;
+  const words = expandIpv6(address);
+  if (!words) return undefined;
+  const v4 = (hi: number, lo: number) => `${hi >> 8}.${hi & 255}.${lo >> 8}.${lo & 255}`;
+  const [w0, w1, w2, w3, w4, w5, w6, w7] = words as [number, number, number, number, number, number, number, number];
+  if (w0 === 0x2002) return v4(w1, w2);
+  const zeroPrefix = w0 === 0 && w1 === 0 && w2 === 0 && w3 === 0;
+  if (zeroPrefix && w4 === 0 && (w5 === 0xffff || w5 === 0) && (w6 !== 0 || w7 > 1)) return v4(w6, w7);
+  if (zeroPrefix && w4 === 0xffff && w5 === 0) return v4(w6, w7);
+  if (w0 === 0x64 && w1 === 0xff9b && w2 === 0 && w3 === 0 && w4 === 0 && w5 === 0) return v4(w6, w7);
+  return undefined;
+}
+
+/** The eight 16-bit words of an IPv6 address (dotted IPv4 tails included). */
+function expandIpv6(address: string): number[] | undefined {
+  let text = address.toLowerCase();
+  const tail = /(\d+)\.(\d+)\.(\d+)\.(\d+)$/.exec(text);
+  if (tail) {
+    const [a, b, c, d] = tail.slice(1).map(Number) as [number, number, number, number];
+    text = `${text.slice(0, tail.index)}${((a << 8) | b).toString(16)}:${((c << 8) | d).toString(16)}`;
+  }
+  const [head = '', rest] = text.split('::');
+  const left = head === '' ? [] : head.split(':');
+  const right = rest === undefined || rest === '' ? [] : rest.split(':');
+  const fill = rest === undefined ? 0 : 8 - left.length - right.length;
+  const words = [...left, ...Array<string>(fill).fill('0'), ...right].map((w) => parseInt(w, 16));
+  return words.length === 8 && words.every((w) => Number.isInteger(w)) ? words : undefined;
 }
 
 /**

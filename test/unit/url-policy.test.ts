@@ -277,6 +277,27 @@ describe('URL policy', () => {
       }
     });
 
+    describe('when an IPv6 address embeds a blocked IPv4 address', () => {
+      const embedded: readonly (readonly [string, string])[] = [
+        ['NAT64', '64:ff9b::a9fe:a9fe'],
+        ['6to4', '2002:a9fe:a9fe::1'],
+        ['IPv4-compatible', '::a9fe:a9fe'],
+        ['IPv4-translated', '::ffff:0:a9fe:a9fe'],
+      ];
+      for (const policy of URL_POLICIES) {
+        for (const [label, address] of embedded) {
+          it(`refuses the metadata address in ${label} form (${address}) under ${policy}`, () => {
+            expect(addressRefusal(address, policy)).to.be.a('string');
+          });
+        }
+      }
+      it('applies the policy to an embedded loopback address', () => {
+        expect(addressRefusal('64:ff9b::7f00:1', 'local')).to.equal(undefined);
+        expect(addressRefusal('64:ff9b::7f00:1', 'public')).to.be.a('string');
+        expect(addressRefusal('64:ff9b::808:808', 'public')).to.equal(undefined);
+      });
+    });
+
     describe('when the address is public', () => {
       for (const policy of URL_POLICIES) {
         it(`allows public IPv4 and IPv6 addresses under the ${policy} policy`, () => {
