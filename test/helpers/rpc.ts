@@ -1,4 +1,10 @@
-import { Metadata, credentials, type ServiceError, type status } from '@grpc/grpc-js';
+import {
+  Metadata,
+  credentials,
+  type CallOptions,
+  type ServiceError,
+  type status,
+} from '@grpc/grpc-js';
 import { expect } from 'chai';
 import {
   ControlServiceClient,
@@ -16,9 +22,11 @@ export function bearer(token: string | undefined): Metadata {
   return metadata;
 }
 
+/** The last overload of a generated unary method, which TypeScript infers from. */
 type UnaryMethod<Req, Res> = (
   request: Req,
   metadata: Metadata,
+  options: Partial<CallOptions>,
   callback: (error: ServiceError | null, response: Res) => void,
 ) => unknown;
 
@@ -30,7 +38,7 @@ export function call<Req, Res>(
   token?: string,
 ): Promise<Res> {
   return new Promise((resolve, reject) => {
-    method.call(client, request, bearer(token), (error, response) => {
+    method.call(client, request, bearer(token), {}, (error, response) => {
       if (error) reject(error);
       else resolve(response);
     });

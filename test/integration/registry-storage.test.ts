@@ -1,0 +1,359 @@
+import { expect } from 'chai';
+import Database from 'better-sqlite3';
+import { rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { DEFAULT_TIMINGS } from '../../src/domain/config.js';
+import { VigilError } from '../../src/domain/errors.js';
+import type { HeartbeatReport, Transition } from '../../src/domain/model.js';
+import type { RegistryStore } from '../../src/domain/registry-store.js';
+import { createRegistry, type Registry } from '../../src/domain/registry.js';
+import { openDatabase } from '../../src/storage/database.js';
+import { SCHEMA_VERSION } from '../../src/storage/migrations.js';
+import { createSqliteStore } from '../../src/storage/sqlite-store.js';
+import { card, fakeResolver, tempDir } from '../helpers/harness.js';
+import { createManualClock, type ManualClock } from '../helpers/manual-clock.js';
+
+const HEALTHY: HeartbeatReport = {
+  errorRate: 0,
+  sampleError: '',
+  activeTasks: 0,
+  uptimeSeconds: 1,
+  currentTask: '',
+  runtimeState: 'HEALTHY',
+  nativeStatusManagement: false,
+};
+
+interface Fixture {
+  file: string;
+  db: Database.Database;
+  store: RegistryStore;
+  registry: Registry;
+  clock: ManualClock;
+  published: Transition[];
+}
+
+function open(file: string, clock: ManualClock): Fixture {
+  const db = openDatabase(file);
+  const store = createSqliteStore(db);
+  const published: Transition[] = [];
+  const registry = createRegistry({
+    store,
+    clock,
+    timings: DEFAULT_TIMINGS,
+    urlPolicy: 'local',
+    resolveHost: fakeResolver,
+    serverStartedAt: clock.now(),
+    onCommitted: (transitions) => published.push(...transitions),
+  });
+  return { file, db, store, registry, clock, published };
+}
+
+/** Reads a workspace row straight from the file, bypassing the store. */
+function row(file: string, id: string): Record<string, unknown> {
+  const db = new Database(file, { readonly: true });
+  try {
+    return db.prepare('SELECT * FROM workspaces WHERE id = ?').get(id) as Record<string, unknown>;
+  } finally {
+    db.close();
+  }
+}
+
+function transitionRows(file: string): Record<string, unknown>[] {
+  const db = new Database(file, { readonly: true });
+  try {
+    return db.prepare('SELECT * FROM transitions ORDER BY seq').all() as Record<string, unknown>[];
+  } finally {
+    db.close();
+  }
+}
+
+describe('registry on a real SQLite file', () => {
+  let dir: string;
+  let f: Fixture;
+
+  beforeEach(() => {
+    dir = tempDir();
+    f = open(join(dir, 'vigil.db'), createManualClock());
+  });
+
+  afterEach(async () => {
+    await f.store.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  /** Creates a workspace, registers it with a card, and returns its token. */
+  async function onlineWorkspace(id = 'ws-1'): Promise<string> {
+    const { workspaceToken } = await f.registry.createWorkspace(id, '');
+    await f.registry.register(workspaceToken, {
+      workspaceId: id,
+      url: 'http://127.0.0.1:8000',
+      agentCard: card(),
+      deliveryMode: 'PUSH',
+    });
+    return workspaceToken;
+  }
+
+  async function failRegister(token: string, id = 'ws-1'): Promise<void> {
+    try {
+      await f.registry.register(token, {
+        workspaceId: id,
+        url: 'http://212851b5693d:8000',
+        agentCard: card(),
+        deliveryMode: 'PUSH',
+      });
+    } catch (error) {
+      expect(error).to.be.instanceOf(VigilError);
+      expect((error as VigilError).reason).to.equal('URL_VALIDATE_FAILED');
+      return;
+    }
+    expect.fail('register with an unresolvable host succeeded');
+  }
+
+  describe('schema', () => {
+    it('applies every migration, in WAL mode with foreign keys and STRICT tables', () => {
+      expect(f.db.pragma('user_version', { simple: true })).to.equal(SCHEMA_VERSION);
+      expect(f.db.pragma('journal_mode', { simple: true })).to.equal('wal');
+      expect(f.db.pragma('foreign_keys', { simple: true })).to.equal(1);
+      const tables = f.db
+        .prepare(
+          "SELECT name, strict FROM pragma_table_list WHERE schema = 'main' AND name NOT LIKE 'sqlite_%'",
+        )
+        .all() as { name: string; strict: number }[];
+      expect(tables.map((t) => t.name)).to.include.members([
+        'workspaces',
+        'workspace_tokens',
+        'transitions',
+      ]);
+      for (const table of tables) expect(table.strict, table.name).to.equal(1);
+    });
+
+    it('re-opening a migrated file applies nothing twice', async () => {
+      await f.store.close();
+      f = open(f.file, f.clock);
+      expect(f.db.pragma('user_version', { simple: true })).to.equal(SCHEMA_VERSION);
+    });
+
+    it('refuses a database from a newer schema', async () => {
+      f.db.pragma(`user_version = ${SCHEMA_VERSION + 1}`);
+      await f.store.close();
+      expect(() => openDatabase(f.file)).to.throw(/newer/);
+      f = open(join(dir, 'other.db'), f.clock);
+    });
+  });
+
+  describe('tokens', () => {
+    it('stores only the SHA-256 of a workspace token', async () => {
+      const { workspaceToken } = await f.registry.createWorkspace('ws-1', '');
+      const stored = f.db.prepare('SELECT token_hash FROM workspace_tokens').all() as {
+        token_hash: Buffer;
+      }[];
+      expect(stored).to.have.length(1);
+      expect(stored[0]?.token_hash).to.have.length(32);
+      const everything = f.db.serialize().toString('latin1');
+      expect(everything.includes(workspaceToken)).to.equal(false);
+    });
+
+    it('fails closed when the token store errors', async () => {
+      const { workspaceToken } = await f.registry.createWorkspace('ws-1', '');
+      const failing: RegistryStore = {
+        ...f.store,
+        findTokenOwner: () => Promise.reject(new Error('disk on fire')),
+      };
+      const registry = createRegistry({
+        store: failing,
+        clock: f.clock,
+        timings: DEFAULT_TIMINGS,
+        urlPolicy: 'local',
+        resolveHost: fakeResolver,
+        serverStartedAt: f.clock.now(),
+        onCommitted: () => undefined,
+      });
+      try {
+        await registry.heartbeat(workspaceToken, {
+          workspaceId: 'ws-1',
+          agentCard: undefined,
+          report: HEALTHY,
+        });
+        expect.fail('heartbeat passed auth with a broken token store');
+      } catch (error) {
+        expect((error as VigilError).reason).to.equal('AUTH_UNAVAILABLE');
+      }
+      expect(row(f.file, 'ws-1')['last_heartbeat_at']).to.equal(null);
+    });
+  });
+
+  describe('heartbeat with a card after a failed re-register (the restart shape)', () => {
+    it('changes 0 rows in the backfill, 1 in the marker clear, and recovers DEGRADED → ONLINE on that heartbeat', async () => {
+      const token = await onlineWorkspace();
+      expect(row(f.file, 'ws-1')['agent_card']).to.be.a('string');
+      f.clock.advance(1_000);
+      await failRegister(token);
+      expect(row(f.file, 'ws-1')['status']).to.equal('DEGRADED');
+      expect(row(f.file, 'ws-1')['last_register_failure_at']).to.equal(f.clock.now());
+
+      f.clock.advance(1_000);
+      const result = await f.registry.heartbeat(token, {
+        workspaceId: 'ws-1',
+        agentCard: card(),
+        report: HEALTHY,
+      });
+
+      expect(result.cardBackfillChanges).to.equal(0);
+      expect(result.markerClearChanges).to.equal(1);
+      expect(result.workspace.status).to.equal('ONLINE');
+      expect(result.transition).to.include({
+        fromStatus: 'DEGRADED',
+        toStatus: 'ONLINE',
+        reason: 'RECOVERED',
+      });
+      const stored = row(f.file, 'ws-1');
+      expect(stored['status']).to.equal('ONLINE');
+      expect(stored['last_register_failure_at']).to.equal(null);
+      expect(stored['last_heartbeat_at']).to.equal(f.clock.now());
+      const last = transitionRows(f.file).at(-1);
+      expect(last).to.include({
+        from_status: 'DEGRADED',
+        to_status: 'ONLINE',
+        reason: 'RECOVERED',
+      });
+      expect(f.published.at(-1)?.seq).to.equal(last?.['seq']);
+    });
+
+    it('backfills a card only when none is stored', async () => {
+      const { workspaceToken } = await f.registry.createWorkspace('ws-1', '');
+      const first = await f.registry.heartbeat(workspaceToken, {
+        workspaceId: 'ws-1',
+        agentCard: card('first'),
+        report: HEALTHY,
+      });
+      expect(first.cardBackfillChanges).to.equal(1);
+      expect(first.markerClearChanges).to.equal(0);
+      const second = await f.registry.heartbeat(workspaceToken, {
+        workspaceId: 'ws-1',
+        agentCard: card('second'),
+        report: HEALTHY,
+      });
+      expect(second.cardBackfillChanges).to.equal(0);
+      expect(JSON.parse(row(f.file, 'ws-1')['agent_card'] as string)).to.deep.include({
+        name: 'first',
+      });
+    });
+
+    it('keeps the workspace DEGRADED on heartbeats without a card until the window has passed', async () => {
+      const token = await onlineWorkspace();
+      await failRegister(token);
+      const beat = () =>
+        f.registry.heartbeat(token, { workspaceId: 'ws-1', agentCard: undefined, report: HEALTHY });
+
+      f.clock.advance(DEFAULT_TIMINGS.registerFailureWindowMs - 1);
+      const during = await beat();
+      expect(during.workspace.status).to.equal('DEGRADED');
+      expect(during.transition).to.equal(undefined);
+      expect(during.markerClearChanges).to.equal(0);
+
+      f.clock.advance(1);
+      const after = await beat();
+      expect(after.workspace.status).to.equal('ONLINE');
+      expect(after.transition?.reason).to.equal('RECOVERED');
+    });
+
+    it('writes nothing when any step of the transaction fails', async () => {
+      const token = await onlineWorkspace();
+      await failRegister(token);
+      const before = row(f.file, 'ws-1');
+      const count = transitionRows(f.file).length;
+      f.clock.advance(1_000);
+      try {
+        await f.store.applyHeartbeat(
+          { id: 'ws-1', report: HEALTHY, agentCard: JSON.stringify(card()), now: f.clock.now() },
+          () => {
+            throw new Error('evaluation failed');
+          },
+        );
+        expect.fail('the heartbeat transaction did not fail');
+      } catch (error) {
+        expect((error as Error).message).to.equal('evaluation failed');
+      }
+      expect(row(f.file, 'ws-1')).to.deep.equal(before);
+      expect(transitionRows(f.file)).to.have.length(count);
+    });
+  });
+
+  describe('liveness sweep', () => {
+    it('moves a silent ONLINE workspace OFFLINE only after offline_after', async () => {
+      await onlineWorkspace();
+      f.clock.advance(DEFAULT_TIMINGS.offlineAfterMs);
+      expect(await f.registry.sweep()).to.have.length(0);
+      f.clock.advance(1);
+      const swept = await f.registry.sweep();
+      expect(swept.map((t) => [t.workspaceId, t.toStatus, t.reason])).to.deep.equal([
+        ['ws-1', 'OFFLINE', 'HEARTBEAT_TIMEOUT'],
+      ]);
+      expect(row(f.file, 'ws-1')['status']).to.equal('OFFLINE');
+    });
+
+    it('fails a workspace still PROVISIONING after the provision timeout', async () => {
+      await f.registry.createWorkspace('ws-1', '');
+      f.clock.advance(DEFAULT_TIMINGS.provisionTimeoutMs + 1);
+      const swept = await f.registry.sweep();
+      expect(swept.map((t) => [t.toStatus, t.reason])).to.deep.equal([
+        ['FAILED', 'PROVISION_TIMEOUT'],
+      ]);
+    });
+
+    it('never counts server downtime against a workspace', async () => {
+      await onlineWorkspace();
+      await f.store.close();
+      // The server was down for an hour; the workspace kept heartbeating somewhere we could not see.
+      f.clock.advance(3_600_000);
+      f = open(f.file, f.clock);
+      expect(await f.registry.sweep()).to.have.length(0);
+      f.clock.advance(DEFAULT_TIMINGS.offlineAfterMs);
+      expect(await f.registry.sweep()).to.have.length(0);
+      f.clock.advance(1);
+      expect((await f.registry.sweep()).map((t) => t.toStatus)).to.deep.equal(['OFFLINE']);
+    });
+
+    it('sweeps more workspaces than one batch holds', async () => {
+      for (let i = 0; i < 1_203; i += 1) await f.registry.createWorkspace(`ws-${i}`, '');
+      f.clock.advance(DEFAULT_TIMINGS.provisionTimeoutMs + 1);
+      expect(await f.registry.sweep()).to.have.length(1_203);
+      expect(await f.registry.sweep()).to.have.length(0);
+    });
+  });
+
+  describe('transition log', () => {
+    it('numbers transitions strictly increasing and never reuses a seq after re-opening', async () => {
+      await onlineWorkspace('ws-a');
+      await f.store.close();
+      f = open(f.file, f.clock);
+      await onlineWorkspace('ws-b');
+      const seqs = transitionRows(f.file).map((t) => t['seq'] as number);
+      expect(seqs).to.deep.equal([...seqs].sort((a, b) => a - b));
+      expect(new Set(seqs).size).to.equal(seqs.length);
+      expect(await f.store.headSeq()).to.equal(seqs.at(-1));
+    });
+
+    it('records every status change with its transition row', async () => {
+      const token = await onlineWorkspace();
+      await failRegister(token);
+      await f.registry.heartbeat(token, {
+        workspaceId: 'ws-1',
+        agentCard: card(),
+        report: HEALTHY,
+      });
+      await f.registry.deleteWorkspace('ws-1');
+      expect(
+        transitionRows(f.file).map(
+          (t) => `${String(t['from_status'])}>${String(t['to_status'])}:${String(t['reason'])}`,
+        ),
+      ).to.deep.equal([
+        'null>PROVISIONING:CREATED',
+        'PROVISIONING>ONLINE:REGISTERED',
+        'ONLINE>DEGRADED:REGISTER_FAILED',
+        'DEGRADED>ONLINE:RECOVERED',
+        'ONLINE>REMOVED:DELETED',
+      ]);
+    });
+  });
+});
