@@ -96,7 +96,13 @@ export async function startVigil(
       hub.publish(transitions);
       for (const t of transitions) {
         logger.info(
-          { seq: t.seq, workspaceId: t.workspaceId, from: t.fromStatus, to: t.toStatus, reason: t.reason },
+          {
+            seq: t.seq,
+            workspaceId: t.workspaceId,
+            from: t.fromStatus,
+            to: t.toStatus,
+            reason: t.reason,
+          },
           'status transition',
         );
       }
@@ -134,7 +140,10 @@ export async function startVigil(
   }, sweepEvery);
   sweeper.unref();
 
-  logger.info({ address: `${settings.listen.replace(/:\d+$/, '')}:${server.port}`, databaseFile }, 'listening');
+  logger.info(
+    { address: `${settings.listen.replace(/:\d+$/, '')}:${server.port}`, databaseFile },
+    'listening',
+  );
 
   return {
     port: server.port,

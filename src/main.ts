@@ -9,7 +9,8 @@ import { SERVE_SETTINGS, resolveServeConfig } from './cli/serve-config.js';
 
 function serveHelp(): string {
   const rows = SERVE_SETTINGS.map(
-    (s) => `  --${s.flag.padEnd(26)} ${s.description}\n  ${''.padEnd(28)} [env ${s.env}, default ${s.defaultText}]`,
+    (s) =>
+      `  --${s.flag.padEnd(26)} ${s.description}\n  ${''.padEnd(28)} [env ${s.env}, default ${s.defaultText}]`,
   );
   return [
     'Usage: vigil serve [flags]',

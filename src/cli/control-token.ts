@@ -8,11 +8,16 @@ export const CONTROL_TOKEN_FILE = 'control-token';
  * The control token generated on first start: DIR/control-token, mode 0600.
  * Returns the token and whether it was just created.
  */
-export function loadOrCreateControlToken(dataDir: string): { token: string; file: string; created: boolean } {
+export function loadOrCreateControlToken(dataDir: string): {
+  token: string;
+  file: string;
+  created: boolean;
+} {
   const file = join(dataDir, CONTROL_TOKEN_FILE);
   if (existsSync(file)) {
     const token = readFileSync(file, 'utf8').trim();
-    if (token === '') throw new Error(`${file} is empty; delete it to generate a new control token`);
+    if (token === '')
+      throw new Error(`${file} is empty; delete it to generate a new control token`);
     return { token, file, created: false };
   }
   mkdirSync(dataDir, { recursive: true });

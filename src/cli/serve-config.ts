@@ -15,16 +15,67 @@ export interface Setting {
 }
 
 export const SERVE_SETTINGS: readonly Setting[] = [
-  { flag: 'listen', env: 'VIGIL_LISTEN', description: 'HOST:PORT to serve gRPC on', defaultText: DEFAULT_SETTINGS.listen },
-  { flag: 'data-dir', env: 'VIGIL_DATA_DIR', description: 'directory of the database (DIR/vigil.db) and the generated control token', defaultText: DEFAULT_SETTINGS.dataDir },
-  { flag: 'heartbeat-interval', env: 'VIGIL_HEARTBEAT_INTERVAL', description: 'heartbeat interval hinted to runtimes (jittered ±10%)', defaultText: formatDuration(DEFAULT_SETTINGS.timings.heartbeatIntervalMs) },
-  { flag: 'offline-after', env: 'VIGIL_OFFLINE_AFTER', description: 'ONLINE/DEGRADED go OFFLINE after this long without a heartbeat', defaultText: formatDuration(DEFAULT_SETTINGS.timings.offlineAfterMs) },
-  { flag: 'register-failure-window', env: 'VIGIL_REGISTER_FAILURE_WINDOW', description: 'a failed Register keeps the workspace DEGRADED this long', defaultText: formatDuration(DEFAULT_SETTINGS.timings.registerFailureWindowMs) },
-  { flag: 'provision-timeout', env: 'VIGIL_PROVISION_TIMEOUT', description: 'PROVISIONING goes FAILED after this long', defaultText: formatDuration(DEFAULT_SETTINGS.timings.provisionTimeoutMs) },
-  { flag: 'progress-interval', env: 'VIGIL_PROGRESS_INTERVAL', description: 'idle WatchStatus streams get a progress frame this often', defaultText: formatDuration(DEFAULT_SETTINGS.progressIntervalMs) },
-  { flag: 'url-policy', env: 'VIGIL_URL_POLICY', description: `which addresses Register URLs may resolve to: ${URL_POLICIES.join(' | ')}`, defaultText: DEFAULT_SETTINGS.urlPolicy },
-  { flag: 'sync', env: 'VIGIL_SYNC', description: 'SQLite synchronous mode: full (durable across power loss) | normal (across crashes)', defaultText: DEFAULT_SETTINGS.synchronous.toLowerCase() },
-  { flag: 'log-level', env: 'VIGIL_LOG_LEVEL', description: 'fatal | error | warn | info | debug | trace', defaultText: 'info' },
+  {
+    flag: 'listen',
+    env: 'VIGIL_LISTEN',
+    description: 'HOST:PORT to serve gRPC on',
+    defaultText: DEFAULT_SETTINGS.listen,
+  },
+  {
+    flag: 'data-dir',
+    env: 'VIGIL_DATA_DIR',
+    description: 'directory of the database (DIR/vigil.db) and the generated control token',
+    defaultText: DEFAULT_SETTINGS.dataDir,
+  },
+  {
+    flag: 'heartbeat-interval',
+    env: 'VIGIL_HEARTBEAT_INTERVAL',
+    description: 'heartbeat interval hinted to runtimes (jittered ±10%)',
+    defaultText: formatDuration(DEFAULT_SETTINGS.timings.heartbeatIntervalMs),
+  },
+  {
+    flag: 'offline-after',
+    env: 'VIGIL_OFFLINE_AFTER',
+    description: 'ONLINE/DEGRADED go OFFLINE after this long without a heartbeat',
+    defaultText: formatDuration(DEFAULT_SETTINGS.timings.offlineAfterMs),
+  },
+  {
+    flag: 'register-failure-window',
+    env: 'VIGIL_REGISTER_FAILURE_WINDOW',
+    description: 'a failed Register keeps the workspace DEGRADED this long',
+    defaultText: formatDuration(DEFAULT_SETTINGS.timings.registerFailureWindowMs),
+  },
+  {
+    flag: 'provision-timeout',
+    env: 'VIGIL_PROVISION_TIMEOUT',
+    description: 'PROVISIONING goes FAILED after this long',
+    defaultText: formatDuration(DEFAULT_SETTINGS.timings.provisionTimeoutMs),
+  },
+  {
+    flag: 'progress-interval',
+    env: 'VIGIL_PROGRESS_INTERVAL',
+    description: 'idle WatchStatus streams get a progress frame this often',
+    defaultText: formatDuration(DEFAULT_SETTINGS.progressIntervalMs),
+  },
+  {
+    flag: 'url-policy',
+    env: 'VIGIL_URL_POLICY',
+    description: `which addresses Register URLs may resolve to: ${URL_POLICIES.join(' | ')}`,
+    defaultText: DEFAULT_SETTINGS.urlPolicy,
+  },
+  {
+    flag: 'sync',
+    env: 'VIGIL_SYNC',
+    description:
+      'SQLite synchronous mode: full (durable across power loss) | normal (across crashes)',
+    defaultText: DEFAULT_SETTINGS.synchronous.toLowerCase(),
+  },
+  {
+    flag: 'log-level',
+    env: 'VIGIL_LOG_LEVEL',
+    description: 'fatal | error | warn | info | debug | trace',
+    defaultText: 'info',
+  },
 ];
 
 export interface ServeConfig {
@@ -56,7 +107,10 @@ export function resolveServeConfig(
   };
 
   const listen = value('listen') ?? DEFAULT_SETTINGS.listen;
-  if (!/^(\[[0-9a-fA-F:.]+\]|[^:\s]+):\d{1,5}$/.test(listen) || Number(listen.split(':').pop()) > 65535) {
+  if (
+    !/^(\[[0-9a-fA-F:.]+\]|[^:\s]+):\d{1,5}$/.test(listen) ||
+    Number(listen.split(':').pop()) > 65535
+  ) {
     errors.push(`--listen: "${listen}" is not HOST:PORT`);
   }
   const dataDir = value('data-dir') ?? DEFAULT_SETTINGS.dataDir;
@@ -69,7 +123,9 @@ export function resolveServeConfig(
     provisionTimeoutMs: duration('provision-timeout', d.provisionTimeoutMs),
   };
   if (timings.offlineAfterMs <= timings.heartbeatIntervalMs) {
-    errors.push('--offline-after: must be longer than --heartbeat-interval, or every workspace flaps OFFLINE');
+    errors.push(
+      '--offline-after: must be longer than --heartbeat-interval, or every workspace flaps OFFLINE',
+    );
   }
   const progressIntervalMs = duration('progress-interval', DEFAULT_SETTINGS.progressIntervalMs);
   const urlPolicy = value('url-policy') ?? DEFAULT_SETTINGS.urlPolicy;
@@ -77,7 +133,8 @@ export function resolveServeConfig(
     errors.push(`--url-policy: "${urlPolicy}" is not one of ${URL_POLICIES.join(', ')}`);
   }
   const sync = (value('sync') ?? DEFAULT_SETTINGS.synchronous).toUpperCase();
-  if (sync !== 'FULL' && sync !== 'NORMAL') errors.push(`--sync: "${sync.toLowerCase()}" is not full or normal`);
+  if (sync !== 'FULL' && sync !== 'NORMAL')
+    errors.push(`--sync: "${sync.toLowerCase()}" is not full or normal`);
   const logLevel = value('log-level') ?? 'info';
   if (!['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].includes(logLevel)) {
     errors.push(`--log-level: "${logLevel}" is not a log level`);

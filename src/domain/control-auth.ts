@@ -8,7 +8,10 @@ export function createControlAuth(tokens: readonly string[]): ControlAuth {
   const hashes = tokens.map(hashToken);
   return (token) => {
     if (token === undefined || token === '') {
-      throw new VigilError('TOKEN_MISSING', 'a control token is required (authorization: Bearer <token>)');
+      throw new VigilError(
+        'TOKEN_MISSING',
+        'a control token is required (authorization: Bearer <token>)',
+      );
     }
     const presented = hashToken(token);
     // Compare against every hash so timing does not tell which one matched.

@@ -17,11 +17,21 @@ export function encodePageToken(after: string | number, filter: string): string 
   );
 }
 
-export function decodePageToken<T extends string | number>(
-  token: string,
-  filter: string,
-  kind: 'string' | 'number',
-): T | undefined {
+/** The string position in a page token (undefined for the first page). */
+export function decodeStringPageToken(token: string, filter: string): string | undefined {
+  const after = decode(token, filter);
+  if (after !== undefined && typeof after !== 'string') throw invalid();
+  return after;
+}
+
+/** The numeric position in a page token (undefined for the first page). */
+export function decodeNumberPageToken(token: string, filter: string): number | undefined {
+  const after = decode(token, filter);
+  if (after !== undefined && typeof after !== 'number') throw invalid();
+  return after;
+}
+
+function decode(token: string, filter: string): unknown {
   if (token === '') return undefined;
   let body: unknown;
   try {
@@ -31,9 +41,8 @@ export function decodePageToken<T extends string | number>(
   }
   if (typeof body !== 'object' || body === null) throw invalid();
   const { after, filter: tokenFilter } = body as Partial<PageTokenBody>;
-  // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- parsed JSON is untrusted
-  if (typeof after !== kind || tokenFilter !== filter) throw invalid();
-  return after as T;
+  if (after === undefined || tokenFilter !== filter) throw invalid();
+  return after;
 }
 
 function invalid(): VigilError {

@@ -3,8 +3,14 @@ import { validateAgentCard } from './agent-card.js';
 import type { Clock } from './clock.js';
 import type { Timings } from './config.js';
 import { VigilError, fieldInvalid } from './errors.js';
-import type { DeliveryMode, HeartbeatReport, Transition, Workspace, WorkspaceStatus } from './model.js';
-import { decodePageToken, encodePageToken } from './page-token.js';
+import type {
+  DeliveryMode,
+  HeartbeatReport,
+  Transition,
+  Workspace,
+  WorkspaceStatus,
+} from './model.js';
+import { decodeNumberPageToken, decodeStringPageToken, encodePageToken } from './page-token.js';
 import type { Applied, RegistryStore } from './registry-store.js';
 import { nextStatus, type StatusEvent } from './status-machine.js';
 import { WORKSPACE_TOKEN_PREFIX, generateToken, hashToken } from './tokens.js';
@@ -78,18 +84,30 @@ export function createRegistry(options: RegistryOptions) {
     return Math.round(timings.heartbeatIntervalMs * (0.9 + 0.2 * random()));
   }
 
-  async function authenticateWorkspace(token: string | undefined, workspaceId: string): Promise<void> {
+  async function authenticateWorkspace(
+    token: string | undefined,
+    workspaceId: string,
+  ): Promise<void> {
     if (token === undefined || token === '') {
-      throw new VigilError('TOKEN_MISSING', 'a workspace token is required (authorization: Bearer <token>)');
+      throw new VigilError(
+        'TOKEN_MISSING',
+        'a workspace token is required (authorization: Bearer <token>)',
+      );
     }
     let owner: string | undefined;
     try {
       owner = await store.findTokenOwner(hashToken(token));
     } catch (cause) {
       // Fail closed: a token store that cannot answer never lets a call through.
-      throw new VigilError('AUTH_UNAVAILABLE', 'the token store is unavailable; try again', {}, { cause });
+      throw new VigilError(
+        'AUTH_UNAVAILABLE',
+        'the token store is unavailable; try again',
+        {},
+        { cause },
+      );
     }
-    if (owner === undefined) throw new VigilError('TOKEN_INVALID', 'the workspace token is not valid');
+    if (owner === undefined)
+      throw new VigilError('TOKEN_INVALID', 'the workspace token is not valid');
     if (owner !== workspaceId) {
       throw new VigilError('WRONG_WORKSPACE', 'the workspace token belongs to another workspace', {
         workspaceId,
@@ -125,7 +143,13 @@ export function createRegistry(options: RegistryOptions) {
     const now = clock.now();
     const applied = published(
       await store.applyRegister(
-        { id: command.workspaceId, url: command.url, deliveryMode: command.deliveryMode, agentCard, now },
+        {
+          id: command.workspaceId,
+          url: command.url,
+          deliveryMode: command.deliveryMode,
+          agentCard,
+          now,
+        },
         decider({ type: 'REGISTER_OK' }, now),
       ),
     );
@@ -183,11 +207,9 @@ export function createRegistry(options: RegistryOptions) {
   ): Promise<Page<Workspace>> {
     const limit = checkPageSize(pageSize);
     const filter = [...new Set(statuses)].sort().join(',');
-    const afterId = decodePageToken<string>(pageToken, filter, 'string') ?? '';
+    const afterId = decodeStringPageToken(pageToken, filter) ?? '';
     const effective: readonly WorkspaceStatus[] =
-      statuses.length > 0
-        ? statuses
-        : ['PROVISIONING', 'ONLINE', 'DEGRADED', 'OFFLINE', 'FAILED'];
+      statuses.length > 0 ? statuses : ['PROVISIONING', 'ONLINE', 'DEGRADED', 'OFFLINE', 'FAILED'];
     const rows = await store.listWorkspaces({ statuses: effective, afterId, limit: limit + 1 });
     const items = rows.slice(0, limit);
     const last = items.at(-1);
@@ -200,7 +222,11 @@ export function createRegistry(options: RegistryOptions) {
   async function deleteWorkspace(workspaceId: string): Promise<Workspace> {
     const now = clock.now();
     const applied = published(
-      await store.deleteWorkspace(checkWorkspaceId(workspaceId), now, decider({ type: 'DELETE' }, now)),
+      await store.deleteWorkspace(
+        checkWorkspaceId(workspaceId),
+        now,
+        decider({ type: 'DELETE' }, now),
+      ),
     );
     return applied.workspace;
   }
@@ -218,7 +244,7 @@ export function createRegistry(options: RegistryOptions) {
   ): Promise<Page<Transition>> {
     const limit = checkPageSize(pageSize);
     if (workspaceId !== '') checkWorkspaceId(workspaceId);
-    const afterSeq = decodePageToken<number>(pageToken, workspaceId, 'number') ?? 0;
+    const afterSeq = decodeNumberPageToken(pageToken, workspaceId) ?? 0;
     const rows = await store.readTransitions({
       afterSeq,
       limit: limit + 1,

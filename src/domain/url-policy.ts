@@ -72,12 +72,23 @@ function embeddedIpv4(address: string): string | undefined {
   const words = expandIpv6(address);
   if (!words) return undefined;
   const v4 = (hi: number, lo: number) => `${hi >> 8}.${hi & 255}.${lo >> 8}.${lo & 255}`;
-  const [w0, w1, w2, w3, w4, w5, w6, w7] = words as [number, number, number, number, number, number, number, number];
+  const [w0, w1, w2, w3, w4, w5, w6, w7] = words as [
+    number,
+    number,
+    number,
+    number,
+    number,
+    number,
+    number,
+    number,
+  ];
   if (w0 === 0x2002) return v4(w1, w2);
   const zeroPrefix = w0 === 0 && w1 === 0 && w2 === 0 && w3 === 0;
-  if (zeroPrefix && w4 === 0 && (w5 === 0xffff || w5 === 0) && (w6 !== 0 || w7 > 1)) return v4(w6, w7);
+  if (zeroPrefix && w4 === 0 && (w5 === 0xffff || w5 === 0) && (w6 !== 0 || w7 > 1))
+    return v4(w6, w7);
   if (zeroPrefix && w4 === 0xffff && w5 === 0) return v4(w6, w7);
-  if (w0 === 0x64 && w1 === 0xff9b && w2 === 0 && w3 === 0 && w4 === 0 && w5 === 0) return v4(w6, w7);
+  if (w0 === 0x64 && w1 === 0xff9b && w2 === 0 && w3 === 0 && w4 === 0 && w5 === 0)
+    return v4(w6, w7);
   return undefined;
 }
 
@@ -107,7 +118,10 @@ export async function validateUrl(
   resolve: HostResolver,
 ): Promise<void> {
   if (url.length > MAX_URL_LENGTH) {
-    throw new VigilError('URL_VALIDATE_FAILED', `the URL is longer than ${MAX_URL_LENGTH} characters`);
+    throw new VigilError(
+      'URL_VALIDATE_FAILED',
+      `the URL is longer than ${MAX_URL_LENGTH} characters`,
+    );
   }
   let parsed: URL;
   try {

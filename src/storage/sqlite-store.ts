@@ -108,7 +108,12 @@ export function createSqliteStore(db: Database): RegistryStore {
     if (changed !== 1) throw new Error(`status of ${row.id} changed concurrently`);
     const transition = insertTransition(row.id, row.status, decision, now, detail);
     return {
-      workspace: toWorkspace({ ...row, status: decision.to, status_changed_at: now, updated_at: now }),
+      workspace: toWorkspace({
+        ...row,
+        status: decision.to,
+        status_changed_at: now,
+        updated_at: now,
+      }),
       transition,
     };
   }
@@ -267,16 +272,22 @@ export function createSqliteStore(db: Database): RegistryStore {
     listWorkspaces: (query: ListWorkspacesQuery) =>
       run(() =>
         stmt.selectPage
-          .all({ statuses: JSON.stringify(query.statuses), after: query.afterId, limit: query.limit })
+          .all({
+            statuses: JSON.stringify(query.statuses),
+            after: query.afterId,
+            limit: query.limit,
+          })
           .map(toWorkspace),
       ),
     deleteWorkspace: (id, now, decide) => run(() => deleteTx.immediate(id, now, decide)),
-    replaceTokens: (id, hash, now) => run(() => replaceTokensTx.immediate(id, hash, now)),
+    replaceTokens: (id, hash, now) =>
+      run(() => {
+        replaceTokensTx.immediate(id, hash, now);
+      }),
     findTokenOwner: (hash) =>
       run(() => {
         const row = stmt.selectToken.get(hash) as
-          | { token_hash: Uint8Array; workspace_id: string }
-          | undefined;
+          { token_hash: Uint8Array; workspace_id: string } | undefined;
         return row && hashesEqual(row.token_hash, hash) ? row.workspace_id : undefined;
       }),
     applyRegister: (input, decide) => run(() => registerTx.immediate(input, decide)),
@@ -297,7 +308,10 @@ export function createSqliteStore(db: Database): RegistryStore {
     snapshot: (ids) => run(() => snapshotTx.deferred(ids)),
     headSeq: () => run(headSeqNow),
     compactedThrough: () =>
-      run(() => (stmt.selectMeta.get('compacted_through') as { value: number } | undefined)?.value ?? 0),
+      run(
+        () =>
+          (stmt.selectMeta.get('compacted_through') as { value: number } | undefined)?.value ?? 0,
+      ),
     close: () =>
       run(() => {
         if (db.open) db.close();
@@ -305,14 +319,19 @@ export function createSqliteStore(db: Database): RegistryStore {
   };
 }
 
-function mapStorageError(error: unknown): unknown {
+function mapStorageError(error: unknown): Error {
   const code = (error as { code?: unknown } | null)?.code;
   if (typeof code === 'string' && UNAVAILABLE_CODES.test(code)) {
-    return new VigilError('STORE_UNAVAILABLE', 'the database cannot take this request right now', {
-      sqliteCode: code,
-    }, { cause: error });
+    return new VigilError(
+      'STORE_UNAVAILABLE',
+      'the database cannot take this request right now',
+      {
+        sqliteCode: code,
+      },
+      { cause: error },
+    );
   }
-  return error;
+  return error instanceof Error ? error : new Error(String(error));
 }
 
 function prepareStatements(db: Database) {
@@ -352,7 +371,9 @@ function prepareStatements(db: Database) {
          runtime_state = @runtimeState, native_status_management = @native, updated_at = @now
        WHERE id = @id`,
     ),
-    backfillCard: s('UPDATE workspaces SET agent_card = @card WHERE id = @id AND agent_card IS NULL'),
+    backfillCard: s(
+      'UPDATE workspaces SET agent_card = @card WHERE id = @id AND agent_card IS NULL',
+    ),
     clearMarker: s(
       `UPDATE workspaces SET last_register_failure_at = NULL
        WHERE id = @id AND last_register_failure_at IS NOT NULL`,

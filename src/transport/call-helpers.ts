@@ -17,7 +17,8 @@ export function unary<Req, Res>(
   handle: (request: Req, token: string | undefined) => Promise<Res>,
 ): (call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>) => void {
   return (call, callback) => {
-    handle(call.request, bearerToken(call.metadata)).then(
+    // Through an async function so a synchronous throw becomes a rejection too.
+    (async () => handle(call.request, bearerToken(call.metadata)))().then(
       (response) => {
         callback(null, response);
       },

@@ -11,7 +11,12 @@ import type {
 } from '../../gen/vigil/v1/control_service.js';
 import { openWatch, type WatchDeps } from '../watch/watch-session.js';
 import { bearerToken, unary } from './call-helpers.js';
-import { statusFromProto, transitionToProto, watchEventToProto, workspaceToProto } from './convert.js';
+import {
+  statusFromProto,
+  transitionToProto,
+  watchEventToProto,
+  workspaceToProto,
+} from './convert.js';
 import { toCallError } from './errors.js';
 
 export interface ControlServiceDeps {
@@ -133,7 +138,10 @@ async function serveWatch(
       }
     }
     if (deps.shutdown.aborted && !cancelled.signal.aborted) {
-      throw new VigilError('SHUTTING_DOWN', 'the server is shutting down; resume from your last seq');
+      throw new VigilError(
+        'SHUTTING_DOWN',
+        'the server is shutting down; resume from your last seq',
+      );
     }
   } catch (error) {
     if (cancelled.signal.aborted) return;

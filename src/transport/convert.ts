@@ -69,7 +69,8 @@ export function workspaceToProto(w: domain.Workspace): Workspace {
     name: w.name,
     status: statusToProto(w.status),
     url: w.url,
-    deliveryMode: w.deliveryMode === 'POLL' ? DeliveryMode.DELIVERY_MODE_POLL : DeliveryMode.DELIVERY_MODE_PUSH,
+    deliveryMode:
+      w.deliveryMode === 'POLL' ? DeliveryMode.DELIVERY_MODE_POLL : DeliveryMode.DELIVERY_MODE_PUSH,
     agentCard: w.agentCard,
     lastHeartbeatAt: date(w.lastHeartbeatAt),
     lastRegisterFailureAt: date(w.lastRegisterFailureAt),
@@ -83,7 +84,9 @@ export function workspaceToProto(w: domain.Workspace): Workspace {
     uptimeSeconds: w.uptimeSeconds,
     currentTask: w.currentTask,
     runtimeState:
-      w.runtimeState === 'WEDGED' ? RuntimeState.RUNTIME_STATE_WEDGED : RuntimeState.RUNTIME_STATE_HEALTHY,
+      w.runtimeState === 'WEDGED'
+        ? RuntimeState.RUNTIME_STATE_WEDGED
+        : RuntimeState.RUNTIME_STATE_HEALTHY,
     nativeStatusManagement: w.nativeStatusManagement,
   };
 }
@@ -93,7 +96,9 @@ export function transitionToProto(t: domain.Transition): StatusTransition {
     seq: t.seq,
     workspaceId: t.workspaceId,
     fromStatus:
-      t.fromStatus === undefined ? WorkspaceStatus.WORKSPACE_STATUS_UNSPECIFIED : statusToProto(t.fromStatus),
+      t.fromStatus === undefined
+        ? WorkspaceStatus.WORKSPACE_STATUS_UNSPECIFIED
+        : statusToProto(t.fromStatus),
     toStatus: statusToProto(t.toStatus),
     reason: reasonToProto(t.reason),
     detail: t.detail,

@@ -4,7 +4,11 @@ import { VigilError } from '../domain/errors.js';
 import { ERROR_DOMAIN, encodeStatus } from './status-details.js';
 
 /** What grpc-js needs to end a call with a status. */
-export type CallError = Partial<ServiceError> & { code: status; details: string; metadata: Metadata };
+export type CallError = Partial<ServiceError> & {
+  code: status;
+  details: string;
+  metadata: Metadata;
+};
 
 /**
  * Maps any thrown value to a gRPC status with exactly one ErrorInfo in

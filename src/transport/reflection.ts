@@ -29,7 +29,8 @@ function splitDescriptorSet(bytes: Uint8Array): Buffer[] {
   const files: Buffer[] = [];
   while (reader.pos < reader.len) {
     const [field, wireType] = reader.tag();
-    if (field === 1 && wireType === WireType.LengthDelimited) files.push(Buffer.from(reader.bytes()));
+    if (field === 1 && wireType === WireType.LengthDelimited)
+      files.push(Buffer.from(reader.bytes()));
     else reader.skip(wireType, field);
   }
   return files;

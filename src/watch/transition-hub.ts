@@ -87,7 +87,10 @@ export function createTransitionHub(options: HubOptions): TransitionHub {
     });
     const last = transitions.at(-1)?.seq ?? after;
     // A short read saw everything committed when it ran, which includes headBefore.
-    return { transitions, through: transitions.length === limit ? last : Math.max(last, headBefore) };
+    return {
+      transitions,
+      through: transitions.length === limit ? last : Math.max(last, headBefore),
+    };
   }
 
   function readTail(after: number, limit: number, workspaceIds: ReadonlySet<string>): HubRead {

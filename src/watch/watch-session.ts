@@ -86,7 +86,6 @@ async function* stream(
   while (!signal.aborted) {
     const { transitions, through } = await deps.hub.read(cursor, batchSize, ids);
     for (const transition of transitions) {
-      if (signal.aborted) return;
       yield { type: 'transition', transition };
       lastSentAt = Date.now();
     }

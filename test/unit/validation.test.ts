@@ -1,7 +1,11 @@
 import { randomUUID } from 'node:crypto';
 import { expect } from 'chai';
 import { VigilError } from '../../src/domain/errors.js';
-import { decodePageToken, encodePageToken } from '../../src/domain/page-token.js';
+import {
+  decodeNumberPageToken,
+  decodeStringPageToken,
+  encodePageToken,
+} from '../../src/domain/page-token.js';
 import {
   DEFAULT_PAGE_SIZE,
   MAX_PAGE_SIZE,
@@ -27,12 +31,12 @@ describe('page tokens', () => {
   describe('when a token is decoded with the filter it was made for', () => {
     it('round-trips a string position', () => {
       const token = encodePageToken('ws-42', FILTER);
-      expect(decodePageToken<string>(token, FILTER, 'string')).to.equal('ws-42');
+      expect(decodeStringPageToken(token, FILTER)).to.equal('ws-42');
     });
 
     it('round-trips a numeric position', () => {
       const token = encodePageToken(1234, FILTER);
-      expect(decodePageToken<number>(token, FILTER, 'number')).to.equal(1234);
+      expect(decodeNumberPageToken(token, FILTER)).to.equal(1234);
     });
 
     it('produces a non-empty, URL-safe token', () => {
@@ -43,14 +47,14 @@ describe('page tokens', () => {
 
   describe('when the token is empty', () => {
     it('means the first page', () => {
-      expect(decodePageToken('', FILTER, 'string')).to.equal(undefined);
+      expect(decodeStringPageToken('', FILTER)).to.equal(undefined);
     });
   });
 
   describe('when the token was made for a different filter', () => {
     it('throws PAGE_TOKEN_INVALID', () => {
       const token = encodePageToken('ws-42', FILTER);
-      const error = thrownBy(() => decodePageToken(token, 'statuses=OFFLINE', 'string'));
+      const error = thrownBy(() => decodeStringPageToken(token, 'statuses=OFFLINE'));
       expect(error.reason).to.equal('PAGE_TOKEN_INVALID');
       expect(error.metadata).to.have.property('field', 'page_token');
     });
@@ -69,14 +73,14 @@ describe('page tokens', () => {
     ];
     for (const [label, token] of garbage) {
       it(`throws PAGE_TOKEN_INVALID for ${label}`, () => {
-        const error = thrownBy(() => decodePageToken(token, '', 'string'));
+        const error = thrownBy(() => decodeStringPageToken(token, ''));
         expect(error.reason).to.equal('PAGE_TOKEN_INVALID');
       });
     }
 
     it('throws PAGE_TOKEN_INVALID when the position has the wrong type', () => {
       const token = encodePageToken(7, FILTER);
-      const error = thrownBy(() => decodePageToken(token, FILTER, 'string'));
+      const error = thrownBy(() => decodeStringPageToken(token, FILTER));
       expect(error.reason).to.equal('PAGE_TOKEN_INVALID');
     });
   });
