@@ -2,7 +2,12 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
-import { DEFAULT_SETTINGS, startVigil, type RunningVigil, type VigilSettings } from '../../src/app.js';
+import {
+  DEFAULT_SETTINGS,
+  startVigil,
+  type RunningVigil,
+  type VigilSettings,
+} from '../../src/app.js';
 import type { HostResolver } from '../../src/domain/url-policy.js';
 import { createManualClock, type ManualClock } from './manual-clock.js';
 import { createClients } from './rpc.js';

@@ -96,7 +96,10 @@ export interface WatchReader {
   /** The next event; rejects when the stream ends with an error first. */
   next(timeoutMs?: number): Promise<WatchStatusResponse>;
   /** Reads until `predicate` holds; returns every event read. */
-  until(predicate: (event: WatchStatusResponse) => boolean, timeoutMs?: number): Promise<WatchStatusResponse[]>;
+  until(
+    predicate: (event: WatchStatusResponse) => boolean,
+    timeoutMs?: number,
+  ): Promise<WatchStatusResponse[]>;
   /** Resolves with the stream's final error (or undefined when it ended OK). */
   ended(): Promise<ServiceError | undefined>;
   cancel(): void;
