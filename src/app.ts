@@ -6,6 +6,7 @@ import { DEFAULT_TIMINGS, type Timings } from './domain/config.js';
 import { createControlAuth } from './domain/control-auth.js';
 import { createRegistry, type Registry } from './domain/registry.js';
 import type { HostResolver, UrlPolicyName } from './domain/url-policy.js';
+import { createMetrics, serveMetrics } from './metrics/prometheus.js';
 import { openDatabase, type Synchronous } from './storage/database.js';
 import { createSqliteStore } from './storage/sqlite-store.js';
 import { startGrpcServer } from './transport/server.js';
@@ -25,6 +26,8 @@ export interface VigilSettings {
   readonly urlPolicy: UrlPolicyName;
   readonly progressIntervalMs: number;
   readonly synchronous: Synchronous;
+  /** HOST:PORT for Prometheus /metrics; empty disables it. */
+  readonly metricsListen: string;
   /** How often the liveness sweep runs; derived from offline_after when unset. */
   readonly sweepIntervalMs?: number;
 }
@@ -39,6 +42,8 @@ export interface VigilOverrides {
 
 export interface RunningVigil {
   readonly port: number;
+  /** Port of the /metrics endpoint, when it is served. */
+  readonly metricsPort: number | undefined;
   readonly registry: Registry;
   readonly databaseFile: string;
   /** Graceful stop; closes the database last. */
@@ -50,6 +55,7 @@ export const DEFAULT_SETTINGS: Omit<VigilSettings, 'controlTokens'> = {
   dataDir: './data',
   timings: DEFAULT_TIMINGS,
   urlPolicy: 'local',
+  metricsListen: '127.0.0.1:9464',
   progressIntervalMs: 15_000,
   synchronous: 'FULL',
 };
@@ -84,6 +90,10 @@ export async function startVigil(
   const db = openDatabase(databaseFile, { synchronous: settings.synchronous });
   const store = createSqliteStore(db);
   const hub = createTransitionHub({ store, initialHead: await store.headSeq() });
+  const metrics = createMetrics({
+    headSeq: () => hub.head(),
+    countByStatus: () => store.countByStatus(),
+  });
   const registry = createRegistry({
     store,
     clock,
@@ -94,6 +104,7 @@ export async function startVigil(
     ...(overrides.random ? { random: overrides.random } : {}),
     onCommitted: (transitions) => {
       hub.publish(transitions);
+      metrics.transitionsCommitted(transitions);
       for (const t of transitions) {
         logger.info(
           {
@@ -116,11 +127,22 @@ export async function startVigil(
       controlAuth: createControlAuth(settings.controlTokens),
       watch: { store, hub, progressIntervalMs: settings.progressIntervalMs },
       logger,
+      observer: metrics.observer,
       listen: settings.listen,
     });
   } catch (error) {
     db.close();
     throw error;
+  }
+  let metricsServer: Awaited<ReturnType<typeof serveMetrics>> | undefined;
+  if (settings.metricsListen !== '') {
+    try {
+      metricsServer = await serveMetrics(metrics.registry, settings.metricsListen);
+    } catch (error) {
+      await server.shutdown(0);
+      db.close();
+      throw error;
+    }
   }
 
   const sweepEvery =
@@ -141,19 +163,31 @@ export async function startVigil(
   sweeper.unref();
 
   logger.info(
-    { address: `${settings.listen.replace(/:\d+$/, '')}:${server.port}`, databaseFile },
+    {
+      address: `${hostOf(settings.listen)}:${server.port}`,
+      metrics: metricsServer
+        ? `http://${hostOf(settings.metricsListen)}:${metricsServer.port}/metrics`
+        : 'off',
+      databaseFile,
+    },
     'listening',
   );
 
   return {
     port: server.port,
+    metricsPort: metricsServer?.port,
     registry,
     databaseFile,
     async stop(graceMs = 4_000) {
       clearInterval(sweeper);
       await server.shutdown(graceMs);
+      await metricsServer?.close();
       await store.close();
       logger.info('stopped');
     },
   };
+}
+
+function hostOf(listen: string): string {
+  return listen.replace(/:\d+$/, '');
 }

@@ -52,6 +52,12 @@ export const SERVE_SETTINGS: readonly Setting[] = [
     defaultText: formatDuration(DEFAULT_SETTINGS.timings.provisionTimeoutMs),
   },
   {
+    flag: 'metrics-listen',
+    env: 'VIGIL_METRICS_LISTEN',
+    description: 'HOST:PORT for Prometheus metrics at /metrics; "off" disables them',
+    defaultText: DEFAULT_SETTINGS.metricsListen,
+  },
+  {
     flag: 'progress-interval',
     env: 'VIGIL_PROGRESS_INTERVAL',
     description: 'idle WatchStatus streams get a progress frame this often',
@@ -107,11 +113,13 @@ export function resolveServeConfig(
   };
 
   const listen = value('listen') ?? DEFAULT_SETTINGS.listen;
-  if (
-    !/^(\[[0-9a-fA-F:.]+\]|[^:\s]+):\d{1,5}$/.test(listen) ||
-    Number(listen.split(':').pop()) > 65535
-  ) {
+  if (!isHostPort(listen)) {
     errors.push(`--listen: "${listen}" is not HOST:PORT`);
+  }
+  const metricsText = value('metrics-listen') ?? DEFAULT_SETTINGS.metricsListen;
+  const metricsListen = metricsText === 'off' ? '' : metricsText;
+  if (metricsListen !== '' && !isHostPort(metricsListen)) {
+    errors.push(`--metrics-listen: "${metricsText}" is not HOST:PORT or off`);
   }
   const dataDir = value('data-dir') ?? DEFAULT_SETTINGS.dataDir;
   if (dataDir === '') errors.push('--data-dir: must not be empty');
@@ -147,6 +155,7 @@ export function resolveServeConfig(
     config: {
       settings: {
         listen,
+        metricsListen,
         dataDir,
         timings,
         urlPolicy: urlPolicy as UrlPolicyName,
@@ -158,4 +167,9 @@ export function resolveServeConfig(
     },
     errors: [],
   };
+}
+
+function isHostPort(text: string): boolean {
+  const match = /^(\[[0-9a-fA-F:.]+\]|[^:\s]+):(\d{1,5})$/.exec(text);
+  return match !== null && Number(match[2]) <= 65535;
 }

@@ -129,6 +129,8 @@ export interface RegistryStore {
   snapshot(workspaceIds: readonly string[]): Promise<Snapshot>;
   /** The highest committed `seq` (0 when none). */
   headSeq(): Promise<number>;
+  /** How many workspaces are in each status. */
+  countByStatus(): Promise<Record<WorkspaceStatus, number>>;
   /** Transitions up to this `seq` may have been compacted away (0 when none were). */
   compactedThrough(): Promise<number>;
 

@@ -1,5 +1,6 @@
 import type { Database, Statement } from 'better-sqlite3';
 import { VigilError } from '../domain/errors.js';
+import { WORKSPACE_STATUSES } from '../domain/model.js';
 import type {
   AgentCard,
   DeliveryMode,
@@ -307,6 +308,20 @@ export function createSqliteStore(db: Database): RegistryStore {
       ),
     snapshot: (ids) => run(() => snapshotTx.deferred(ids)),
     headSeq: () => run(headSeqNow),
+    countByStatus: () =>
+      run(() => {
+        const counts = Object.fromEntries(WORKSPACE_STATUSES.map((s) => [s, 0])) as Record<
+          WorkspaceStatus,
+          number
+        >;
+        for (const { status, n } of stmt.countByStatus.all() as {
+          status: WorkspaceStatus;
+          n: number;
+        }[]) {
+          counts[status] = n;
+        }
+        return counts;
+      }),
     compactedThrough: () =>
       run(
         () =>
@@ -405,6 +420,7 @@ function prepareStatements(db: Database) {
     ),
     headSeq: s("SELECT seq FROM sqlite_sequence WHERE name = 'transitions'"),
     selectMeta: s('SELECT value FROM meta WHERE key = ?'),
+    countByStatus: s('SELECT status, count(*) AS n FROM workspaces GROUP BY status'),
   };
 }
 

@@ -1,6 +1,13 @@
-import type { Metadata, sendUnaryData, ServerUnaryCall } from '@grpc/grpc-js';
+import { status, type Metadata, type sendUnaryData, type ServerUnaryCall } from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import { toCallError } from './errors.js';
+import type { CallObserver } from './observer.js';
+
+/** What every handler needs besides its use-cases. */
+export interface CallContext {
+  readonly logger: Logger;
+  readonly observer: CallObserver;
+}
 
 /** The bearer token of a call, or undefined when there is none. */
 export function bearerToken(metadata: Metadata): string | undefined {
@@ -10,23 +17,46 @@ export function bearerToken(metadata: Metadata): string | undefined {
   return match?.[1];
 }
 
-/** Adapts a promise-returning handler to grpc-js, mapping every failure to a status with ErrorInfo. */
+/**
+ * Adapts a promise-returning handler to grpc-js: every failure becomes a
+ * status with ErrorInfo, is logged on one line (never with metadata, so never
+ * with a token) and every call is observed with its code and latency.
+ */
 export function unary<Req, Res>(
-  logger: Logger,
+  context: CallContext,
   method: string,
   handle: (request: Req, token: string | undefined) => Promise<Res>,
 ): (call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>) => void {
+  const { logger, observer } = context;
   return (call, callback) => {
+    const started = process.hrtime.bigint();
+    const seconds = () => Number(process.hrtime.bigint() - started) / 1e9;
     // Through an async function so a synchronous throw becomes a rejection too.
     (async () => handle(call.request, bearerToken(call.metadata)))().then(
       (response) => {
+        observer.callFinished(method, status.OK, seconds());
         callback(null, response);
       },
       (error: unknown) => {
         const callError = toCallError(error, logger, method);
-        logger.debug({ method, code: callError.code, reason: callError.details }, 'call failed');
+        observer.callFinished(method, callError.code, seconds());
+        logFailure(logger, method, callError.code, callError.reason, call.getPeer());
         callback(callError);
       },
     );
   };
+}
+
+/** One log line per failed call: server faults at error level, caller mistakes at info. */
+export function logFailure(
+  logger: Logger,
+  method: string,
+  code: status,
+  reason: string,
+  peer: string,
+): void {
+  const entry = { method, code: status[code], reason, peer };
+  if (code === status.INTERNAL || code === status.UNKNOWN) logger.error(entry, 'rpc failed');
+  else if (code === status.UNAVAILABLE) logger.warn(entry, 'rpc failed');
+  else logger.info(entry, 'rpc failed');
 }

@@ -1,6 +1,5 @@
 import { once } from 'node:events';
-import type { ServerWritableStream } from '@grpc/grpc-js';
-import type { Logger } from 'pino';
+import { status, type ServerWritableStream } from '@grpc/grpc-js';
 import type { ControlAuth } from '../domain/control-auth.js';
 import { VigilError } from '../domain/errors.js';
 import type { Registry } from '../domain/registry.js';
@@ -10,7 +9,7 @@ import type {
   WatchStatusResponse,
 } from '../../gen/vigil/v1/control_service.js';
 import { openWatch, type WatchDeps } from '../watch/watch-session.js';
-import { bearerToken, unary } from './call-helpers.js';
+import { bearerToken, logFailure, unary, type CallContext } from './call-helpers.js';
 import {
   statusFromProto,
   transitionToProto,
@@ -19,13 +18,12 @@ import {
 } from './convert.js';
 import { toCallError } from './errors.js';
 
-export interface ControlServiceDeps {
+export interface ControlServiceDeps extends CallContext {
   readonly registry: Registry;
   readonly controlAuth: ControlAuth;
   readonly watch: WatchDeps;
   /** Aborts when the server shuts down: open watch streams then end with UNAVAILABLE. */
   readonly shutdown: AbortSignal;
-  readonly logger: Logger;
 }
 
 /** vigil.v1.ControlService: authenticated by control token. */
@@ -40,7 +38,7 @@ export function createControlService(deps: ControlServiceDeps): ControlServiceSe
 
   return {
     createWorkspace: unary(
-      logger,
+      deps,
       'CreateWorkspace',
       authorized(async (request) => {
         const created = await registry.createWorkspace(request.workspaceId, request.name);
@@ -52,14 +50,14 @@ export function createControlService(deps: ControlServiceDeps): ControlServiceSe
       }),
     ),
     getWorkspace: unary(
-      logger,
+      deps,
       'GetWorkspace',
       authorized(async (request) => ({
         workspace: workspaceToProto(await registry.getWorkspace(request.workspaceId)),
       })),
     ),
     listWorkspaces: unary(
-      logger,
+      deps,
       'ListWorkspaces',
       authorized(async (request) => {
         const statuses = request.statuses.map((s) => statusFromProto(s, 'statuses'));
@@ -68,7 +66,7 @@ export function createControlService(deps: ControlServiceDeps): ControlServiceSe
       }),
     ),
     deleteWorkspace: unary(
-      logger,
+      deps,
       'DeleteWorkspace',
       authorized(async (request) => {
         const workspace = await registry.deleteWorkspace(request.workspaceId);
@@ -77,7 +75,7 @@ export function createControlService(deps: ControlServiceDeps): ControlServiceSe
       }),
     ),
     rotateWorkspaceToken: unary(
-      logger,
+      deps,
       'RotateWorkspaceToken',
       authorized(async (request) => {
         const workspaceToken = await registry.rotateWorkspaceToken(request.workspaceId);
@@ -86,7 +84,7 @@ export function createControlService(deps: ControlServiceDeps): ControlServiceSe
       }),
     ),
     listTransitions: unary(
-      logger,
+      deps,
       'ListTransitions',
       authorized(async (request) => {
         const page = await registry.listTransitions(
@@ -120,6 +118,7 @@ async function serveWatch(
     cancelled.abort();
   };
   call.on('cancelled', onCancel);
+  const tracker = deps.observer.watchOpened();
   const signal = AbortSignal.any([cancelled.signal, deps.shutdown]);
   try {
     deps.controlAuth(bearerToken(call.metadata));
@@ -136,20 +135,31 @@ async function serveWatch(
       if (!call.write(watchEventToProto(event))) {
         await once(call, 'drain', { signal });
       }
+      if (event.type === 'transition') tracker.delivered(event.transition.seq);
+      else if (event.type !== 'snapshot') tracker.delivered(event.seq);
     }
-    if (deps.shutdown.aborted && !cancelled.signal.aborted) {
-      throw new VigilError(
-        'SHUTTING_DOWN',
-        'the server is shutting down; resume from your last seq',
-      );
-    }
+    // The events only stop when the signal aborts.
+    throw shuttingDown();
   } catch (error) {
-    if (cancelled.signal.aborted) return;
-    const shuttingDown = deps.shutdown.aborted
-      ? new VigilError('SHUTTING_DOWN', 'the server is shutting down; resume from your last seq')
-      : error;
-    call.emit('error', toCallError(shuttingDown, deps.logger, 'WatchStatus'));
+    if (cancelled.signal.aborted) {
+      tracker.closed(status.CANCELLED);
+      return;
+    }
+    const callError = toCallError(
+      deps.shutdown.aborted ? shuttingDown() : error,
+      deps.logger,
+      'WatchStatus',
+    );
+    tracker.closed(callError.code);
+    if (!deps.shutdown.aborted) {
+      logFailure(deps.logger, 'WatchStatus', callError.code, callError.reason, call.getPeer());
+    }
+    call.emit('error', callError);
   } finally {
     call.off('cancelled', onCancel);
   }
+}
+
+function shuttingDown(): VigilError {
+  return new VigilError('SHUTTING_DOWN', 'the server is shutting down; resume from your last seq');
 }

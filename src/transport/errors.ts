@@ -8,6 +8,8 @@ export type CallError = Partial<ServiceError> & {
   code: status;
   details: string;
   metadata: Metadata;
+  /** The ErrorInfo reason sent. */
+  reason: string;
 };
 
 /**
@@ -34,5 +36,10 @@ export function toCallError(error: unknown, logger: Logger, method: string): Cal
       }),
     ),
   );
-  return Object.assign(new Error(known.message), { code, details: known.message, metadata });
+  return Object.assign(new Error(known.message), {
+    code,
+    details: known.message,
+    metadata,
+    reason: known.reason,
+  });
 }

@@ -1,7 +1,6 @@
-import type { Logger } from 'pino';
 import type { Registry } from '../domain/registry.js';
 import type { RuntimeServiceServer } from '../../gen/vigil/v1/runtime_service.js';
-import { unary } from './call-helpers.js';
+import { unary, type CallContext } from './call-helpers.js';
 import {
   deliveryModeFromProto,
   durationToProto,
@@ -11,9 +10,12 @@ import {
 } from './convert.js';
 
 /** vigil.v1.RuntimeService: authenticated by workspace token, delegated to the registry. */
-export function createRuntimeService(registry: Registry, logger: Logger): RuntimeServiceServer {
+export function createRuntimeService(
+  registry: Registry,
+  context: CallContext,
+): RuntimeServiceServer {
   return {
-    register: unary(logger, 'Register', async (request, token) => {
+    register: unary(context, 'Register', async (request, token) => {
       const result = await registry.register(token, {
         workspaceId: request.workspaceId,
         url: request.url,
@@ -25,7 +27,8 @@ export function createRuntimeService(registry: Registry, logger: Logger): Runtim
         heartbeatInterval: durationToProto(result.heartbeatIntervalMs),
       };
     }),
-    heartbeat: unary(logger, 'Heartbeat', async (request, token) => {
+    heartbeat: unary(context, 'Heartbeat', async (request, token) => {
+      context.observer.heartbeatReceived();
       const result = await registry.heartbeat(token, {
         workspaceId: request.workspaceId,
         agentCard: request.agentCard,

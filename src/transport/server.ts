@@ -8,6 +8,7 @@ import type { Registry } from '../domain/registry.js';
 import type { WatchDeps } from '../watch/watch-session.js';
 import { createControlService } from './control-service.js';
 import { addReflection } from './reflection.js';
+import type { CallObserver } from './observer.js';
 import { createRuntimeService } from './runtime-service.js';
 
 export interface GrpcServerOptions {
@@ -15,6 +16,7 @@ export interface GrpcServerOptions {
   readonly controlAuth: ControlAuth;
   readonly watch: WatchDeps;
   readonly logger: Logger;
+  readonly observer: CallObserver;
   /** HOST:PORT to listen on; port 0 picks a free one. */
   readonly listen: string;
 }
@@ -42,7 +44,10 @@ export async function startGrpcServer(options: GrpcServerOptions): Promise<GrpcS
   const health = new HealthImplementation(Object.fromEntries(SERVICES.map((s) => [s, 'SERVING'])));
   health.addToServer(server);
   addReflection(server);
-  server.addService(RuntimeServiceService, createRuntimeService(options.registry, options.logger));
+  server.addService(
+    RuntimeServiceService,
+    createRuntimeService(options.registry, { logger: options.logger, observer: options.observer }),
+  );
   server.addService(
     ControlServiceService,
     createControlService({
@@ -51,6 +56,7 @@ export async function startGrpcServer(options: GrpcServerOptions): Promise<GrpcS
       watch: options.watch,
       shutdown: shutdown.signal,
       logger: options.logger,
+      observer: options.observer,
     }),
   );
 

@@ -18,10 +18,14 @@ interface Served {
 
 /** Starts `vigil serve` as a real child process and waits for the "listening" log line. */
 async function serve(args: string[], env: NodeJS.ProcessEnv = {}): Promise<Served> {
-  const child = spawn(process.execPath, [MAIN, 'serve', '--listen', '127.0.0.1:0', ...args], {
-    env: { ...process.env, ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  const child = spawn(
+    process.execPath,
+    [MAIN, 'serve', '--listen', '127.0.0.1:0', '--metrics-listen', '127.0.0.1:0', ...args],
+    {
+      env: { ...process.env, ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
   const lines: string[] = [];
   const port = await new Promise<number>((resolve, reject) => {
     child.once('exit', (code) => {

@@ -55,6 +55,7 @@ export async function startHarness(options: HarnessOptions = {}): Promise<Harnes
     {
       ...DEFAULT_SETTINGS,
       listen: '127.0.0.1:0',
+      metricsListen: '',
       dataDir,
       controlTokens: [CONTROL_TOKEN],
       // Sweeps are driven by the tests through the registry.

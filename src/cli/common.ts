@@ -1,0 +1,95 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { DEFAULT_SERVER } from '../client/channel.js';
+import { VigilClientError } from '../client/errors.js';
+import { CONTROL_TOKEN_FILE } from './control-token.js';
+
+/** A mistake in how the command was called: exit code 2 with usage. */
+export class UsageError extends Error {
+  override readonly name = 'UsageError';
+}
+
+export type Options = NonNullable<ParseArgsConfig['options']>;
+
+/** Flags every client command takes. */
+export const CLIENT_OPTIONS = {
+  server: { type: 'string' },
+  'data-dir': { type: 'string' },
+  json: { type: 'boolean' },
+  help: { type: 'boolean', short: 'h' },
+} as const satisfies Options;
+
+export const CLIENT_FLAGS_HELP = `Common flags:
+  --server HOST:PORT   Vigil server [env VIGIL_SERVER, default ${DEFAULT_SERVER}]
+  --data-dir DIR       where to find the control token file DIR/control-token when
+                       VIGIL_CONTROL_TOKEN is unset [env VIGIL_DATA_DIR, default ./data]
+  --json               machine-readable output (one JSON document, or JSON lines for streams)
+  -h, --help           this help`;
+
+/** parseArgs with strict checking; parse errors become UsageError. */
+export function parse<O extends Options>(
+  args: string[],
+  options: O,
+): ReturnType<
+  typeof parseArgs<{ args: string[]; options: O; strict: true; allowPositionals: true }>
+> {
+  try {
+    return parseArgs({ args, options, strict: true, allowPositionals: true });
+  } catch (error) {
+    throw new UsageError(error instanceof Error ? error.message : String(error));
+  }
+}
+
+export function serverAddress(flag: string | undefined, env: NodeJS.ProcessEnv): string {
+  return flag ?? env['VIGIL_SERVER'] ?? DEFAULT_SERVER;
+}
+
+/** VIGIL_CONTROL_TOKEN, else the token file in the data directory. */
+export function controlToken(dataDirFlag: string | undefined, env: NodeJS.ProcessEnv): string {
+  const fromEnv = env['VIGIL_CONTROL_TOKEN'];
+  if (fromEnv !== undefined && fromEnv !== '') return fromEnv;
+  const file = join(dataDirFlag ?? env['VIGIL_DATA_DIR'] ?? './data', CONTROL_TOKEN_FILE);
+  try {
+    return readFileSync(file, 'utf8').trim();
+  } catch {
+    throw new UsageError(
+      `no control token: set VIGIL_CONTROL_TOKEN or point --data-dir at a directory with ${CONTROL_TOKEN_FILE} (tried ${file})`,
+    );
+  }
+}
+
+/** One line that says why a command failed. */
+export function describeFailure(error: unknown): string {
+  if (error instanceof VigilClientError) {
+    const reason = error.reason === '' ? '' : ` ${error.reason}`;
+    return `${error.codeName}${reason}: ${error.message}`;
+  }
+  return error instanceof Error ? error.message : String(error);
+}
+
+/** Writes one line to stdout. */
+export function out(line: string): void {
+  process.stdout.write(`${line}\n`);
+}
+
+/** Resolves when SIGINT or SIGTERM arrives; the returned signal aborts then too. */
+export function untilSignal(): { signal: AbortSignal; done: Promise<NodeJS.Signals> } {
+  const controller = new AbortController();
+  const done = new Promise<NodeJS.Signals>((resolve) => {
+    const onSignal = (name: NodeJS.Signals) => {
+      process.off('SIGINT', onSignal);
+      process.off('SIGTERM', onSignal);
+      controller.abort();
+      resolve(name);
+    };
+    process.on('SIGINT', onSignal);
+    process.on('SIGTERM', onSignal);
+  });
+  return { signal: controller.signal, done };
+}
+
+/** Formats a protobuf timestamp for humans. */
+export function when(date: Date | undefined): string {
+  return date ? date.toISOString() : '-';
+}

@@ -1,0 +1,147 @@
+import { readFileSync } from 'node:fs';
+import { DeliveryMode } from '../../gen/vigil/v1/workspace.js';
+import { runHeartbeatLoop, type SidecarEvent } from '../client/heartbeat-loop.js';
+import { createRuntimeClient } from '../client/runtime-client.js';
+import {
+  CLIENT_OPTIONS,
+  UsageError,
+  describeFailure,
+  out,
+  parse,
+  serverAddress,
+  untilSignal,
+} from './common.js';
+import { statusName } from './workspace-command.js';
+
+export const SIDECAR_HELP = `Usage: vigil sidecar --workspace ID --token-file FILE --url URL --card FILE [flags]
+
+Runs a runtime's sidecar: registers the advertised URL and agent card, then
+heartbeats on the interval the server hints, always carrying the card. When
+Register is rejected (say the URL does not resolve from the control plane) it
+keeps heartbeating, which is what lets the workspace recover. Stops cleanly on
+SIGTERM / Ctrl-C.
+
+Flags:
+  --workspace ID         the workspace to run as
+  --token-file FILE      file holding the workspace token
+  --url URL              URL to advertise (may be empty with --delivery-mode poll)
+  --card FILE            the A2A agent card, a JSON file
+  --delivery-mode MODE   push (default) or poll
+  --server HOST:PORT     Vigil server [env VIGIL_SERVER, default 127.0.0.1:50051]
+  --json                 one JSON object per event
+  -h, --help             this help`;
+
+export async function sidecarCommand(args: string[], env: NodeJS.ProcessEnv): Promise<number> {
+  const { values, positionals } = parse(args, {
+    ...CLIENT_OPTIONS,
+    workspace: { type: 'string' },
+    'token-file': { type: 'string' },
+    url: { type: 'string' },
+    card: { type: 'string' },
+    'delivery-mode': { type: 'string' },
+  });
+  if (values.help) {
+    out(SIDECAR_HELP);
+    return 0;
+  }
+  if (positionals.length > 0) throw new UsageError('vigil sidecar takes no arguments');
+  const workspaceId = required(values.workspace, '--workspace');
+  const token = readFile(required(values['token-file'], '--token-file'), '--token-file').trim();
+  const mode = (values['delivery-mode'] ?? 'push').toLowerCase();
+  if (mode !== 'push' && mode !== 'poll')
+    throw new UsageError(`--delivery-mode: "${mode}" is not push or poll`);
+  const url = values.url ?? '';
+  if (mode === 'push' && url === '') throw new UsageError('--url is required for push delivery');
+  const cardFile = required(values.card, '--card');
+  let agentCard: unknown;
+  try {
+    agentCard = JSON.parse(readFile(cardFile, '--card'));
+  } catch (error) {
+    if (error instanceof UsageError) throw error;
+    throw new UsageError(`--card: ${cardFile} is not valid JSON`);
+  }
+  if (typeof agentCard !== 'object' || agentCard === null || Array.isArray(agentCard)) {
+    throw new UsageError(`--card: ${cardFile} must hold a JSON object`);
+  }
+
+  const client = createRuntimeClient({ server: serverAddress(values.server, env), token });
+  const stop = untilSignal();
+  const json = values.json ?? false;
+  const started = Date.now();
+  try {
+    await runHeartbeatLoop({
+      client,
+      workspaceId,
+      url,
+      agentCard: agentCard as Record<string, unknown>,
+      deliveryMode:
+        mode === 'poll' ? DeliveryMode.DELIVERY_MODE_POLL : DeliveryMode.DELIVERY_MODE_PUSH,
+      report: () => ({ uptimeSeconds: Math.floor((Date.now() - started) / 1000) }),
+      signal: stop.signal,
+      onEvent: (event) => {
+        out(json ? JSON.stringify(eventJson(event)) : eventText(event));
+      },
+    });
+    return 0;
+  } finally {
+    client.close();
+  }
+}
+
+function required(value: string | undefined, flag: string): string {
+  if (value === undefined || value === '') throw new UsageError(`${flag} is required`);
+  return value;
+}
+
+function readFile(file: string, flag: string): string {
+  try {
+    return readFileSync(file, 'utf8');
+  } catch {
+    throw new UsageError(`${flag}: cannot read ${file}`);
+  }
+}
+
+function eventJson(event: SidecarEvent): Record<string, unknown> {
+  const at = new Date().toISOString();
+  switch (event.type) {
+    case 'registered':
+    case 'heartbeat':
+      return {
+        at,
+        event: event.type,
+        status: statusName(event.status),
+        intervalMs: event.intervalMs,
+      };
+    case 'register-failed':
+      return {
+        at,
+        event: event.type,
+        code: event.error.codeName,
+        reason: event.error.reason,
+        message: event.error.message,
+        willRetry: event.willRetry,
+      };
+    case 'heartbeat-failed':
+      return {
+        at,
+        event: event.type,
+        code: event.error.codeName,
+        reason: event.error.reason,
+        message: event.error.message,
+        retryInMs: event.retryInMs,
+      };
+  }
+}
+
+function eventText(event: SidecarEvent): string {
+  switch (event.type) {
+    case 'registered':
+      return `registered: ${statusName(event.status)}; heartbeating every ${event.intervalMs} ms`;
+    case 'heartbeat':
+      return `heartbeat: ${statusName(event.status)}`;
+    case 'register-failed':
+      return `register failed: ${describeFailure(event.error)}${event.willRetry ? ' (will retry)' : ' (heartbeating on)'}`;
+    case 'heartbeat-failed':
+      return `heartbeat failed: ${describeFailure(event.error)} (retry in ${event.retryInMs} ms)`;
+  }
+}

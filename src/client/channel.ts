@@ -1,0 +1,31 @@
+import { Metadata, credentials, type ChannelCredentials, type ChannelOptions } from '@grpc/grpc-js';
+
+/** Where and how an SDK client connects. */
+export interface ConnectOptions {
+  /** HOST:PORT of the Vigil server; default 127.0.0.1:50051. */
+  readonly server?: string;
+  /** Bearer token sent with every call. */
+  readonly token: string;
+  /** Transport credentials; plaintext by default. */
+  readonly credentials?: ChannelCredentials;
+  /** Extra grpc-js channel options. */
+  readonly channelOptions?: ChannelOptions;
+}
+
+export const DEFAULT_SERVER = '127.0.0.1:50051';
+
+export function connection(options: ConnectOptions) {
+  const metadata = new Metadata();
+  metadata.set('authorization', `Bearer ${options.token}`);
+  return {
+    address: options.server ?? DEFAULT_SERVER,
+    credentials: options.credentials ?? credentials.createInsecure(),
+    channelOptions: {
+      'grpc.keepalive_time_ms': 30_000,
+      'grpc.keepalive_timeout_ms': 10_000,
+      ...options.channelOptions,
+    },
+    /** A fresh copy per call: grpc-js may mutate the metadata it is given. */
+    metadata: () => metadata.clone(),
+  };
+}

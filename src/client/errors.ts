@@ -1,0 +1,46 @@
+import { status, type ServiceError } from '@grpc/grpc-js';
+import { decodeStatus } from '../transport/status-details.js';
+
+/**
+ * A failed Vigil call: the gRPC code and the ErrorInfo reason and metadata
+ * the server sent. Match on `reason`, never on the message.
+ */
+export class VigilClientError extends Error {
+  override readonly name = 'VigilClientError';
+
+  constructor(
+    readonly code: status,
+    /** ErrorInfo reason, e.g. `URL_VALIDATE_FAILED`; empty when the server sent none. */
+    readonly reason: string,
+    message: string,
+    readonly metadata: Readonly<Record<string, string>>,
+    options?: ErrorOptions,
+  ) {
+    super(message, options);
+  }
+
+  /** The code's name, e.g. `INVALID_ARGUMENT`. */
+  get codeName(): string {
+    return status[this.code];
+  }
+
+  /** True for failures worth retrying as they are (the server or network was unavailable). */
+  get retryable(): boolean {
+    return RETRYABLE.has(this.code);
+  }
+}
+
+const RETRYABLE = new Set<status>([
+  status.UNAVAILABLE,
+  status.DEADLINE_EXCEEDED,
+  status.RESOURCE_EXHAUSTED,
+]);
+
+/** Converts a grpc-js error into a VigilClientError, decoding the ErrorInfo details. */
+export function fromServiceError(error: ServiceError): VigilClientError {
+  const [details] = error.metadata.get('grpc-status-details-bin');
+  const info = details instanceof Buffer ? decodeStatus(details).errorInfos[0] : undefined;
+  return new VigilClientError(error.code, info?.reason ?? '', error.details, info?.metadata ?? {}, {
+    cause: error,
+  });
+}

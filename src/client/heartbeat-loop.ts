@@ -1,0 +1,157 @@
+import { status } from '@grpc/grpc-js';
+import type { HeartbeatRequest } from '../../gen/vigil/v1/runtime_service.js';
+import { DeliveryMode, WorkspaceStatus } from '../../gen/vigil/v1/workspace.js';
+import { backoffDelay, sleep } from './backoff.js';
+import { VigilClientError } from './errors.js';
+import type { RuntimeClient } from './runtime-client.js';
+
+/** What a sidecar reports about its runtime on each heartbeat. */
+export type HealthReport = Partial<
+  Pick<
+    HeartbeatRequest,
+    | 'errorRate'
+    | 'sampleError'
+    | 'activeTasks'
+    | 'uptimeSeconds'
+    | 'currentTask'
+    | 'runtimeState'
+    | 'nativeStatusManagement'
+  >
+>;
+
+export type SidecarEvent =
+  | { readonly type: 'registered'; readonly status: WorkspaceStatus; readonly intervalMs: number }
+  | {
+      readonly type: 'register-failed';
+      readonly error: VigilClientError;
+      readonly willRetry: boolean;
+    }
+  | { readonly type: 'heartbeat'; readonly status: WorkspaceStatus; readonly intervalMs: number }
+  | {
+      readonly type: 'heartbeat-failed';
+      readonly error: VigilClientError;
+      readonly retryInMs: number;
+    };
+
+export interface HeartbeatLoopOptions {
+  readonly client: RuntimeClient;
+  readonly workspaceId: string;
+  /** The URL to advertise; may be empty for POLL delivery. */
+  readonly url: string;
+  /** The A2A agent card, sent with Register and with every heartbeat. */
+  readonly agentCard: Record<string, unknown>;
+  readonly deliveryMode?: DeliveryMode;
+  /** Called before each heartbeat for the runtime's current health. */
+  readonly report?: () => HealthReport;
+  /** Used until the server hints an interval; default 10 s. */
+  readonly initialIntervalMs?: number;
+  /** Stops the loop; `run` then resolves. */
+  readonly signal: AbortSignal;
+  readonly onEvent?: (event: SidecarEvent) => void;
+  readonly random?: () => number;
+}
+
+/**
+ * The sidecar's loop: register, then heartbeat on the server's hinted
+ * interval, always carrying the agent card, until `signal` aborts.
+ *
+ * A Register the server rejects as invalid (for example an advertised URL it
+ * cannot resolve) is not retried — retrying would stamp a fresh failure
+ * marker each time — but heartbeats go on: the card they carry is what lets
+ * the workspace recover. A Register that failed because the server was
+ * unreachable is retried with backoff between heartbeats.
+ */
+export async function runHeartbeatLoop(options: HeartbeatLoopOptions): Promise<void> {
+  const { client, signal } = options;
+  const random = options.random ?? Math.random;
+  let intervalMs = options.initialIntervalMs ?? 10_000;
+  let registered = false;
+  let registerAttempts = 0;
+  let nextRegisterAt = 0;
+  let failures = 0;
+  const emit = (event: SidecarEvent) => options.onEvent?.(event);
+
+  /** Registers; returns whether to stop trying. */
+  const register = async (): Promise<boolean> => {
+    try {
+      const response = await client.register({
+        workspaceId: options.workspaceId,
+        url: options.url,
+        agentCard: options.agentCard,
+        deliveryMode: options.deliveryMode ?? DeliveryMode.DELIVERY_MODE_PUSH,
+      });
+      intervalMs = hintMs(response.heartbeatInterval, intervalMs);
+      emit({
+        type: 'registered',
+        status: response.workspace?.status ?? WorkspaceStatus.WORKSPACE_STATUS_UNSPECIFIED,
+        intervalMs,
+      });
+      return true;
+    } catch (error) {
+      const clientError = asClientError(error);
+      // Only retry what may succeed unchanged: the same request would fail the same way.
+      const willRetry = clientError.retryable;
+      registerAttempts += 1;
+      nextRegisterAt = Date.now() + backoffDelay(registerAttempts, { random, maxMs: 30_000 });
+      emit({ type: 'register-failed', error: clientError, willRetry });
+      if (
+        clientError.code === status.UNAUTHENTICATED ||
+        clientError.code === status.PERMISSION_DENIED
+      ) {
+        throw clientError;
+      }
+      return !willRetry;
+    }
+  };
+  const stopped = () => signal.aborted;
+
+  while (!stopped()) {
+    if (!registered && Date.now() >= nextRegisterAt) registered = await register();
+    if (stopped()) break;
+    let waitMs: number;
+    try {
+      const response = await client.heartbeat({
+        workspaceId: options.workspaceId,
+        agentCard: options.agentCard,
+        ...options.report?.(),
+      });
+      failures = 0;
+      intervalMs = hintMs(response.heartbeatInterval, intervalMs);
+      waitMs = intervalMs;
+      emit({ type: 'heartbeat', status: response.status, intervalMs });
+    } catch (error) {
+      const clientError = asClientError(error);
+      if (
+        clientError.code === status.UNAUTHENTICATED ||
+        clientError.code === status.PERMISSION_DENIED ||
+        clientError.code === status.FAILED_PRECONDITION
+      ) {
+        throw clientError;
+      }
+      failures += 1;
+      // Retry sooner than a full interval, but never hammer a struggling server.
+      waitMs = Math.min(
+        intervalMs,
+        backoffDelay(failures, { random, baseMs: 500, maxMs: intervalMs }),
+      );
+      emit({ type: 'heartbeat-failed', error: clientError, retryInMs: waitMs });
+    }
+    await sleep(waitMs, signal);
+  }
+}
+
+function hintMs(hint: { seconds: number; nanos: number } | undefined, fallback: number): number {
+  if (!hint) return fallback;
+  const ms = hint.seconds * 1000 + Math.floor(hint.nanos / 1e6);
+  return ms > 0 ? ms : fallback;
+}
+
+function asClientError(error: unknown): VigilClientError {
+  if (error instanceof VigilClientError) return error;
+  return new VigilClientError(
+    status.UNKNOWN,
+    '',
+    error instanceof Error ? error.message : String(error),
+    {},
+  );
+}

@@ -1,0 +1,35 @@
+/**
+ * The Vigil TypeScript SDK: promise-based clients for RuntimeService (sidecars)
+ * and ControlService (internal services), a resumable watch iterator, and the
+ * heartbeat loop the `vigil sidecar` command runs.
+ */
+export {
+  createRuntimeClient,
+  type RuntimeClient,
+  type RegisterInput,
+  type HeartbeatInput,
+  type CallSettings,
+} from './runtime-client.js';
+export {
+  createControlClient,
+  type ControlClient,
+  type WatchEvent,
+  type WatchOptions,
+} from './control-client.js';
+export {
+  runHeartbeatLoop,
+  type HeartbeatLoopOptions,
+  type HealthReport,
+  type SidecarEvent,
+} from './heartbeat-loop.js';
+export { VigilClientError } from './errors.js';
+export { DEFAULT_SERVER, type ConnectOptions } from './channel.js';
+export type { BackoffOptions } from './backoff.js';
+export {
+  DeliveryMode,
+  RuntimeState,
+  TransitionReason,
+  WorkspaceStatus,
+  type StatusTransition,
+  type Workspace,
+} from '../../gen/vigil/v1/workspace.js';

@@ -1,0 +1,166 @@
+import { createServer, type Server } from 'node:http';
+import { status } from '@grpc/grpc-js';
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { WORKSPACE_STATUSES, type Transition, type WorkspaceStatus } from '../domain/model.js';
+import type { CallObserver } from '../transport/observer.js';
+
+/**
+ * Prometheus metrics (prom-client, on a registry of its own) and the HTTP
+ * endpoint that serves them at /metrics.
+ */
+
+export interface MetricsSources {
+  /** Current head seq, for watcher lag. */
+  readonly headSeq: () => number;
+  /** Workspaces per status, read at scrape time. */
+  readonly countByStatus: () => Promise<Readonly<Record<WorkspaceStatus, number>>>;
+}
+
+export interface Metrics {
+  readonly registry: Registry;
+  readonly observer: CallObserver;
+  /** Counts committed transitions by reason. */
+  transitionsCommitted(transitions: readonly Transition[]): void;
+}
+
+export function createMetrics(sources: MetricsSources): Metrics {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry, prefix: 'vigil_process_' });
+
+  const requests = new Counter({
+    name: 'vigil_rpc_requests_total',
+    help: 'Finished RPCs by method and gRPC status code.',
+    labelNames: ['method', 'code'] as const,
+    registers: [registry],
+  });
+  const latency = new Histogram({
+    name: 'vigil_rpc_duration_seconds',
+    help: 'Unary RPC latency by method.',
+    labelNames: ['method'] as const,
+    buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+    registers: [registry],
+  });
+  const heartbeats = new Counter({
+    name: 'vigil_heartbeats_received_total',
+    help: 'Heartbeats received, valid or not.',
+    registers: [registry],
+  });
+  const transitions = new Counter({
+    name: 'vigil_transitions_total',
+    help: 'Committed status transitions by reason and new status.',
+    labelNames: ['reason', 'to'] as const,
+    registers: [registry],
+  });
+  new Gauge({
+    name: 'vigil_workspaces',
+    help: 'Workspaces by status.',
+    labelNames: ['status'] as const,
+    registers: [registry],
+    async collect() {
+      const counts = await sources.countByStatus();
+      for (const s of WORKSPACE_STATUSES) this.set({ status: s }, counts[s]);
+    },
+  });
+
+  // Open watch streams and the seq each has delivered up to.
+  const watchers = new Set<{ delivered: number }>();
+  new Gauge({
+    name: 'vigil_watch_streams',
+    help: 'Open WatchStatus streams.',
+    registers: [registry],
+    collect() {
+      this.set(watchers.size);
+    },
+  });
+  new Gauge({
+    name: 'vigil_watch_lag_max',
+    help: 'Largest watcher lag: head seq minus the seq a stream has delivered up to (filtered streams catch up at their next progress frame).',
+    registers: [registry],
+    collect() {
+      const head = sources.headSeq();
+      let max = 0;
+      for (const w of watchers) max = Math.max(max, head - w.delivered);
+      this.set(max);
+    },
+  });
+  const watchClosed = new Counter({
+    name: 'vigil_watch_streams_closed_total',
+    help: 'Closed WatchStatus streams by gRPC status code.',
+    labelNames: ['code'] as const,
+    registers: [registry],
+  });
+
+  const observer: CallObserver = {
+    callFinished(method, code, seconds) {
+      requests.inc({ method, code: status[code] });
+      latency.observe({ method }, seconds);
+    },
+    heartbeatReceived() {
+      heartbeats.inc();
+    },
+    watchOpened() {
+      const watcher = { delivered: sources.headSeq() };
+      watchers.add(watcher);
+      return {
+        delivered(seq) {
+          watcher.delivered = seq;
+        },
+        closed(code) {
+          watchers.delete(watcher);
+          watchClosed.inc({ code: status[code] });
+          requests.inc({ method: 'WatchStatus', code: status[code] });
+        },
+      };
+    },
+  };
+
+  return {
+    registry,
+    observer,
+    transitionsCommitted(committed) {
+      for (const t of committed) transitions.inc({ reason: t.reason, to: t.toStatus });
+    },
+  };
+}
+
+/** Serves `registry` at GET /metrics on `listen` (HOST:PORT). Resolves with the bound port. */
+export async function serveMetrics(
+  registry: Registry,
+  listen: string,
+): Promise<{ port: number; close(): Promise<void> }> {
+  const server: Server = createServer((request, response) => {
+    if (request.method !== 'GET' || request.url?.split('?')[0] !== '/metrics') {
+      response.writeHead(404, { 'content-type': 'text/plain' }).end('not found: try /metrics\n');
+      return;
+    }
+    registry.metrics().then(
+      (text) => {
+        response.writeHead(200, { 'content-type': registry.contentType }).end(text);
+      },
+      (error: unknown) => {
+        response.writeHead(500, { 'content-type': 'text/plain' }).end(`${String(error)}\n`);
+      },
+    );
+  });
+  const separator = listen.lastIndexOf(':');
+  const host = listen.slice(0, separator).replace(/^\[(.*)\]$/, '$1');
+  const port = Number(listen.slice(separator + 1));
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const address = server.address();
+  return {
+    port: typeof address === 'object' && address ? address.port : port,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => {
+          resolve();
+        });
+        server.closeAllConnections();
+      }),
+  };
+}

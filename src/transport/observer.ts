@@ -1,0 +1,27 @@
+import type { status } from '@grpc/grpc-js';
+
+/**
+ * What transport reports about calls, for metrics. Transport knows nothing of
+ * the metrics library; the wiring plugs one in.
+ */
+export interface CallObserver {
+  /** A unary call finished with `code` after `seconds`. */
+  callFinished(method: string, code: status, seconds: number): void;
+  /** A heartbeat arrived (valid or not). */
+  heartbeatReceived(): void;
+  /** A watch stream opened; the tracker follows it until it closes. */
+  watchOpened(): WatchTracker;
+}
+
+export interface WatchTracker {
+  /** The stream has sent everything up to `seq`. */
+  delivered(seq: number): void;
+  /** The stream ended with `code`. */
+  closed(code: status): void;
+}
+
+export const NO_OBSERVER: CallObserver = {
+  callFinished: () => undefined,
+  heartbeatReceived: () => undefined,
+  watchOpened: () => ({ delivered: () => undefined, closed: () => undefined }),
+};
