@@ -67,6 +67,8 @@ export async function serveCommand(args: string[]): Promise<number> {
   await vigil.stop(SHUTDOWN_GRACE_MS);
   process.off('SIGINT', force);
   process.off('SIGTERM', force);
+  // Everything is closed; do not let a stray library timer hold the exit up.
+  setTimeout(() => process.exit(0), 500).unref();
   return 0;
 }
 

@@ -1,12 +1,13 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { readFileSync, rmSync, statSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { expect } from 'chai';
 import { WorkspaceStatus } from '../../gen/vigil/v1/workspace.js';
 import { tempDir } from '../helpers/harness.js';
-import { call, createClients } from '../helpers/rpc.js';
+import { status } from '@grpc/grpc-js';
+import { call, createClients, errorInfoOf, openWatch } from '../helpers/rpc.js';
 
 const MAIN = join(__dirname, '..', '..', 'src', 'main.js');
 
@@ -97,6 +98,30 @@ describe('vigil serve (a real process)', () => {
       await stop(served);
       served = await serve(['--data-dir', dir], { VIGIL_CONTROL_TOKEN: undefined });
       expect(readFileSync(join(dir, 'control-token'), 'utf8')).to.equal(first);
+    });
+  });
+
+  describe('when it receives SIGTERM', () => {
+    it('ends watch streams with UNAVAILABLE, closes the database and exits 0 within 5 s', async () => {
+      served = await serve(['--data-dir', dir], { VIGIL_CONTROL_TOKEN: 'vgc_lifecycle' });
+      const clients = createClients(served.port);
+      try {
+        const watch = openWatch(clients.control, {}, 'vgc_lifecycle');
+        expect((await watch.next()).event?.$case).to.equal('progress');
+        const started = Date.now();
+        const code = await stop(served);
+        const elapsed = Date.now() - started;
+        const failure = await watch.ended();
+        expect(failure?.code).to.equal(status.UNAVAILABLE);
+        expect(errorInfoOf(failure!).reason).to.equal('SHUTTING_DOWN');
+        expect(code).to.equal(0);
+        expect(elapsed).to.be.below(5_000);
+        // SQLite removes the WAL file when the last connection closes cleanly.
+        expect(existsSync(join(dir, 'vigil.db-wal'))).to.equal(false);
+        expect(served.lines.some((l) => l.includes('"stopped"'))).to.equal(true);
+      } finally {
+        clients.close();
+      }
     });
   });
 
