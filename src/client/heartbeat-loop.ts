@@ -1,9 +1,10 @@
 import { status } from '@grpc/grpc-js';
-import type { HeartbeatRequest } from '../../gen/vigil/v1/runtime_service.js';
+import type { HeartbeatRequest, HeartbeatResponse } from '../../gen/vigil/v1/runtime_service.js';
 import { DeliveryMode, WorkspaceStatus } from '../../gen/vigil/v1/workspace.js';
 import { backoffDelay, sleep } from './backoff.js';
 import { VigilClientError } from './errors.js';
-import type { RuntimeClient } from './runtime-client.js';
+import type { HeartbeatStream } from './heartbeat-stream.js';
+import type { HeartbeatInput, RuntimeClient } from './runtime-client.js';
 
 /** What a sidecar reports about its runtime on each heartbeat. */
 export type HealthReport = Partial<
@@ -26,7 +27,13 @@ export type SidecarEvent =
       readonly error: VigilClientError;
       readonly willRetry: boolean;
     }
-  | { readonly type: 'heartbeat'; readonly status: WorkspaceStatus; readonly intervalMs: number }
+  | {
+      readonly type: 'heartbeat';
+      readonly status: WorkspaceStatus;
+      readonly intervalMs: number;
+      /** Whether it went over a HeartbeatStream or a unary call. */
+      readonly via: 'stream' | 'unary';
+    }
   | {
       readonly type: 'heartbeat-failed';
       readonly error: VigilClientError;
@@ -43,6 +50,12 @@ export interface HeartbeatLoopOptions {
   readonly deliveryMode?: DeliveryMode;
   /** Called before each heartbeat for the runtime's current health. */
   readonly report?: () => HealthReport;
+  /**
+   * `stream` (the default) sends heartbeats over one HeartbeatStream and falls
+   * back to unary calls when the server does not implement it; `unary` never
+   * streams.
+   */
+  readonly transport?: 'stream' | 'unary';
   /** Used until the server hints an interval; default 10 s. */
   readonly initialIntervalMs?: number;
   /** Stops the loop; `run` then resolves. */
@@ -104,39 +117,67 @@ export async function runHeartbeatLoop(options: HeartbeatLoopOptions): Promise<v
     }
   };
   const stopped = () => signal.aborted;
+  let useStream = options.transport !== 'unary';
+  let stream: HeartbeatStream | undefined;
 
-  while (!stopped()) {
-    if (!registered && Date.now() >= nextRegisterAt) registered = await register();
-    if (stopped()) break;
-    let waitMs: number;
-    try {
-      const response = await client.heartbeat({
-        workspaceId: options.workspaceId,
-        agentCard: options.agentCard,
-        ...options.report?.(),
-      });
-      failures = 0;
-      intervalMs = hintMs(response.heartbeatInterval, intervalMs);
-      waitMs = intervalMs;
-      emit({ type: 'heartbeat', status: response.status, intervalMs });
-    } catch (error) {
-      const clientError = asClientError(error);
-      if (
-        clientError.code === status.UNAUTHENTICATED ||
-        clientError.code === status.PERMISSION_DENIED ||
-        clientError.code === status.FAILED_PRECONDITION
-      ) {
-        throw clientError;
+  const sendHeartbeat = async (
+    request: HeartbeatInput,
+  ): Promise<{ response: HeartbeatResponse; via: 'stream' | 'unary' }> => {
+    if (useStream) {
+      if (!stream || stream.closed) stream = client.openHeartbeatStream();
+      try {
+        return { response: await stream.send(request), via: 'stream' };
+      } catch (error) {
+        if (!(error instanceof VigilClientError) || error.code !== status.UNIMPLEMENTED)
+          throw error;
+        // An older server: unary calls have the same semantics.
+        useStream = false;
+        stream.close();
       }
-      failures += 1;
-      // Retry sooner than a full interval, but never hammer a struggling server.
-      waitMs = Math.min(
-        intervalMs,
-        backoffDelay(failures, { random, baseMs: 500, maxMs: intervalMs }),
-      );
-      emit({ type: 'heartbeat-failed', error: clientError, retryInMs: waitMs });
     }
-    await sleep(waitMs, signal);
+    return { response: await client.heartbeat(request), via: 'unary' };
+  };
+
+  try {
+    await loop();
+  } finally {
+    stream?.close();
+  }
+
+  async function loop(): Promise<void> {
+    while (!stopped()) {
+      if (!registered && Date.now() >= nextRegisterAt) registered = await register();
+      if (stopped()) break;
+      let waitMs: number;
+      try {
+        const { response, via } = await sendHeartbeat({
+          workspaceId: options.workspaceId,
+          agentCard: options.agentCard,
+          ...options.report?.(),
+        });
+        failures = 0;
+        intervalMs = hintMs(response.heartbeatInterval, intervalMs);
+        waitMs = intervalMs;
+        emit({ type: 'heartbeat', status: response.status, intervalMs, via });
+      } catch (error) {
+        const clientError = asClientError(error);
+        if (
+          clientError.code === status.UNAUTHENTICATED ||
+          clientError.code === status.PERMISSION_DENIED ||
+          clientError.code === status.FAILED_PRECONDITION
+        ) {
+          throw clientError;
+        }
+        failures += 1;
+        // Retry sooner than a full interval, but never hammer a struggling server.
+        waitMs = Math.min(
+          intervalMs,
+          backoffDelay(failures, { random, baseMs: 500, maxMs: intervalMs }),
+        );
+        emit({ type: 'heartbeat-failed', error: clientError, retryInMs: waitMs });
+      }
+      await sleep(waitMs, signal);
+    }
   }
 }
 

@@ -6,6 +6,7 @@ import {
   type RegisterResponse,
 } from '../../gen/vigil/v1/runtime_service.js';
 import { connection, type ConnectOptions } from './channel.js';
+import { openHeartbeatStream, type HeartbeatStream } from './heartbeat-stream.js';
 import { invoke } from './unary.js';
 
 /** What the SDK's request builders accept: any subset of the fields, `workspaceId` required. */
@@ -16,6 +17,8 @@ export type HeartbeatInput = Partial<HeartbeatRequest> & { readonly workspaceId:
 export interface RuntimeClient {
   register(request: RegisterInput, options?: CallSettings): Promise<RegisterResponse>;
   heartbeat(request: HeartbeatInput, options?: CallSettings): Promise<HeartbeatResponse>;
+  /** Opens a HeartbeatStream: many heartbeats over one call, far cheaper than unary calls. */
+  openHeartbeatStream(): HeartbeatStream;
   close(): void;
 }
 
@@ -50,6 +53,7 @@ export function createRuntimeClient(options: ConnectOptions): RuntimeClient {
         conn.metadata(),
         deadline(settings),
       ),
+    openHeartbeatStream: () => openHeartbeatStream(client, conn.metadata()),
     close: () => {
       client.close();
     },

@@ -67,6 +67,15 @@ export interface HeartbeatInput {
   readonly now: number;
 }
 
+export interface HeartbeatBatchItem {
+  readonly input: HeartbeatInput;
+  readonly decide: Decide;
+}
+
+export type HeartbeatOutcome =
+  | { readonly ok: true; readonly applied: HeartbeatApplied }
+  | { readonly ok: false; readonly error: unknown };
+
 export interface SweepInput {
   readonly now: number;
   /** ONLINE/DEGRADED workspaces last seen before this are candidates. */
@@ -120,6 +129,13 @@ export interface RegistryStore {
    * read after those, with a guarded status update and the transition row.
    */
   applyHeartbeat(input: HeartbeatInput, decide: Decide): Promise<HeartbeatApplied>;
+  /**
+   * Applies many heartbeats in one commit, each exactly as `applyHeartbeat`
+   * would and isolated from the others: a failing one writes nothing and is
+   * reported in its slot. Outcomes are in input order; the promise settles
+   * after the commit (and rejects only when the commit itself fails).
+   */
+  applyHeartbeats(batch: readonly HeartbeatBatchItem[]): Promise<HeartbeatOutcome[]>;
   /** Applies the decision to each candidate; returns the committed transitions in order. */
   sweep(input: SweepInput, decide: Decide): Promise<Transition[]>;
 

@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { validateAgentCard } from './agent-card.js';
+import { createHeartbeatBatcher } from './heartbeat-batcher.js';
 import type { Clock } from './clock.js';
 import type { Timings } from './config.js';
 import { VigilError, fieldInvalid } from './errors.js';
@@ -70,6 +71,7 @@ export type Registry = ReturnType<typeof createRegistry>;
 export function createRegistry(options: RegistryOptions) {
   const { store, clock, timings } = options;
   const random = options.random ?? Math.random;
+  const heartbeats = createHeartbeatBatcher(store, options.onCommitted);
 
   const decider = (event: StatusEvent, now: number) => (state: Parameters<typeof nextStatus>[0]) =>
     nextStatus(state, event, now, timings);
@@ -84,10 +86,8 @@ export function createRegistry(options: RegistryOptions) {
     return Math.round(timings.heartbeatIntervalMs * (0.9 + 0.2 * random()));
   }
 
-  async function authenticateWorkspace(
-    token: string | undefined,
-    workspaceId: string,
-  ): Promise<void> {
+  /** The workspace a token belongs to. Throws TOKEN_MISSING / TOKEN_INVALID / AUTH_UNAVAILABLE. */
+  async function resolveWorkspaceToken(token: string | undefined): Promise<string> {
     if (token === undefined || token === '') {
       throw new VigilError(
         'TOKEN_MISSING',
@@ -108,11 +108,22 @@ export function createRegistry(options: RegistryOptions) {
     }
     if (owner === undefined)
       throw new VigilError('TOKEN_INVALID', 'the workspace token is not valid');
+    return owner;
+  }
+
+  function checkOwner(owner: string, workspaceId: string): void {
     if (owner !== workspaceId) {
       throw new VigilError('WRONG_WORKSPACE', 'the workspace token belongs to another workspace', {
         workspaceId,
       });
     }
+  }
+
+  async function authenticateWorkspace(
+    token: string | undefined,
+    workspaceId: string,
+  ): Promise<void> {
+    checkOwner(await resolveWorkspaceToken(token), workspaceId);
   }
 
   async function register(token: string | undefined, command: RegisterCommand) {
@@ -158,6 +169,16 @@ export function createRegistry(options: RegistryOptions) {
 
   async function heartbeat(token: string | undefined, command: HeartbeatCommand) {
     await authenticateWorkspace(token, command.workspaceId);
+    return applyHeartbeat(command);
+  }
+
+  /** A heartbeat on a stream whose token was resolved to `owner` when it opened. */
+  async function heartbeatAs(owner: string, command: HeartbeatCommand) {
+    checkOwner(owner, command.workspaceId);
+    return applyHeartbeat(command);
+  }
+
+  async function applyHeartbeat(command: HeartbeatCommand) {
     const { report } = command;
     if (!Number.isFinite(report.errorRate) || report.errorRate < 0 || report.errorRate > 1) {
       throw fieldInvalid('error_rate', 'must be a number from 0 to 1');
@@ -170,11 +191,10 @@ export function createRegistry(options: RegistryOptions) {
     const agentCard =
       command.agentCard === undefined ? undefined : validateAgentCard(command.agentCard);
     const now = clock.now();
-    const applied = published(
-      await store.applyHeartbeat(
-        { id: command.workspaceId, report, agentCard, now },
-        decider({ type: 'HEARTBEAT', health: report }, now),
-      ),
+    // Published by the batcher, after the shared commit.
+    const applied = await heartbeats.apply(
+      { id: command.workspaceId, report, agentCard, now },
+      decider({ type: 'HEARTBEAT', health: report }, now),
     );
     return { ...applied, heartbeatIntervalMs: heartbeatHintMs() };
   }
@@ -288,9 +308,11 @@ export function createRegistry(options: RegistryOptions) {
   }
 
   return {
+    resolveWorkspaceToken,
     authenticateWorkspace,
     register,
     heartbeat,
+    heartbeatAs,
     createWorkspace,
     getWorkspace,
     listWorkspaces,

@@ -15,7 +15,9 @@ import type {
   CreateWorkspaceInput,
   Decide,
   HeartbeatApplied,
+  HeartbeatBatchItem,
   HeartbeatInput,
+  HeartbeatOutcome,
   ListWorkspacesQuery,
   RegisterFailureInput,
   RegisterInput,
@@ -227,6 +229,18 @@ export function createSqliteStore(db: Database): RegistryStore {
     return { ...applied, cardBackfillChanges, markerClearChanges };
   });
 
+  const heartbeatBatchTx = db.transaction(
+    (batch: readonly HeartbeatBatchItem[]): HeartbeatOutcome[] =>
+      batch.map(({ input, decide }): HeartbeatOutcome => {
+        try {
+          // Nested: a savepoint, so a failing heartbeat rolls back alone.
+          return { ok: true, applied: heartbeatTx(input, decide) };
+        } catch (error) {
+          return { ok: false, error: mapStorageError(error) };
+        }
+      }),
+  );
+
   const sweepTx = db.transaction((input: SweepInput, decide: Decide): Transition[] => {
     const candidates = [
       ...stmt.selectOffline.all({ before: input.lastSeenBefore, limit: input.limit }),
@@ -294,6 +308,7 @@ export function createSqliteStore(db: Database): RegistryStore {
     applyRegister: (input, decide) => run(() => registerTx.immediate(input, decide)),
     applyRegisterFailure: (input, decide) => run(() => registerFailureTx.immediate(input, decide)),
     applyHeartbeat: (input, decide) => run(() => heartbeatTx.immediate(input, decide)),
+    applyHeartbeats: (batch) => run(() => heartbeatBatchTx.immediate(batch)),
     sweep: (input, decide) => run(() => sweepTx.immediate(input, decide)),
     readTransitions: (query: TransitionsQuery) =>
       run(() =>

@@ -7,6 +7,8 @@ import type { CallObserver } from './observer.js';
 export interface CallContext {
   readonly logger: Logger;
   readonly observer: CallObserver;
+  /** Aborts when the server shuts down: long-lived streams then end with UNAVAILABLE. */
+  readonly shutdown: AbortSignal;
 }
 
 /** The bearer token of a call, or undefined when there is none. */

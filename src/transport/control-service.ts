@@ -1,7 +1,6 @@
 import { once } from 'node:events';
 import { status, type ServerWritableStream } from '@grpc/grpc-js';
 import type { ControlAuth } from '../domain/control-auth.js';
-import { VigilError } from '../domain/errors.js';
 import type { Registry } from '../domain/registry.js';
 import type {
   ControlServiceServer,
@@ -16,14 +15,12 @@ import {
   watchEventToProto,
   workspaceToProto,
 } from './convert.js';
-import { toCallError } from './errors.js';
+import { shuttingDown, toCallError } from './errors.js';
 
 export interface ControlServiceDeps extends CallContext {
   readonly registry: Registry;
   readonly controlAuth: ControlAuth;
   readonly watch: WatchDeps;
-  /** Aborts when the server shuts down: open watch streams then end with UNAVAILABLE. */
-  readonly shutdown: AbortSignal;
 }
 
 /** vigil.v1.ControlService: authenticated by control token. */
@@ -158,8 +155,4 @@ async function serveWatch(
   } finally {
     call.off('cancelled', onCancel);
   }
-}
-
-function shuttingDown(): VigilError {
-  return new VigilError('SHUTTING_DOWN', 'the server is shutting down; resume from your last seq');
 }

@@ -3,6 +3,8 @@ import type * as domain from '../domain/model.js';
 import { WORKSPACE_STATUSES } from '../domain/model.js';
 import type { Duration } from '../../gen/google/protobuf/duration.js';
 import type { WatchStatusResponse } from '../../gen/vigil/v1/control_service.js';
+import type { HeartbeatRequest, HeartbeatResponse } from '../../gen/vigil/v1/runtime_service.js';
+import type { HeartbeatCommand } from '../domain/registry.js';
 import {
   DeliveryMode,
   RuntimeState,
@@ -117,4 +119,30 @@ export function watchEventToProto(event: WatchEvent): WatchStatusResponse {
     case 'progress':
       return { event: { $case: 'progress', value: { seq: event.seq } } };
   }
+}
+
+export function heartbeatCommand(request: HeartbeatRequest): HeartbeatCommand {
+  return {
+    workspaceId: request.workspaceId,
+    agentCard: request.agentCard,
+    report: {
+      errorRate: request.errorRate,
+      sampleError: request.sampleError,
+      activeTasks: request.activeTasks,
+      uptimeSeconds: request.uptimeSeconds,
+      currentTask: request.currentTask,
+      runtimeState: runtimeStateFromProto(request.runtimeState),
+      nativeStatusManagement: request.nativeStatusManagement,
+    },
+  };
+}
+
+export function heartbeatResponse(result: {
+  workspace: domain.Workspace;
+  heartbeatIntervalMs: number;
+}): HeartbeatResponse {
+  return {
+    status: statusToProto(result.workspace.status),
+    heartbeatInterval: durationToProto(result.heartbeatIntervalMs),
+  };
 }

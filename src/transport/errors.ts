@@ -19,11 +19,7 @@ export type CallError = Partial<ServiceError> & {
  * INTERNAL with a generic message.
  */
 export function toCallError(error: unknown, logger: Logger, method: string): CallError {
-  const known =
-    error instanceof VigilError
-      ? error
-      : new VigilError('INTERNAL', 'internal error; the server log has the details');
-  if (known !== error) logger.error({ err: error, method }, 'unexpected fault');
+  const known = toKnownError(error, logger, method);
   const code = status[known.codeName];
   const metadata = new Metadata();
   metadata.set(
@@ -42,4 +38,16 @@ export function toCallError(error: unknown, logger: Logger, method: string): Cal
     metadata,
     reason: known.reason,
   });
+}
+
+/** VigilErrors as they are; anything else logged and replaced by a generic INTERNAL. */
+export function toKnownError(error: unknown, logger: Logger, method: string): VigilError {
+  if (error instanceof VigilError) return error;
+  logger.error({ err: error, method }, 'unexpected fault');
+  return new VigilError('INTERNAL', 'internal error; the server log has the details');
+}
+
+/** How long-lived streams end when the server shuts down: clients resume elsewhere. */
+export function shuttingDown(): VigilError {
+  return new VigilError('SHUTTING_DOWN', 'the server is shutting down; resume from your last seq');
 }

@@ -1,11 +1,12 @@
 import type { Registry } from '../domain/registry.js';
 import type { RuntimeServiceServer } from '../../gen/vigil/v1/runtime_service.js';
+import { serveHeartbeatStream } from './heartbeat-stream.js';
 import { unary, type CallContext } from './call-helpers.js';
 import {
   deliveryModeFromProto,
   durationToProto,
-  runtimeStateFromProto,
-  statusToProto,
+  heartbeatCommand,
+  heartbeatResponse,
   workspaceToProto,
 } from './convert.js';
 
@@ -29,23 +30,11 @@ export function createRuntimeService(
     }),
     heartbeat: unary(context, 'Heartbeat', async (request, token) => {
       context.observer.heartbeatReceived();
-      const result = await registry.heartbeat(token, {
-        workspaceId: request.workspaceId,
-        agentCard: request.agentCard,
-        report: {
-          errorRate: request.errorRate,
-          sampleError: request.sampleError,
-          activeTasks: request.activeTasks,
-          uptimeSeconds: request.uptimeSeconds,
-          currentTask: request.currentTask,
-          runtimeState: runtimeStateFromProto(request.runtimeState),
-          nativeStatusManagement: request.nativeStatusManagement,
-        },
-      });
-      return {
-        status: statusToProto(result.workspace.status),
-        heartbeatInterval: durationToProto(result.heartbeatIntervalMs),
-      };
+      const result = await registry.heartbeat(token, heartbeatCommand(request));
+      return heartbeatResponse(result);
     }),
+    heartbeatStream: (call) => {
+      serveHeartbeatStream(call, registry, context);
+    },
   };
 }

@@ -46,7 +46,11 @@ export async function startGrpcServer(options: GrpcServerOptions): Promise<GrpcS
   addReflection(server);
   server.addService(
     RuntimeServiceService,
-    createRuntimeService(options.registry, { logger: options.logger, observer: options.observer }),
+    createRuntimeService(options.registry, {
+      logger: options.logger,
+      observer: options.observer,
+      shutdown: shutdown.signal,
+    }),
   );
   server.addService(
     ControlServiceService,

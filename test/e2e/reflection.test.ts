@@ -110,6 +110,7 @@ const VIGIL_METHODS = [
   'vigil.v1.ControlService/RotateWorkspaceToken',
   'vigil.v1.ControlService/WatchStatus',
   'vigil.v1.RuntimeService/Heartbeat',
+  'vigil.v1.RuntimeService/HeartbeatStream',
   'vigil.v1.RuntimeService/Register',
 ];
 
@@ -125,7 +126,7 @@ describe('server reflection with buf curl', () => {
   });
 
   describe('when listing methods', () => {
-    it('lists the 9 RuntimeService and ControlService RPCs and Health/Check', async () => {
+    it('lists the 10 RuntimeService and ControlService RPCs and Health/Check', async () => {
       const result = await run(BUF, [
         'curl',
         '--protocol',
@@ -275,6 +276,10 @@ describe('server reflection with Python grpc (C core)', () => {
         expect(version.methods).to.deep.equal({
           Register: { input: 'vigil.v1.RegisterRequest', output: 'vigil.v1.RegisterResponse' },
           Heartbeat: { input: 'vigil.v1.HeartbeatRequest', output: 'vigil.v1.HeartbeatResponse' },
+          HeartbeatStream: {
+            input: 'vigil.v1.HeartbeatStreamRequest',
+            output: 'vigil.v1.HeartbeatStreamResponse',
+          },
         });
         expect(version.fieldTypes?.['vigil.v1.RegisterRequest.agent_card']).to.equal(
           'google.protobuf.Struct',

@@ -10,8 +10,10 @@ import {
   type CallOptions,
   type ChannelCredentials,
   Client,
+  type ClientDuplexStream,
   type ClientOptions,
   type ClientUnaryCall,
+  type handleBidiStreamingCall,
   type handleUnaryCall,
   makeGenericClientConstructor,
   type Metadata,
@@ -101,6 +103,49 @@ export interface HeartbeatResponse {
   status: WorkspaceStatus;
   /** When to send the next heartbeat (the configured interval, jittered ±10%). */
   heartbeatInterval: Duration | undefined;
+}
+
+/** HeartbeatStreamRequest is one heartbeat on a HeartbeatStream. */
+export interface HeartbeatStreamRequest {
+  /** Chosen by the client and echoed in the response, to match the two. */
+  requestId: number;
+  /** The heartbeat, with exactly the meaning of a unary Heartbeat. */
+  heartbeat: HeartbeatRequest | undefined;
+}
+
+/** HeartbeatStreamResponse answers one HeartbeatStreamRequest, in order. */
+export interface HeartbeatStreamResponse {
+  /** The `request_id` of the request this answers. */
+  requestId: number;
+  /** The outcome. */
+  result:
+    | //
+    /** The heartbeat was applied. */
+    { $case: "heartbeat"; value: HeartbeatResponse }
+    | //
+    /** The heartbeat was rejected and nothing was written. */
+    { $case: "error"; value: HeartbeatError }
+    | undefined;
+}
+
+/**
+ * HeartbeatError says why one streamed heartbeat was rejected: what a unary
+ * Heartbeat would have returned as its status and ErrorInfo.
+ */
+export interface HeartbeatError {
+  /** The gRPC status code (google.rpc.Code) a unary call would have failed with. */
+  code: number;
+  /** A readable message. */
+  message: string;
+  /** The ErrorInfo reason, such as AGENT_CARD_INVALID or WORKSPACE_REMOVED. */
+  reason: string;
+  /** The ErrorInfo metadata, such as the invalid `field`. */
+  metadata: { [key: string]: string };
+}
+
+export interface HeartbeatError_MetadataEntry {
+  key: string;
+  value: string;
 }
 
 function createBaseRegisterRequest(): RegisterRequest {
@@ -659,6 +704,450 @@ export const HeartbeatResponse: MessageFns<HeartbeatResponse> = {
   },
 };
 
+function createBaseHeartbeatStreamRequest(): HeartbeatStreamRequest {
+  return { requestId: 0, heartbeat: undefined };
+}
+
+export const HeartbeatStreamRequest: MessageFns<HeartbeatStreamRequest> = {
+  encode(message: HeartbeatStreamRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.requestId !== 0) {
+      writer.uint32(8).uint64(message.requestId);
+    }
+    if (message.heartbeat !== undefined) {
+      HeartbeatRequest.encode(message.heartbeat, writer.uint32(18).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): HeartbeatStreamRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseHeartbeatStreamRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.requestId = longToNumber(reader.uint64());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.heartbeat = HeartbeatRequest.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): HeartbeatStreamRequest {
+    return {
+      requestId: isSet(object.requestId)
+        ? globalThis.Number(object.requestId)
+        : isSet(object.request_id)
+        ? globalThis.Number(object.request_id)
+        : 0,
+      heartbeat: isSet(object.heartbeat) ? HeartbeatRequest.fromJSON(object.heartbeat) : undefined,
+    };
+  },
+
+  toJSON(message: HeartbeatStreamRequest): unknown {
+    const obj: any = {};
+    if (message.requestId !== 0) {
+      obj.requestId = Math.round(message.requestId);
+    }
+    if (message.heartbeat !== undefined) {
+      obj.heartbeat = HeartbeatRequest.toJSON(message.heartbeat);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<HeartbeatStreamRequest>): HeartbeatStreamRequest {
+    return HeartbeatStreamRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<HeartbeatStreamRequest>): HeartbeatStreamRequest {
+    const message = createBaseHeartbeatStreamRequest();
+    message.requestId = object.requestId ?? 0;
+    message.heartbeat = (object.heartbeat !== undefined && object.heartbeat !== null)
+      ? HeartbeatRequest.fromPartial(object.heartbeat)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseHeartbeatStreamResponse(): HeartbeatStreamResponse {
+  return { requestId: 0, result: undefined };
+}
+
+export const HeartbeatStreamResponse: MessageFns<HeartbeatStreamResponse> = {
+  encode(message: HeartbeatStreamResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.requestId !== 0) {
+      writer.uint32(8).uint64(message.requestId);
+    }
+    switch (message.result?.$case) {
+      case "heartbeat":
+        HeartbeatResponse.encode(message.result.value, writer.uint32(18).fork()).join();
+        break;
+      case "error":
+        HeartbeatError.encode(message.result.value, writer.uint32(26).fork()).join();
+        break;
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): HeartbeatStreamResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseHeartbeatStreamResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.requestId = longToNumber(reader.uint64());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.result = { $case: "heartbeat", value: HeartbeatResponse.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.result = { $case: "error", value: HeartbeatError.decode(reader, reader.uint32()) };
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): HeartbeatStreamResponse {
+    return {
+      requestId: isSet(object.requestId)
+        ? globalThis.Number(object.requestId)
+        : isSet(object.request_id)
+        ? globalThis.Number(object.request_id)
+        : 0,
+      result: isSet(object.heartbeat)
+        ? { $case: "heartbeat", value: HeartbeatResponse.fromJSON(object.heartbeat) }
+        : isSet(object.error)
+        ? { $case: "error", value: HeartbeatError.fromJSON(object.error) }
+        : undefined,
+    };
+  },
+
+  toJSON(message: HeartbeatStreamResponse): unknown {
+    const obj: any = {};
+    if (message.requestId !== 0) {
+      obj.requestId = Math.round(message.requestId);
+    }
+    if (message.result?.$case === "heartbeat") {
+      obj.heartbeat = HeartbeatResponse.toJSON(message.result.value);
+    } else if (message.result?.$case === "error") {
+      obj.error = HeartbeatError.toJSON(message.result.value);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<HeartbeatStreamResponse>): HeartbeatStreamResponse {
+    return HeartbeatStreamResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<HeartbeatStreamResponse>): HeartbeatStreamResponse {
+    const message = createBaseHeartbeatStreamResponse();
+    message.requestId = object.requestId ?? 0;
+    switch (object.result?.$case) {
+      case "heartbeat": {
+        if (object.result?.value !== undefined && object.result?.value !== null) {
+          message.result = { $case: "heartbeat", value: HeartbeatResponse.fromPartial(object.result.value) };
+        }
+        break;
+      }
+      case "error": {
+        if (object.result?.value !== undefined && object.result?.value !== null) {
+          message.result = { $case: "error", value: HeartbeatError.fromPartial(object.result.value) };
+        }
+        break;
+      }
+    }
+    return message;
+  },
+};
+
+function createBaseHeartbeatError(): HeartbeatError {
+  return { code: 0, message: "", reason: "", metadata: {} };
+}
+
+export const HeartbeatError: MessageFns<HeartbeatError> = {
+  encode(message: HeartbeatError, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.code !== 0) {
+      writer.uint32(8).int32(message.code);
+    }
+    if (message.message !== "") {
+      writer.uint32(18).string(message.message);
+    }
+    if (message.reason !== "") {
+      writer.uint32(26).string(message.reason);
+    }
+    globalThis.Object.entries(message.metadata).forEach(([key, value]: [string, string]) => {
+      HeartbeatError_MetadataEntry.encode({ key: key as any, value }, writer.uint32(34).fork()).join();
+    });
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): HeartbeatError {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseHeartbeatError();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.code = reader.int32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.message = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.reason = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            const entry4 = HeartbeatError_MetadataEntry.decode(reader, reader.uint32());
+            if (entry4.value !== undefined) {
+              message.metadata[entry4.key] = entry4.value;
+            }
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): HeartbeatError {
+    return {
+      code: isSet(object.code) ? globalThis.Number(object.code) : 0,
+      message: isSet(object.message) ? globalThis.String(object.message) : "",
+      reason: isSet(object.reason) ? globalThis.String(object.reason) : "",
+      metadata: isObject(object.metadata)
+        ? (globalThis.Object.entries(object.metadata) as [string, any][]).reduce(
+          (acc: { [key: string]: string }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: globalThis.String(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : {},
+    };
+  },
+
+  toJSON(message: HeartbeatError): unknown {
+    const obj: any = {};
+    if (message.code !== 0) {
+      obj.code = Math.round(message.code);
+    }
+    if (message.message !== "") {
+      obj.message = message.message;
+    }
+    if (message.reason !== "") {
+      obj.reason = message.reason;
+    }
+    if (message.metadata) {
+      const entries = globalThis.Object.entries(message.metadata) as [string, string][];
+      if (entries.length > 0) {
+        obj.metadata = {};
+        entries.forEach(([k, v]) => {
+          obj.metadata[k] = v;
+        });
+      }
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<HeartbeatError>): HeartbeatError {
+    return HeartbeatError.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<HeartbeatError>): HeartbeatError {
+    const message = createBaseHeartbeatError();
+    message.code = object.code ?? 0;
+    message.message = object.message ?? "";
+    message.reason = object.reason ?? "";
+    message.metadata = (globalThis.Object.entries(object.metadata ?? {}) as [string, string][]).reduce(
+      (acc: { [key: string]: string }, [key, value]: [string, string]) => {
+        if (value !== undefined) {
+          acc[key] = globalThis.String(value);
+        }
+        return acc;
+      },
+      {},
+    );
+    return message;
+  },
+};
+
+function createBaseHeartbeatError_MetadataEntry(): HeartbeatError_MetadataEntry {
+  return { key: "", value: "" };
+}
+
+export const HeartbeatError_MetadataEntry: MessageFns<HeartbeatError_MetadataEntry> = {
+  encode(message: HeartbeatError_MetadataEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key !== "") {
+      writer.uint32(10).string(message.key);
+    }
+    if (message.value !== "") {
+      writer.uint32(18).string(message.value);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): HeartbeatError_MetadataEntry {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseHeartbeatError_MetadataEntry();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.value = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): HeartbeatError_MetadataEntry {
+    return {
+      key: isSet(object.key) ? globalThis.String(object.key) : "",
+      value: isSet(object.value) ? globalThis.String(object.value) : "",
+    };
+  },
+
+  toJSON(message: HeartbeatError_MetadataEntry): unknown {
+    const obj: any = {};
+    if (message.key !== "") {
+      obj.key = message.key;
+    }
+    if (message.value !== "") {
+      obj.value = message.value;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<HeartbeatError_MetadataEntry>): HeartbeatError_MetadataEntry {
+    return HeartbeatError_MetadataEntry.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<HeartbeatError_MetadataEntry>): HeartbeatError_MetadataEntry {
+    const message = createBaseHeartbeatError_MetadataEntry();
+    message.key = object.key ?? "";
+    message.value = object.value ?? "";
+    return message;
+  },
+};
+
 /**
  * RuntimeService is called by the sidecar of each agent runtime. Every call
  * carries the workspace token in metadata as `authorization: Bearer <token>`;
@@ -695,6 +1184,27 @@ export const RuntimeServiceService = {
     responseSerialize: (value: HeartbeatResponse): Buffer => Buffer.from(HeartbeatResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): HeartbeatResponse => HeartbeatResponse.decode(value),
   },
+  /**
+   * HeartbeatStream carries many heartbeats over one long-lived stream, which
+   * costs far less per heartbeat than unary calls. The token is checked once,
+   * when the stream opens: a missing or unknown token ends the stream with
+   * UNAUTHENTICATED. Each request is applied exactly like a unary Heartbeat
+   * (same validation, same transaction) and answered in order with one
+   * response carrying the same `request_id`. A request that fails (bad input,
+   * another workspace's id, a removed workspace) gets a response with `error`
+   * set, writes nothing, and leaves the stream open.
+   */
+  heartbeatStream: {
+    path: "/vigil.v1.RuntimeService/HeartbeatStream" as const,
+    requestStream: true as const,
+    responseStream: true as const,
+    requestSerialize: (value: HeartbeatStreamRequest): Buffer =>
+      Buffer.from(HeartbeatStreamRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): HeartbeatStreamRequest => HeartbeatStreamRequest.decode(value),
+    responseSerialize: (value: HeartbeatStreamResponse): Buffer =>
+      Buffer.from(HeartbeatStreamResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): HeartbeatStreamResponse => HeartbeatStreamResponse.decode(value),
+  },
 } as const;
 
 export interface RuntimeServiceServer extends UntypedServiceImplementation {
@@ -711,6 +1221,17 @@ export interface RuntimeServiceServer extends UntypedServiceImplementation {
    * marker, so a DEGRADED workspace can recover on that very heartbeat.
    */
   heartbeat: handleUnaryCall<HeartbeatRequest, HeartbeatResponse>;
+  /**
+   * HeartbeatStream carries many heartbeats over one long-lived stream, which
+   * costs far less per heartbeat than unary calls. The token is checked once,
+   * when the stream opens: a missing or unknown token ends the stream with
+   * UNAUTHENTICATED. Each request is applied exactly like a unary Heartbeat
+   * (same validation, same transaction) and answered in order with one
+   * response carrying the same `request_id`. A request that fails (bad input,
+   * another workspace's id, a removed workspace) gets a response with `error`
+   * set, writes nothing, and leaves the stream open.
+   */
+  heartbeatStream: handleBidiStreamingCall<HeartbeatStreamRequest, HeartbeatStreamResponse>;
 }
 
 export interface RuntimeServiceClient extends Client {
@@ -755,6 +1276,22 @@ export interface RuntimeServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: HeartbeatResponse) => void,
   ): ClientUnaryCall;
+  /**
+   * HeartbeatStream carries many heartbeats over one long-lived stream, which
+   * costs far less per heartbeat than unary calls. The token is checked once,
+   * when the stream opens: a missing or unknown token ends the stream with
+   * UNAUTHENTICATED. Each request is applied exactly like a unary Heartbeat
+   * (same validation, same transaction) and answered in order with one
+   * response carrying the same `request_id`. A request that fails (bad input,
+   * another workspace's id, a removed workspace) gets a response with `error`
+   * set, writes nothing, and leaves the stream open.
+   */
+  heartbeatStream(): ClientDuplexStream<HeartbeatStreamRequest, HeartbeatStreamResponse>;
+  heartbeatStream(options: Partial<CallOptions>): ClientDuplexStream<HeartbeatStreamRequest, HeartbeatStreamResponse>;
+  heartbeatStream(
+    metadata: Metadata,
+    options?: Partial<CallOptions>,
+  ): ClientDuplexStream<HeartbeatStreamRequest, HeartbeatStreamResponse>;
 }
 
 export const RuntimeServiceClient = makeGenericClientConstructor(

@@ -1,0 +1,110 @@
+import { status, type ServerDuplexStream } from '@grpc/grpc-js';
+import { fieldInvalid } from '../domain/errors.js';
+import type { Registry } from '../domain/registry.js';
+import type {
+  HeartbeatStreamRequest,
+  HeartbeatStreamResponse,
+} from '../../gen/vigil/v1/runtime_service.js';
+import { bearerToken, logFailure, type CallContext } from './call-helpers.js';
+import { shuttingDown, toCallError, toKnownError } from './errors.js';
+import { heartbeatCommand, heartbeatResponse } from './convert.js';
+
+/** Past this many unanswered heartbeats the stream stops reading until the client catches up. */
+const MAX_IN_FLIGHT = 512;
+
+/**
+ * Serves one HeartbeatStream. The token is resolved once, at open; then every
+ * request is applied like a unary Heartbeat, concurrently with the requests
+ * behind it (so they share group commits), and answered strictly in order.
+ * A rejected request gets an `error` response and writes nothing; the stream
+ * stays open. The stream itself ends with an error only when the token is
+ * missing or invalid at open.
+ */
+export function serveHeartbeatStream(
+  call: ServerDuplexStream<HeartbeatStreamRequest, HeartbeatStreamResponse>,
+  registry: Registry,
+  context: CallContext,
+): void {
+  const { logger, observer } = context;
+  const owner = registry.resolveWorkspaceToken(bearerToken(call.metadata));
+  // Responses are written in request order: each waits for the one before it.
+  let answered: Promise<void> = Promise.resolve();
+  let inFlight = 0;
+  let paused = false;
+  let ended = false;
+
+  const fail = (error: unknown) => {
+    if (ended) return;
+    ended = true;
+    context.shutdown.removeEventListener('abort', onShutdown);
+    const callError = toCallError(error, logger, 'HeartbeatStream');
+    if (!context.shutdown.aborted) {
+      logFailure(logger, 'HeartbeatStream', callError.code, callError.reason, call.getPeer());
+    }
+    observer.callFinished('HeartbeatStream', callError.code, 0);
+    call.emit('error', callError);
+  };
+  const onShutdown = () => {
+    fail(shuttingDown());
+  };
+  context.shutdown.addEventListener('abort', onShutdown, { once: true });
+  owner.catch(fail);
+
+  async function answer(request: HeartbeatStreamRequest): Promise<HeartbeatStreamResponse> {
+    observer.heartbeatReceived();
+    try {
+      if (!request.heartbeat) throw fieldInvalid('heartbeat', 'is required');
+      const result = await registry.heartbeatAs(await owner, heartbeatCommand(request.heartbeat));
+      return {
+        requestId: request.requestId,
+        result: { $case: 'heartbeat', value: heartbeatResponse(result) },
+      };
+    } catch (error) {
+      const known = toKnownError(error, logger, 'HeartbeatStream');
+      return {
+        requestId: request.requestId,
+        result: {
+          $case: 'error',
+          value: {
+            code: status[known.codeName],
+            message: known.message,
+            reason: known.reason,
+            metadata: { ...known.metadata },
+          },
+        },
+      };
+    }
+  }
+
+  call.on('data', (request: HeartbeatStreamRequest) => {
+    const response = answer(request);
+    inFlight += 1;
+    if (inFlight >= MAX_IN_FLIGHT && !paused) {
+      paused = true;
+      call.pause();
+    }
+    answered = answered.then(async () => {
+      const message = await response;
+      inFlight -= 1;
+      if (ended) return;
+      if (!call.write(message)) await new Promise((resolve) => call.once('drain', resolve));
+      if (paused && inFlight < MAX_IN_FLIGHT / 2) {
+        paused = false;
+        call.resume();
+      }
+    });
+  });
+  call.on('end', () => {
+    void answered.then(() => {
+      if (ended) return;
+      ended = true;
+      context.shutdown.removeEventListener('abort', onShutdown);
+      observer.callFinished('HeartbeatStream', status.OK, 0);
+      call.end();
+    });
+  });
+  call.on('cancelled', () => {
+    ended = true;
+    context.shutdown.removeEventListener('abort', onShutdown);
+  });
+}
