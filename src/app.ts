@@ -61,6 +61,8 @@ export const DEFAULT_SETTINGS: Omit<VigilSettings, 'controlTokens'> = {
 };
 
 const DNS_TIMEOUT_MS = 3_000;
+/** How often the transition log is compacted (it runs with a sweep). */
+const COMPACTION_EVERY_MS = 60_000;
 
 /** Resolves with the system resolver, giving up after a few seconds. */
 export const systemResolver: HostResolver = async (host) => {
@@ -148,13 +150,21 @@ export async function startVigil(
   const sweepEvery =
     settings.sweepIntervalMs ?? Math.max(250, Math.min(5_000, settings.timings.offlineAfterMs / 4));
   let sweeping = false;
+  let lastCompaction = 0;
   const sweeper = setInterval(() => {
     if (sweeping) return;
     sweeping = true;
+    const compact = clock.now() - lastCompaction >= COMPACTION_EVERY_MS;
     registry
       .sweep()
+      .then(async () => {
+        if (!compact) return;
+        lastCompaction = clock.now();
+        const deleted = await registry.compactHistory();
+        if (deleted > 0) logger.info({ deleted }, 'compacted the transition log');
+      })
       .catch((error: unknown) => {
-        logger.error({ err: error }, 'liveness sweep failed');
+        logger.error({ err: error }, 'liveness sweep or compaction failed');
       })
       .finally(() => {
         sweeping = false;

@@ -52,6 +52,13 @@ export const SERVE_SETTINGS: readonly Setting[] = [
     defaultText: formatDuration(DEFAULT_SETTINGS.timings.provisionTimeoutMs),
   },
   {
+    flag: 'retention',
+    env: 'VIGIL_RETENTION',
+    description:
+      'transitions older than this are compacted; older watch cursors get a reset snapshot',
+    defaultText: formatDuration(DEFAULT_SETTINGS.timings.retentionMs),
+  },
+  {
     flag: 'metrics-listen',
     env: 'VIGIL_METRICS_LISTEN',
     description: 'HOST:PORT for Prometheus metrics at /metrics; "off" disables them',
@@ -129,6 +136,7 @@ export function resolveServeConfig(
     offlineAfterMs: duration('offline-after', d.offlineAfterMs),
     registerFailureWindowMs: duration('register-failure-window', d.registerFailureWindowMs),
     provisionTimeoutMs: duration('provision-timeout', d.provisionTimeoutMs),
+    retentionMs: duration('retention', d.retentionMs),
   };
   if (timings.offlineAfterMs <= timings.heartbeatIntervalMs) {
     errors.push(

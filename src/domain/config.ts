@@ -8,6 +8,8 @@ export interface Timings {
   readonly registerFailureWindowMs: number;
   /** PROVISIONING goes FAILED after this long. */
   readonly provisionTimeoutMs: number;
+  /** Transitions older than this are compacted out of the log. */
+  readonly retentionMs: number;
 }
 
 export const DEFAULT_TIMINGS: Timings = {
@@ -15,6 +17,7 @@ export const DEFAULT_TIMINGS: Timings = {
   offlineAfterMs: 40_000,
   registerFailureWindowMs: 5 * 60_000,
   provisionTimeoutMs: 10 * 60_000,
+  retentionMs: 7 * 24 * 3_600_000,
 };
 
 /** Error-rate thresholds: at or above DEGRADE an ONLINE workspace degrades; below RECOVER a DEGRADED one may recover. */

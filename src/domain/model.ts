@@ -13,6 +13,11 @@ export const WORKSPACE_STATUSES = [
 ] as const;
 export type WorkspaceStatus = (typeof WORKSPACE_STATUSES)[number];
 
+/** Every status but the REMOVED tombstone: what listings show by default. */
+export const LIVE_STATUSES: readonly WorkspaceStatus[] = WORKSPACE_STATUSES.filter(
+  (s) => s !== 'REMOVED',
+);
+
 export const TRANSITION_REASONS = [
   'CREATED',
   'REGISTERED',

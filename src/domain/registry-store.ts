@@ -88,6 +88,8 @@ export interface SweepInput {
 
 export interface ListWorkspacesQuery {
   readonly statuses: readonly WorkspaceStatus[];
+  /** Only these workspaces; empty means all. */
+  readonly workspaceIds: readonly string[];
   /** Return ids strictly greater than this. */
   readonly afterId: string;
   readonly limit: number;
@@ -99,12 +101,6 @@ export interface TransitionsQuery {
   readonly limit: number;
   /** Only these workspaces; empty means all. */
   readonly workspaceIds: readonly string[];
-}
-
-export interface Snapshot {
-  readonly workspaces: readonly Workspace[];
-  /** The head `seq` the snapshot is consistent with. */
-  readonly headSeq: number;
 }
 
 export interface RegistryStore {
@@ -141,12 +137,16 @@ export interface RegistryStore {
 
   /** Committed transitions in `seq` order. */
   readTransitions(query: TransitionsQuery): Promise<Transition[]>;
-  /** Current workspaces (REMOVED included) consistent with a head `seq`. */
-  snapshot(workspaceIds: readonly string[]): Promise<Snapshot>;
   /** The highest committed `seq` (0 when none). */
   headSeq(): Promise<number>;
   /** How many workspaces are in each status. */
   countByStatus(): Promise<Record<WorkspaceStatus, number>>;
+  /**
+   * Deletes the oldest transitions committed before `before` — a prefix of the
+   * log, at most `limit` rows — and records how far the log was compacted.
+   * Returns how many were deleted.
+   */
+  compactTransitions(before: number, limit: number): Promise<number>;
   /** Transitions up to this `seq` may have been compacted away (0 when none were). */
   compactedThrough(): Promise<number>;
 

@@ -4,12 +4,13 @@ import { createHeartbeatBatcher } from './heartbeat-batcher.js';
 import type { Clock } from './clock.js';
 import type { Timings } from './config.js';
 import { VigilError, fieldInvalid } from './errors.js';
-import type {
-  DeliveryMode,
-  HeartbeatReport,
-  Transition,
-  Workspace,
-  WorkspaceStatus,
+import {
+  LIVE_STATUSES,
+  type DeliveryMode,
+  type HeartbeatReport,
+  type Transition,
+  type Workspace,
+  type WorkspaceStatus,
 } from './model.js';
 import { decodeNumberPageToken, decodeStringPageToken, encodePageToken } from './page-token.js';
 import type { Applied, RegistryStore } from './registry-store.js';
@@ -228,9 +229,12 @@ export function createRegistry(options: RegistryOptions) {
     const limit = checkPageSize(pageSize);
     const filter = [...new Set(statuses)].sort().join(',');
     const afterId = decodeStringPageToken(pageToken, filter) ?? '';
-    const effective: readonly WorkspaceStatus[] =
-      statuses.length > 0 ? statuses : ['PROVISIONING', 'ONLINE', 'DEGRADED', 'OFFLINE', 'FAILED'];
-    const rows = await store.listWorkspaces({ statuses: effective, afterId, limit: limit + 1 });
+    const rows = await store.listWorkspaces({
+      statuses: statuses.length > 0 ? statuses : LIVE_STATUSES,
+      afterId,
+      limit: limit + 1,
+      workspaceIds: [],
+    });
     const items = rows.slice(0, limit);
     const last = items.at(-1);
     return {
@@ -307,6 +311,19 @@ export function createRegistry(options: RegistryOptions) {
     }
   }
 
+  /**
+   * Drops transitions older than the retention from the log. Watchers whose
+   * cursor falls in the dropped part get a snapshot marked `reset`.
+   */
+  async function compactHistory(): Promise<number> {
+    let total = 0;
+    for (;;) {
+      const deleted = await store.compactTransitions(clock.now() - timings.retentionMs, 10_000);
+      total += deleted;
+      if (deleted < 10_000) return total;
+    }
+  }
+
   return {
     resolveWorkspaceToken,
     authenticateWorkspace,
@@ -320,6 +337,7 @@ export function createRegistry(options: RegistryOptions) {
     rotateWorkspaceToken,
     listTransitions,
     sweep,
+    compactHistory,
   };
 }
 

@@ -22,7 +22,6 @@ import type {
   RegisterFailureInput,
   RegisterInput,
   RegistryStore,
-  Snapshot,
   SweepInput,
   TransitionsQuery,
 } from '../domain/registry-store.js';
@@ -257,10 +256,16 @@ export function createSqliteStore(db: Database): RegistryStore {
     return transitions;
   });
 
-  const snapshotTx = db.transaction((ids: readonly string[]): Snapshot => {
-    const rows =
-      ids.length === 0 ? stmt.selectAll.all() : stmt.selectByIds.all(JSON.stringify(ids));
-    return { workspaces: rows.map(toWorkspace), headSeq: headSeqNow() };
+  const compactTx = db.transaction((before: number, limit: number): number => {
+    let through = 0;
+    for (const row of stmt.oldestTransitions.all({ limit }) as { seq: number; at: number }[]) {
+      if (row.at >= before) break;
+      through = row.seq;
+    }
+    if (through === 0) return 0;
+    const { changes } = stmt.deleteTransitionsThrough.run({ through });
+    stmt.raiseMeta.run({ key: 'compacted_through', value: through });
+    return changes;
   });
 
   function headSeqNow(): number {
@@ -285,15 +290,18 @@ export function createSqliteStore(db: Database): RegistryStore {
         return row ? toWorkspace(row) : undefined;
       }),
     listWorkspaces: (query: ListWorkspacesQuery) =>
-      run(() =>
-        stmt.selectPage
-          .all({
-            statuses: JSON.stringify(query.statuses),
-            after: query.afterId,
-            limit: query.limit,
-          })
-          .map(toWorkspace),
-      ),
+      run(() => {
+        const params = {
+          statuses: JSON.stringify(query.statuses),
+          after: query.afterId,
+          limit: query.limit,
+        };
+        const rows =
+          query.workspaceIds.length === 0
+            ? stmt.selectPage.all(params)
+            : stmt.selectPageOf.all({ ...params, ids: JSON.stringify(query.workspaceIds) });
+        return rows.map(toWorkspace);
+      }),
     deleteWorkspace: (id, now, decide) => run(() => deleteTx.immediate(id, now, decide)),
     replaceTokens: (id, hash, now) =>
       run(() => {
@@ -321,7 +329,6 @@ export function createSqliteStore(db: Database): RegistryStore {
             })
         ).map(toTransition),
       ),
-    snapshot: (ids) => run(() => snapshotTx.deferred(ids)),
     headSeq: () => run(headSeqNow),
     countByStatus: () =>
       run(() => {
@@ -337,6 +344,7 @@ export function createSqliteStore(db: Database): RegistryStore {
         }
         return counts;
       }),
+    compactTransitions: (before, limit) => run(() => compactTx.immediate(before, limit)),
     compactedThrough: () =>
       run(
         () =>
@@ -368,9 +376,11 @@ function prepareStatements(db: Database) {
   const s = <R = unknown>(sql: string) => db.prepare(sql) as Statement<unknown[], R>;
   return {
     selectWorkspace: s<WorkspaceRow>('SELECT * FROM workspaces WHERE id = ?'),
-    selectAll: s<WorkspaceRow>('SELECT * FROM workspaces ORDER BY id'),
-    selectByIds: s<WorkspaceRow>(
-      'SELECT * FROM workspaces WHERE id IN (SELECT value FROM json_each(?)) ORDER BY id',
+    selectPageOf: s<WorkspaceRow>(
+      `SELECT * FROM workspaces
+       WHERE id IN (SELECT value FROM json_each(@ids))
+         AND status IN (SELECT value FROM json_each(@statuses)) AND id > @after
+       ORDER BY id LIMIT @limit`,
     ),
     selectPage: s<WorkspaceRow>(
       `SELECT * FROM workspaces
@@ -435,6 +445,12 @@ function prepareStatements(db: Database) {
     ),
     headSeq: s("SELECT seq FROM sqlite_sequence WHERE name = 'transitions'"),
     selectMeta: s('SELECT value FROM meta WHERE key = ?'),
+    raiseMeta: s(
+      `INSERT INTO meta (key, value) VALUES (@key, @value)
+       ON CONFLICT (key) DO UPDATE SET value = max(value, excluded.value)`,
+    ),
+    oldestTransitions: s('SELECT seq, at FROM transitions ORDER BY seq LIMIT @limit'),
+    deleteTransitionsThrough: s('DELETE FROM transitions WHERE seq <= @through'),
     countByStatus: s('SELECT status, count(*) AS n FROM workspaces GROUP BY status'),
   };
 }

@@ -34,6 +34,8 @@ export interface TransitionHub {
 export interface HubRead {
   readonly transitions: Transition[];
   readonly through: number;
+  /** True when history after `after` was compacted away: the reader must start over from a snapshot. */
+  readonly reset: boolean;
 }
 
 export interface HubOptions {
@@ -80,6 +82,9 @@ export function createTransitionHub(options: HubOptions): TransitionHub {
     const first = tail[0];
     if (first && after >= first.seq - 1) return readTail(after, limit, workspaceIds);
     const headBefore = head;
+    if (after < (await options.store.compactedThrough())) {
+      return { transitions: [], through: after, reset: true };
+    }
     const transitions = await options.store.readTransitions({
       afterSeq: after,
       limit,
@@ -90,6 +95,7 @@ export function createTransitionHub(options: HubOptions): TransitionHub {
     return {
       transitions,
       through: transitions.length === limit ? last : Math.max(last, headBefore),
+      reset: false,
     };
   }
 
@@ -105,7 +111,7 @@ export function createTransitionHub(options: HubOptions): TransitionHub {
       through = transition.seq;
       if (transitions.length === limit) break;
     }
-    return { transitions, through };
+    return { transitions, through, reset: false };
   }
 
   async function waitBeyond(

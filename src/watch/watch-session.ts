@@ -1,5 +1,10 @@
 import { VigilError } from '../domain/errors.js';
-import type { Transition, Workspace } from '../domain/model.js';
+import {
+  LIVE_STATUSES,
+  WORKSPACE_STATUSES,
+  type Transition,
+  type Workspace,
+} from '../domain/model.js';
 import type { RegistryStore } from '../domain/registry-store.js';
 import { checkWorkspaceId } from '../domain/validation.js';
 import type { TransitionHub } from './transition-hub.js';
@@ -56,24 +61,54 @@ export async function openWatch(
       { afterSeq: String(request.afterSeq), headSeq: String(head) },
     );
   }
-  const compacted = request.afterSeq > 0 ? await deps.store.compactedThrough() : 0;
-  return stream(deps, request, request.afterSeq > 0 && request.afterSeq < compacted, signal);
+  return Promise.resolve(stream(deps, request, signal));
+}
+
+/** Workspaces per snapshot page: a snapshot never holds more than this in memory. */
+const SNAPSHOT_PAGE = 500;
+
+/**
+ * The current state of the selected workspaces, page by page, then
+ * `snapshotEnd` at the head taken before the first page: every transition
+ * after it follows on the stream. A page may already show a state that a
+ * following transition reports again; applying transitions in order still
+ * ends at the right state. Returns the head.
+ */
+async function* snapshot(
+  deps: WatchDeps,
+  workspaceIds: readonly string[],
+  reset: boolean,
+): AsyncGenerator<WatchEvent, number, undefined> {
+  const head = deps.hub.head();
+  // An unfiltered snapshot leaves out tombstones, like ListWorkspaces; named ids show them.
+  const statuses = workspaceIds.length > 0 ? WORKSPACE_STATUSES : LIVE_STATUSES;
+  let afterId = '';
+  for (;;) {
+    const page = await deps.store.listWorkspaces({
+      statuses,
+      afterId,
+      limit: SNAPSHOT_PAGE,
+      workspaceIds,
+    });
+    for (const workspace of page) yield { type: 'snapshot', workspace };
+    const last = page.at(-1);
+    if (!last || page.length < SNAPSHOT_PAGE) break;
+    afterId = last.id;
+  }
+  yield { type: 'snapshotEnd', seq: head, reset };
+  return head;
 }
 
 async function* stream(
   deps: WatchDeps,
   request: WatchRequest,
-  reset: boolean,
   signal: AbortSignal,
 ): AsyncGenerator<WatchEvent, void, undefined> {
   const ids = new Set(request.workspaceIds);
   const batchSize = deps.batchSize ?? 256;
   let cursor: number;
-  if (reset || (request.includeSnapshot && request.afterSeq === 0)) {
-    const snapshot = await deps.store.snapshot(request.workspaceIds);
-    for (const workspace of snapshot.workspaces) yield { type: 'snapshot', workspace };
-    cursor = snapshot.headSeq;
-    yield { type: 'snapshotEnd', seq: cursor, reset };
+  if (request.includeSnapshot && request.afterSeq === 0) {
+    cursor = yield* snapshot(deps, request.workspaceIds, false);
   } else if (request.afterSeq === 0) {
     cursor = deps.hub.head();
     // Tell the client where it starts, so it can resume from here at once.
@@ -84,13 +119,19 @@ async function* stream(
 
   let lastSentAt = Date.now();
   while (!signal.aborted) {
-    const { transitions, through } = await deps.hub.read(cursor, batchSize, ids);
-    for (const transition of transitions) {
+    const read = await deps.hub.read(cursor, batchSize, ids);
+    if (read.reset) {
+      // The history after the cursor was compacted: a fresh snapshot, never a silent gap.
+      cursor = yield* snapshot(deps, request.workspaceIds, true);
+      lastSentAt = Date.now();
+      continue;
+    }
+    for (const transition of read.transitions) {
       yield { type: 'transition', transition };
       lastSentAt = Date.now();
     }
-    const advanced = through > cursor;
-    cursor = through;
+    const advanced = read.through > cursor;
+    cursor = read.through;
     if (advanced) {
       // A filtered stream can advance for long without sending anything; keep
       // its client's resume cursor fresh all the same.
