@@ -120,6 +120,7 @@ function eventJson(event: SidecarEvent): Record<string, unknown> {
         reason: event.error.reason,
         message: event.error.message,
         willRetry: event.willRetry,
+        fatal: event.fatal,
       };
     case 'heartbeat-failed':
       return {
@@ -140,7 +141,9 @@ function eventText(event: SidecarEvent): string {
     case 'heartbeat':
       return `heartbeat: ${statusName(event.status)}`;
     case 'register-failed':
-      return `register failed: ${describeFailure(event.error)}${event.willRetry ? ' (will retry)' : ' (heartbeating on)'}`;
+      return `register failed: ${describeFailure(event.error)} (${
+        event.fatal ? 'stopping' : event.willRetry ? 'will retry' : 'heartbeating on'
+      })`;
     case 'heartbeat-failed':
       return `heartbeat failed: ${describeFailure(event.error)} (retry in ${event.retryInMs} ms)`;
   }

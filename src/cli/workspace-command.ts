@@ -37,9 +37,13 @@ export async function workspaceCommand(args: string[], env: NodeJS.ProcessEnv): 
     status: { type: 'string', multiple: true },
   });
   const [subcommand, ...rest] = positionals;
-  if (values.help || subcommand === undefined) {
+  if (values.help) {
     out(WORKSPACE_HELP);
-    return values.help ? 0 : 2;
+    return 0;
+  }
+  if (subcommand === undefined) {
+    process.stderr.write(`${WORKSPACE_HELP}\n`);
+    return 2;
   }
   const needId = (): string => {
     const [id, ...extra] = rest;

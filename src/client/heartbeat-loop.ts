@@ -25,7 +25,10 @@ export type SidecarEvent =
   | {
       readonly type: 'register-failed';
       readonly error: VigilClientError;
+      /** The same Register will be tried again (the server was unreachable). */
       readonly willRetry: boolean;
+      /** The loop stops: the token is not valid for this workspace. */
+      readonly fatal: boolean;
     }
   | {
       readonly type: 'heartbeat';
@@ -106,13 +109,9 @@ export async function runHeartbeatLoop(options: HeartbeatLoopOptions): Promise<v
       const willRetry = clientError.retryable;
       registerAttempts += 1;
       nextRegisterAt = Date.now() + backoffDelay(registerAttempts, { random, maxMs: 30_000 });
-      emit({ type: 'register-failed', error: clientError, willRetry });
-      if (
-        clientError.code === status.UNAUTHENTICATED ||
-        clientError.code === status.PERMISSION_DENIED
-      ) {
-        throw clientError;
-      }
+      const fatal = isFatal(clientError);
+      emit({ type: 'register-failed', error: clientError, willRetry, fatal });
+      if (fatal) throw clientError;
       return !willRetry;
     }
   };
@@ -161,11 +160,8 @@ export async function runHeartbeatLoop(options: HeartbeatLoopOptions): Promise<v
         emit({ type: 'heartbeat', status: response.status, intervalMs, via });
       } catch (error) {
         const clientError = asClientError(error);
-        if (
-          clientError.code === status.UNAUTHENTICATED ||
-          clientError.code === status.PERMISSION_DENIED ||
-          clientError.code === status.FAILED_PRECONDITION
-        ) {
+        // A removed workspace (FAILED_PRECONDITION) will never take heartbeats again.
+        if (isFatal(clientError) || clientError.code === status.FAILED_PRECONDITION) {
           throw clientError;
         }
         failures += 1;
@@ -179,6 +175,11 @@ export async function runHeartbeatLoop(options: HeartbeatLoopOptions): Promise<v
       await sleep(waitMs, signal);
     }
   }
+}
+
+/** Failures no retry can fix: the token is wrong for this workspace. */
+function isFatal(error: VigilClientError): boolean {
+  return error.code === status.UNAUTHENTICATED || error.code === status.PERMISSION_DENIED;
 }
 
 function hintMs(hint: { seconds: number; nanos: number } | undefined, fallback: number): number {

@@ -74,7 +74,7 @@ export function createMetrics(sources: MetricsSources): Metrics {
   });
   new Gauge({
     name: 'vigil_watch_lag_max',
-    help: 'Largest watcher lag: head seq minus the seq a stream has delivered up to (filtered streams catch up at their next progress frame).',
+    help: 'Largest watcher lag: head seq minus the seq a stream has delivered (or, filtered, passed over) up to.',
     registers: [registry],
     collect() {
       const head = sources.headSeq();
@@ -98,8 +98,8 @@ export function createMetrics(sources: MetricsSources): Metrics {
     heartbeatReceived() {
       heartbeats.inc();
     },
-    watchOpened() {
-      const watcher = { delivered: sources.headSeq() };
+    watchOpened(afterSeq) {
+      const watcher = { delivered: afterSeq > 0 ? afterSeq : sources.headSeq() };
       watchers.add(watcher);
       return {
         delivered(seq) {

@@ -115,7 +115,7 @@ async function serveWatch(
     cancelled.abort();
   };
   call.on('cancelled', onCancel);
-  const tracker = deps.observer.watchOpened();
+  const tracker = deps.observer.watchOpened(call.request.afterSeq);
   const signal = AbortSignal.any([cancelled.signal, deps.shutdown]);
   try {
     deps.controlAuth(bearerToken(call.metadata));
@@ -127,6 +127,9 @@ async function serveWatch(
         includeSnapshot: call.request.includeSnapshot,
       },
       signal,
+      (seq) => {
+        tracker.delivered(seq);
+      },
     );
     for await (const event of events) {
       if (!call.write(watchEventToProto(event))) {

@@ -9,12 +9,12 @@ export interface CallObserver {
   callFinished(method: string, code: status, seconds: number): void;
   /** A heartbeat arrived (valid or not). */
   heartbeatReceived(): void;
-  /** A watch stream opened; the tracker follows it until it closes. */
-  watchOpened(): WatchTracker;
+  /** A watch stream opened, starting after `afterSeq` (0: at the head); the tracker follows it until it closes. */
+  watchOpened(afterSeq: number): WatchTracker;
 }
 
 export interface WatchTracker {
-  /** The stream has sent everything up to `seq`. */
+  /** The stream has sent (or, filtered, passed over) everything up to `seq`. */
   delivered(seq: number): void;
   /** The stream ended with `code`. */
   closed(code: status): void;

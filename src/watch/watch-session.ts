@@ -46,6 +46,8 @@ export async function openWatch(
   deps: WatchDeps,
   request: WatchRequest,
   signal: AbortSignal,
+  /** Told when the cursor moves past transitions the filter left out (nothing is sent for those). */
+  onSkip: (seq: number) => void = () => undefined,
 ): Promise<AsyncGenerator<WatchEvent, void, undefined>> {
   if (request.workspaceIds.length > MAX_WATCH_IDS) {
     throw new VigilError('FIELD_INVALID', `workspace_ids: at most ${MAX_WATCH_IDS} ids`, {
@@ -61,7 +63,7 @@ export async function openWatch(
       { afterSeq: String(request.afterSeq), headSeq: String(head) },
     );
   }
-  return Promise.resolve(stream(deps, request, signal));
+  return Promise.resolve(stream(deps, request, signal, onSkip));
 }
 
 /** Workspaces per snapshot page: a snapshot never holds more than this in memory. */
@@ -103,6 +105,7 @@ async function* stream(
   deps: WatchDeps,
   request: WatchRequest,
   signal: AbortSignal,
+  onSkip: (seq: number) => void,
 ): AsyncGenerator<WatchEvent, void, undefined> {
   const ids = new Set(request.workspaceIds);
   const batchSize = deps.batchSize ?? 256;
@@ -133,6 +136,7 @@ async function* stream(
     const advanced = read.through > cursor;
     cursor = read.through;
     if (advanced) {
+      onSkip(cursor);
       // A filtered stream can advance for long without sending anything; keep
       // its client's resume cursor fresh all the same.
       if (Date.now() - lastSentAt >= deps.progressIntervalMs) {
