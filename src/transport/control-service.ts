@@ -9,13 +9,9 @@ import type {
 } from '../../gen/vigil/v1/control_service.js';
 import { openWatch, type WatchDeps } from '../watch/watch-session.js';
 import { bearerToken, logFailure, unary, type CallContext } from './call-helpers.js';
-import {
-  statusFromProto,
-  transitionToProto,
-  watchEventToProto,
-  workspaceToProto,
-} from './convert.js';
+import { statusFromProto, transitionToProto, workspaceToProto } from './convert.js';
 import { shuttingDown, toCallError } from './errors.js';
+import { encodeWatchEvent } from './watch-encoding.js';
 
 export interface ControlServiceDeps extends CallContext {
   readonly registry: Registry;
@@ -132,7 +128,8 @@ async function serveWatch(
       },
     );
     for await (const event of events) {
-      if (!call.write(watchEventToProto(event))) {
+      // Pre-encoded bytes: the service definition's serializer lets them through.
+      if (!call.write(encodeWatchEvent(event) as unknown as WatchStatusResponse)) {
         await once(call, 'drain', { signal });
       }
       if (event.type === 'transition') tracker.delivered(event.transition.seq);

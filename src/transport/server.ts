@@ -1,7 +1,6 @@
 import { Server, ServerCredentials } from '@grpc/grpc-js';
 import { HealthImplementation } from 'grpc-health-check';
 import type { Logger } from 'pino';
-import { ControlServiceService } from '../../gen/vigil/v1/control_service.js';
 import { RuntimeServiceService } from '../../gen/vigil/v1/runtime_service.js';
 import type { ControlAuth } from '../domain/control-auth.js';
 import type { Registry } from '../domain/registry.js';
@@ -10,6 +9,7 @@ import { createControlService } from './control-service.js';
 import { addReflection } from './reflection.js';
 import type { CallObserver } from './observer.js';
 import { createRuntimeService } from './runtime-service.js';
+import { controlServiceDefinition } from './watch-encoding.js';
 
 export interface GrpcServerOptions {
   readonly registry: Registry;
@@ -53,7 +53,7 @@ export async function startGrpcServer(options: GrpcServerOptions): Promise<GrpcS
     }),
   );
   server.addService(
-    ControlServiceService,
+    controlServiceDefinition,
     createControlService({
       registry: options.registry,
       controlAuth: options.controlAuth,
