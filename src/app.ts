@@ -28,6 +28,8 @@ export interface VigilSettings {
   readonly synchronous: Synchronous;
   /** HOST:PORT for Prometheus /metrics; empty disables it. */
   readonly metricsListen: string;
+  /** Recent transitions the watch fan-out keeps in memory (default 10,000). */
+  readonly watchTailCapacity?: number;
   /** How often the liveness sweep runs; derived from offline_after when unset. */
   readonly sweepIntervalMs?: number;
 }
@@ -91,7 +93,11 @@ export async function startVigil(
   const databaseFile = join(settings.dataDir, 'vigil.db');
   const db = openDatabase(databaseFile, { synchronous: settings.synchronous });
   const store = createSqliteStore(db);
-  const hub = createTransitionHub({ store, initialHead: await store.headSeq() });
+  const hub = createTransitionHub({
+    store,
+    initialHead: await store.headSeq(),
+    ...(settings.watchTailCapacity === undefined ? {} : { tailCapacity: settings.watchTailCapacity }),
+  });
   const metrics = createMetrics({
     headSeq: () => hub.head(),
     countByStatus: () => store.countByStatus(),
