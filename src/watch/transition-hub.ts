@@ -79,6 +79,8 @@ export function createTransitionHub(options: HubOptions): TransitionHub {
     limit: number,
     workspaceIds: ReadonlySet<string>,
   ): Promise<HubRead> {
+    // Nothing new: no read at all, whatever the tail holds.
+    if (after >= head) return { transitions: [], through: after, reset: false };
     const first = tail[0];
     if (first && after >= first.seq - 1) return readTail(after, limit, workspaceIds);
     const headBefore = head;

@@ -3,7 +3,7 @@ import { expect } from 'chai';
 import type { WatchStatusResponse } from '../../gen/vigil/v1/control_service.js';
 import { WorkspaceStatus, type StatusTransition } from '../../gen/vigil/v1/workspace.js';
 import { CONTROL_TOKEN, card, startHarness, type Harness } from '../helpers/harness.js';
-import { call, errorInfoOf, openWatch, type WatchReader } from '../helpers/rpc.js';
+import { bearer, call, errorInfoOf, openWatch, type WatchReader } from '../helpers/rpc.js';
 
 function transitions(events: readonly WatchStatusResponse[]): StatusTransition[] {
   return events.flatMap((e) => (e.event?.$case === 'transition' ? [e.event.value] : []));
@@ -172,6 +172,53 @@ describe('WatchStatus', () => {
       const events = await reader.until((e) => e.event?.$case === 'progress');
       expect(events).to.have.length(1);
       expect(events[0]?.event?.$case === 'progress' && events[0].event.value.seq).to.equal(1);
+    });
+  });
+
+  describe('when a consumer is deliberately slow', () => {
+    it('blocks neither writers nor other watchers, and later catches up with no gap', async () => {
+      await h.dispose();
+      h = await startHarness({ settings: { watchTailCapacity: 50 } });
+      const { control } = h.clients;
+      // A raw stream we stop reading from: HTTP/2 flow control pushes back on the server.
+      const slow = control.watchStatus(
+        { workspaceIds: [], afterSeq: 0, includeSnapshot: false },
+        bearer(CONTROL_TOKEN),
+      );
+      const slowSeqs: number[] = [];
+      slow.on('data', (e: WatchStatusResponse) => {
+        if (e.event?.$case === 'transition') slowSeqs.push(e.event.value.seq);
+      });
+      await new Promise((resolve) => slow.once('data', resolve));
+      slow.pause();
+
+      const fast = watch({});
+      await fast.next();
+      const total = 2_000;
+      // Enough transitions to fill the stream's HTTP/2 window many times over.
+      for (let i = 0; i < total; i += 50) {
+        await Promise.all(
+          Array.from({ length: 50 }, (_, j) =>
+            call(
+              control,
+              control.createWorkspace,
+              { workspaceId: `ws-${i + j}`, name: '' },
+              CONTROL_TOKEN,
+            ),
+          ),
+        );
+      }
+      const fastEvents = await fast.until(
+        (e) => e.event?.$case === 'transition' && e.event.value.seq === total,
+      );
+      expect(transitions(fastEvents)).to.have.length(total);
+      expect(slowSeqs.length).to.be.below(total);
+
+      slow.resume();
+      while (slowSeqs.length < total) await new Promise((resolve) => setImmediate(resolve));
+      expect(slowSeqs).to.deep.equal(Array.from({ length: total }, (_, i) => i + 1));
+      slow.on('error', () => undefined); // the CANCELLED status our own cancel causes
+      slow.cancel();
     });
   });
 
