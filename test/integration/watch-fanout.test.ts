@@ -104,10 +104,10 @@ describe('watch fan-out', () => {
     it('gives every watcher the very same transition objects (one read, shared)', async () => {
       f = await setUp(1_000);
       const [a, b] = [await watch(), await watch()];
-      await a!.next();
-      await b!.next();
+      await a.next();
+      await b.next();
       await createMany(3);
-      const [fromA, fromB] = [await take(a!, 3), await take(b!, 3)];
+      const [fromA, fromB] = [await take(a, 3), await take(b, 3)];
       fromA.forEach((t, i) => expect(t).to.equal(fromB[i]));
     });
   });
