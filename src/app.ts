@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import pino, { type Logger } from 'pino';
 import { systemClock, type Clock } from './domain/clock.js';
 import { DEFAULT_TIMINGS, type Timings } from './domain/config.js';
-import { createControlAuth } from './domain/control-auth.js';
+import { createControlAuth, type ControlTokenSpec } from './domain/control-auth.js';
 import { createRegistry, type Registry } from './domain/registry.js';
 import type { HostResolver, UrlPolicyName } from './domain/url-policy.js';
 import { createMetrics, serveMetrics } from './metrics/prometheus.js';
@@ -21,7 +21,7 @@ import { createTransitionHub } from './watch/transition-hub.js';
 export interface VigilSettings {
   readonly listen: string;
   readonly dataDir: string;
-  readonly controlTokens: readonly string[];
+  readonly controlTokens: readonly ControlTokenSpec[];
   readonly timings: Timings;
   readonly urlPolicy: UrlPolicyName;
   readonly progressIntervalMs: number;
@@ -96,7 +96,9 @@ export async function startVigil(
   const hub = createTransitionHub({
     store,
     initialHead: await store.headSeq(),
-    ...(settings.watchTailCapacity === undefined ? {} : { tailCapacity: settings.watchTailCapacity }),
+    ...(settings.watchTailCapacity === undefined
+      ? {}
+      : { tailCapacity: settings.watchTailCapacity }),
   });
   const metrics = createMetrics({
     headSeq: () => hub.head(),

@@ -1,7 +1,10 @@
 import pino from 'pino';
 import { startVigil } from '../app.js';
 import { UsageError, parse, untilSignal } from './common.js';
+import type { ControlTokenSpec } from '../domain/control-auth.js';
+import { hashToken } from '../domain/tokens.js';
 import { loadOrCreateControlToken } from './control-token.js';
+import { readControlTokensFile } from './control-tokens-file.js';
 import { SERVE_SETTINGS, resolveServeConfig } from './serve-config.js';
 
 export function serveHelp(): string {
@@ -17,7 +20,8 @@ export function serveHelp(): string {
     'Flags (flags override environment, which overrides defaults):',
     ...rows,
     '',
-    'Control token: VIGIL_CONTROL_TOKEN, or generated on first start into DATA_DIR/control-token (mode 0600).',
+    'Control tokens: VIGIL_CONTROL_TOKEN (admin) and/or --control-tokens FILE; with neither, one is',
+    'generated on first start into DATA_DIR/control-token (mode 0600).',
   ].join('\n');
 }
 
@@ -43,17 +47,33 @@ export async function serveCommand(args: string[]): Promise<number> {
   }
   const { settings, logLevel } = resolved.config;
   const logger = pino({ name: 'vigil', level: logLevel });
-  let controlToken = resolved.config.controlToken;
-  if (controlToken === undefined) {
+  const controlTokens: ControlTokenSpec[] = [];
+  const { controlToken, controlTokensFile } = resolved.config;
+  if (controlToken !== undefined) {
+    controlTokens.push({ name: 'env', scope: 'admin', hash: hashToken(controlToken) });
+  }
+  if (controlTokensFile !== undefined) {
+    const { specs, errors } = readControlTokensFile(controlTokensFile);
+    if (errors.length > 0) {
+      for (const error of errors) process.stderr.write(`vigil serve: --control-tokens: ${error}\n`);
+      return 2;
+    }
+    controlTokens.push(...specs);
+    logger.info(
+      { file: controlTokensFile, names: specs.map((t) => t.name) },
+      'loaded control tokens',
+    );
+  }
+  if (controlTokens.length === 0) {
     const loaded = loadOrCreateControlToken(settings.dataDir);
-    controlToken = loaded.token;
+    controlTokens.push({ name: 'generated', scope: 'admin', hash: hashToken(loaded.token) });
     logger.info(
       { file: loaded.file, created: loaded.created },
       loaded.created ? 'generated a control token' : 'using the control token file',
     );
   }
   const stop = untilSignal();
-  const vigil = await startVigil({ ...settings, controlTokens: [controlToken] }, { logger });
+  const vigil = await startVigil({ ...settings, controlTokens }, { logger });
   const signal = await stop.done;
   logger.info({ signal }, 'shutting down');
   // A second signal cuts the graceful stop short.

@@ -52,6 +52,12 @@ export const SERVE_SETTINGS: readonly Setting[] = [
     defaultText: formatDuration(DEFAULT_SETTINGS.timings.provisionTimeoutMs),
   },
   {
+    flag: 'control-tokens',
+    env: 'VIGIL_CONTROL_TOKENS_FILE',
+    description: 'JSON file of named control tokens with scopes (read | admin); see SECURITY.md',
+    defaultText: 'none',
+  },
+  {
     flag: 'retention',
     env: 'VIGIL_RETENTION',
     description:
@@ -95,6 +101,8 @@ export interface ServeConfig {
   readonly settings: Omit<VigilSettings, 'controlTokens'>;
   /** VIGIL_CONTROL_TOKEN, when set. */
   readonly controlToken: string | undefined;
+  /** The named control tokens file, when given. */
+  readonly controlTokensFile: string | undefined;
   readonly logLevel: string;
 }
 
@@ -171,6 +179,7 @@ export function resolveServeConfig(
         synchronous: sync as 'FULL' | 'NORMAL',
       },
       controlToken,
+      controlTokensFile: value('control-tokens'),
       logLevel,
     },
     errors: [],

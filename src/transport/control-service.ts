@@ -1,6 +1,6 @@
 import { once } from 'node:events';
 import { status, type ServerWritableStream } from '@grpc/grpc-js';
-import type { ControlAuth } from '../domain/control-auth.js';
+import type { ControlAuth, ControlPrincipal, ControlScope } from '../domain/control-auth.js';
 import type { Registry } from '../domain/registry.js';
 import type {
   ControlServiceServer,
@@ -23,19 +23,24 @@ export interface ControlServiceDeps extends CallContext {
 export function createControlService(deps: ControlServiceDeps): ControlServiceServer {
   const { registry, controlAuth, logger } = deps;
   const authorized =
-    <Req, Res>(handle: (request: Req) => Promise<Res>) =>
-    (request: Req, token: string | undefined): Promise<Res> => {
-      controlAuth(token);
-      return handle(request);
-    };
+    <Req, Res>(
+      scope: ControlScope,
+      handle: (request: Req, caller: ControlPrincipal) => Promise<Res>,
+    ) =>
+    (request: Req, token: string | undefined): Promise<Res> =>
+      handle(request, controlAuth(token, scope));
+  /** One audit line per control action: who (the token's name, never the token) did what. */
+  const audit = (caller: ControlPrincipal, action: string, workspaceId: string) => {
+    logger.info({ audit: true, action, workspaceId, tokenName: caller.name }, 'control action');
+  };
 
   return {
     createWorkspace: unary(
       deps,
       'CreateWorkspace',
-      authorized(async (request) => {
+      authorized('admin', async (request, caller) => {
         const created = await registry.createWorkspace(request.workspaceId, request.name);
-        logger.info({ workspaceId: created.workspace.id }, 'workspace created');
+        audit(caller, 'workspace.create', created.workspace.id);
         return {
           workspace: workspaceToProto(created.workspace),
           workspaceToken: created.workspaceToken,
@@ -45,14 +50,14 @@ export function createControlService(deps: ControlServiceDeps): ControlServiceSe
     getWorkspace: unary(
       deps,
       'GetWorkspace',
-      authorized(async (request) => ({
+      authorized('read', async (request) => ({
         workspace: workspaceToProto(await registry.getWorkspace(request.workspaceId)),
       })),
     ),
     listWorkspaces: unary(
       deps,
       'ListWorkspaces',
-      authorized(async (request) => {
+      authorized('read', async (request) => {
         const statuses = request.statuses.map((s) => statusFromProto(s, 'statuses'));
         const page = await registry.listWorkspaces(request.pageSize, request.pageToken, statuses);
         return { workspaces: page.items.map(workspaceToProto), nextPageToken: page.nextPageToken };
@@ -61,25 +66,25 @@ export function createControlService(deps: ControlServiceDeps): ControlServiceSe
     deleteWorkspace: unary(
       deps,
       'DeleteWorkspace',
-      authorized(async (request) => {
+      authorized('admin', async (request, caller) => {
         const workspace = await registry.deleteWorkspace(request.workspaceId);
-        logger.info({ workspaceId: workspace.id }, 'workspace deleted');
+        audit(caller, 'workspace.delete', workspace.id);
         return { workspace: workspaceToProto(workspace) };
       }),
     ),
     rotateWorkspaceToken: unary(
       deps,
       'RotateWorkspaceToken',
-      authorized(async (request) => {
+      authorized('admin', async (request, caller) => {
         const workspaceToken = await registry.rotateWorkspaceToken(request.workspaceId);
-        logger.info({ workspaceId: request.workspaceId }, 'workspace token rotated');
+        audit(caller, 'workspace.rotate_token', request.workspaceId);
         return { workspaceToken };
       }),
     ),
     listTransitions: unary(
       deps,
       'ListTransitions',
-      authorized(async (request) => {
+      authorized('read', async (request) => {
         const page = await registry.listTransitions(
           request.workspaceId,
           request.pageSize,
@@ -114,7 +119,7 @@ async function serveWatch(
   const tracker = deps.observer.watchOpened(call.request.afterSeq);
   const signal = AbortSignal.any([cancelled.signal, deps.shutdown]);
   try {
-    deps.controlAuth(bearerToken(call.metadata));
+    deps.controlAuth(bearerToken(call.metadata), 'read');
     const events = await openWatch(
       deps.watch,
       {

@@ -8,6 +8,7 @@ import {
   type RunningVigil,
   type VigilSettings,
 } from '../../src/app.js';
+import { hashToken } from '../../src/domain/tokens.js';
 import type { HostResolver } from '../../src/domain/url-policy.js';
 import { createManualClock, type ManualClock } from './manual-clock.js';
 import { createClients } from './rpc.js';
@@ -57,7 +58,7 @@ export async function startHarness(options: HarnessOptions = {}): Promise<Harnes
       listen: '127.0.0.1:0',
       metricsListen: '',
       dataDir,
-      controlTokens: [CONTROL_TOKEN],
+      controlTokens: [{ name: 'test', scope: 'admin', hash: hashToken(CONTROL_TOKEN) }],
       // Sweeps are driven by the tests through the registry.
       sweepIntervalMs: 3_600_000,
       progressIntervalMs: 60_000,
