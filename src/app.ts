@@ -165,6 +165,7 @@ export async function startVigil(
     const compact = clock.now() - lastCompaction >= COMPACTION_EVERY_MS;
     registry
       .sweep()
+      .then(() => registry.flushTokenUsage())
       .then(async () => {
         if (!compact) return;
         lastCompaction = clock.now();
@@ -172,7 +173,7 @@ export async function startVigil(
         if (deleted > 0) logger.info({ deleted }, 'compacted the transition log');
       })
       .catch((error: unknown) => {
-        logger.error({ err: error }, 'liveness sweep or compaction failed');
+        logger.error({ err: error }, 'liveness sweep, token use or compaction failed');
       })
       .finally(() => {
         sweeping = false;
@@ -199,6 +200,9 @@ export async function startVigil(
     async stop(graceMs = 4_000) {
       clearInterval(sweeper);
       await server.shutdown(graceMs);
+      await registry.flushTokenUsage().catch((error: unknown) => {
+        logger.warn({ err: error }, 'could not record token use');
+      });
       await metricsServer?.close();
       await store.close();
       logger.info('stopped');

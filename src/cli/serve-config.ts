@@ -58,6 +58,12 @@ export const SERVE_SETTINGS: readonly Setting[] = [
     defaultText: 'none',
   },
   {
+    flag: 'token-rotation-overlap',
+    env: 'VIGIL_TOKEN_ROTATION_OVERLAP',
+    description: 'after RotateWorkspaceToken the previous tokens keep working this long',
+    defaultText: formatDuration(DEFAULT_SETTINGS.timings.tokenRotationOverlapMs),
+  },
+  {
     flag: 'retention',
     env: 'VIGIL_RETENTION',
     description:
@@ -145,6 +151,7 @@ export function resolveServeConfig(
     registerFailureWindowMs: duration('register-failure-window', d.registerFailureWindowMs),
     provisionTimeoutMs: duration('provision-timeout', d.provisionTimeoutMs),
     retentionMs: duration('retention', d.retentionMs),
+    tokenRotationOverlapMs: duration('token-rotation-overlap', d.tokenRotationOverlapMs),
   };
   if (timings.offlineAfterMs <= timings.heartbeatIntervalMs) {
     errors.push(

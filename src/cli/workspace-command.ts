@@ -24,7 +24,11 @@ Subcommands:
   get ID                        show one workspace
   list [--status STATUS]...     list workspaces (default: every status but REMOVED)
   delete ID                     delete a workspace (it stays as a REMOVED tombstone)
-  rotate-token ID               issue a new workspace token; the old one stops working
+  rotate-token ID [--revoke-previous]
+                                issue a new workspace token; the previous ones keep
+                                working for the server's rotation overlap (60 s by
+                                default) unless --revoke-previous ends them now
+  revoke-tokens ID              end every token of the workspace now
 
 STATUS is one of PROVISIONING, ONLINE, DEGRADED, OFFLINE, FAILED, REMOVED.
 
@@ -35,6 +39,7 @@ export async function workspaceCommand(args: string[], env: NodeJS.ProcessEnv): 
     ...CLIENT_OPTIONS,
     name: { type: 'string' },
     status: { type: 'string', multiple: true },
+    'revoke-previous': { type: 'boolean' },
   });
   const [subcommand, ...rest] = positionals;
   if (values.help) {
@@ -96,17 +101,29 @@ export async function workspaceCommand(args: string[], env: NodeJS.ProcessEnv): 
       }
       case 'rotate-token': {
         const id = needId();
-        const token = await client.rotateWorkspaceToken(id);
+        const revokePrevious = values['revoke-previous'] ?? false;
+        const token = await client.rotateWorkspaceToken(id, { revokePrevious });
         if (json) out(JSON.stringify({ workspaceId: id, workspaceToken: token }));
         else {
           out(`token: ${token}`);
-          out('The previous token no longer works. The new one is shown only once.');
+          out(
+            revokePrevious
+              ? 'The previous tokens no longer work. The new one is shown only once.'
+              : "The previous tokens work until the server's rotation overlap ends. The new one is shown only once.",
+          );
         }
+        return 0;
+      }
+      case 'revoke-tokens': {
+        const id = needId();
+        const revoked = await client.revokeWorkspaceTokens(id);
+        if (json) out(JSON.stringify({ workspaceId: id, revokedCount: revoked }));
+        else out(`revoked ${revoked} token(s) of workspace ${id}`);
         return 0;
       }
       default:
         throw new UsageError(
-          `unknown subcommand "${subcommand}" (create, get, list, delete, rotate-token)`,
+          `unknown subcommand "${subcommand}" (create, get, list, delete, rotate-token, revoke-tokens)`,
         );
     }
   } finally {

@@ -48,7 +48,13 @@ export interface ControlClient {
   /** Every workspace (in the given statuses), following page tokens. */
   allWorkspaces(statuses?: readonly WorkspaceStatus[]): AsyncGenerator<Workspace>;
   deleteWorkspace(workspaceId: string, options?: CallSettings): Promise<Workspace>;
-  rotateWorkspaceToken(workspaceId: string, options?: CallSettings): Promise<string>;
+  /** A new token; the previous ones keep working for the server's overlap unless `revokePrevious`. */
+  rotateWorkspaceToken(
+    workspaceId: string,
+    options?: CallSettings & { readonly revokePrevious?: boolean },
+  ): Promise<string>;
+  /** Revokes every token of a workspace at once; returns how many were revoked. */
+  revokeWorkspaceTokens(workspaceId: string, options?: CallSettings): Promise<number>;
   listTransitions(
     request?: Partial<ListTransitionsRequest>,
     options?: CallSettings,
@@ -134,11 +140,21 @@ export function createControlClient(options: ConnectOptions): ControlClient {
         await invoke(
           client,
           client.rotateWorkspaceToken,
-          { workspaceId },
+          { workspaceId, revokePrevious: settings?.revokePrevious ?? false },
           conn.metadata(),
           deadline(settings),
         )
       ).workspaceToken,
+    revokeWorkspaceTokens: async (workspaceId, settings) =>
+      (
+        await invoke(
+          client,
+          client.revokeWorkspaceTokens,
+          { workspaceId },
+          conn.metadata(),
+          deadline(settings),
+        )
+      ).revokedCount,
     listTransitions: (request = {}, settings) =>
       invoke(
         client,

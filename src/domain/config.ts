@@ -10,6 +10,8 @@ export interface Timings {
   readonly provisionTimeoutMs: number;
   /** Transitions older than this are compacted out of the log. */
   readonly retentionMs: number;
+  /** After a rotation, the previous workspace tokens keep working this long. */
+  readonly tokenRotationOverlapMs: number;
 }
 
 export const DEFAULT_TIMINGS: Timings = {
@@ -18,6 +20,7 @@ export const DEFAULT_TIMINGS: Timings = {
   registerFailureWindowMs: 5 * 60_000,
   provisionTimeoutMs: 10 * 60_000,
   retentionMs: 7 * 24 * 3_600_000,
+  tokenRotationOverlapMs: 60_000,
 };
 
 /** Error-rate thresholds: at or above DEGRADE an ONLINE workspace degrades; below RECOVER a DEGRADED one may recover. */

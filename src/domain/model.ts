@@ -59,6 +59,8 @@ export interface Workspace {
   readonly currentTask: string;
   readonly runtimeState: RuntimeState;
   readonly nativeStatusManagement: boolean;
+  /** When one of its tokens was last used, to within the usage flush interval. */
+  readonly tokenLastUsedAt: number | undefined;
 }
 
 /** One committed status change. `seq` strictly increases and is never reused. */

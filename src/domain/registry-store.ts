@@ -67,6 +67,12 @@ export interface HeartbeatInput {
   readonly now: number;
 }
 
+export interface TokenUse {
+  readonly tokenHash: Uint8Array;
+  readonly workspaceId: string;
+  readonly at: number;
+}
+
 export interface HeartbeatBatchItem {
   readonly input: HeartbeatInput;
   readonly decide: Decide;
@@ -110,10 +116,20 @@ export interface RegistryStore {
   listWorkspaces(query: ListWorkspacesQuery): Promise<Workspace[]>;
   /** Moves a workspace to REMOVED. Throws WORKSPACE_NOT_FOUND. */
   deleteWorkspace(id: string, now: number, decide: Decide): Promise<Applied>;
-  /** Replaces every token of a workspace by one new token. Throws WORKSPACE_NOT_FOUND / WORKSPACE_REMOVED. */
-  replaceTokens(id: string, tokenHash: Uint8Array, now: number): Promise<void>;
-  /** The workspace a token hash belongs to, compared in constant time. */
-  findTokenOwner(tokenHash: Uint8Array): Promise<string | undefined>;
+  /**
+   * Adds a new token and makes every earlier token of the workspace expire at
+   * `previousExpireAt` (or earlier, if it already would). Throws
+   * WORKSPACE_NOT_FOUND / WORKSPACE_REMOVED.
+   */
+  addToken(id: string, tokenHash: Uint8Array, now: number, previousExpireAt: number): Promise<void>;
+  /** Ends every token of a workspace now; returns how many were still valid. Throws WORKSPACE_NOT_FOUND. */
+  revokeTokens(id: string, now: number): Promise<number>;
+  /** The workspace a token hash belongs to, if the token is valid at `now`; compared in constant time. */
+  findTokenOwner(tokenHash: Uint8Array, now: number): Promise<string | undefined>;
+  /** Records when tokens were last used (never moving a time backwards). */
+  touchTokens(uses: readonly TokenUse[]): Promise<void>;
+  /** Deletes tokens that expired before `before`. */
+  pruneExpiredTokens(before: number): Promise<number>;
 
   /** Stores URL and card, clears the marker, applies the decision. Throws WORKSPACE_NOT_FOUND / WORKSPACE_REMOVED. */
   applyRegister(input: RegisterInput, decide: Decide): Promise<Applied>;

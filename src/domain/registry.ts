@@ -13,7 +13,7 @@ import {
   type WorkspaceStatus,
 } from './model.js';
 import { decodeNumberPageToken, decodeStringPageToken, encodePageToken } from './page-token.js';
-import type { Applied, RegistryStore } from './registry-store.js';
+import type { Applied, RegistryStore, TokenUse } from './registry-store.js';
 import { nextStatus, type StatusEvent } from './status-machine.js';
 import { WORKSPACE_TOKEN_PREFIX, generateToken, hashToken } from './tokens.js';
 import { validateUrl, type HostResolver, type UrlPolicyName } from './url-policy.js';
@@ -73,6 +73,7 @@ export function createRegistry(options: RegistryOptions) {
   const { store, clock, timings } = options;
   const random = options.random ?? Math.random;
   const heartbeats = createHeartbeatBatcher(store, options.onCommitted);
+  const tokenUses = new Map<string, TokenUse>();
 
   const decider = (event: StatusEvent, now: number) => (state: Parameters<typeof nextStatus>[0]) =>
     nextStatus(state, event, now, timings);
@@ -96,8 +97,10 @@ export function createRegistry(options: RegistryOptions) {
       );
     }
     let owner: string | undefined;
+    const hash = hashToken(token);
+    const now = clock.now();
     try {
-      owner = await store.findTokenOwner(hashToken(token));
+      owner = await store.findTokenOwner(hash, now);
     } catch (cause) {
       // Fail closed: a token store that cannot answer never lets a call through.
       throw new VigilError(
@@ -109,7 +112,17 @@ export function createRegistry(options: RegistryOptions) {
     }
     if (owner === undefined)
       throw new VigilError('TOKEN_INVALID', 'the workspace token is not valid');
+    // Kept in memory and written in bulk: a write per call would double the heartbeat cost.
+    tokenUses.set(hash.toString('hex'), { tokenHash: hash, workspaceId: owner, at: now });
     return owner;
+  }
+
+  /** Writes the remembered token uses (last_used_at). */
+  async function flushTokenUsage(): Promise<void> {
+    if (tokenUses.size === 0) return;
+    const uses = [...tokenUses.values()];
+    tokenUses.clear();
+    await store.touchTokens(uses);
   }
 
   function checkOwner(owner: string, workspaceId: string): void {
@@ -170,12 +183,6 @@ export function createRegistry(options: RegistryOptions) {
 
   async function heartbeat(token: string | undefined, command: HeartbeatCommand) {
     await authenticateWorkspace(token, command.workspaceId);
-    return applyHeartbeat(command);
-  }
-
-  /** A heartbeat on a stream whose token was resolved to `owner` when it opened. */
-  async function heartbeatAs(owner: string, command: HeartbeatCommand) {
-    checkOwner(owner, command.workspaceId);
     return applyHeartbeat(command);
   }
 
@@ -255,10 +262,21 @@ export function createRegistry(options: RegistryOptions) {
     return applied.workspace;
   }
 
-  async function rotateWorkspaceToken(workspaceId: string): Promise<string> {
+  /**
+   * Issues a new token. Earlier tokens keep working for the rotation overlap,
+   * or stop at once with `revokePrevious`.
+   */
+  async function rotateWorkspaceToken(workspaceId: string, revokePrevious: boolean) {
     const token = generateToken(WORKSPACE_TOKEN_PREFIX);
-    await store.replaceTokens(checkWorkspaceId(workspaceId), hashToken(token), clock.now());
-    return token;
+    const now = clock.now();
+    const previousExpireAt = revokePrevious ? now : now + timings.tokenRotationOverlapMs;
+    await store.addToken(checkWorkspaceId(workspaceId), hashToken(token), now, previousExpireAt);
+    return { workspaceToken: token, previousExpireAt };
+  }
+
+  /** Ends every token of a workspace now. */
+  async function revokeWorkspaceTokens(workspaceId: string): Promise<number> {
+    return store.revokeTokens(checkWorkspaceId(workspaceId), clock.now());
   }
 
   async function listTransitions(
@@ -320,8 +338,11 @@ export function createRegistry(options: RegistryOptions) {
     for (;;) {
       const deleted = await store.compactTransitions(clock.now() - timings.retentionMs, 10_000);
       total += deleted;
-      if (deleted < 10_000) return total;
+      if (deleted < 10_000) break;
     }
+    // Expired tokens are invalid already; removing them only keeps the table small.
+    await store.pruneExpiredTokens(clock.now());
+    return total;
   }
 
   return {
@@ -329,12 +350,13 @@ export function createRegistry(options: RegistryOptions) {
     authenticateWorkspace,
     register,
     heartbeat,
-    heartbeatAs,
     createWorkspace,
     getWorkspace,
     listWorkspaces,
     deleteWorkspace,
     rotateWorkspaceToken,
+    revokeWorkspaceTokens,
+    flushTokenUsage,
     listTransitions,
     sweep,
     compactHistory,

@@ -60,6 +60,12 @@ const MIGRATIONS: readonly string[] = [
     value INTEGER NOT NULL
   ) STRICT;
   `,
+  // 2: token lifecycle — rotation overlap, revocation, last use.
+  `
+  ALTER TABLE workspace_tokens ADD COLUMN expires_at INTEGER;
+  ALTER TABLE workspace_tokens ADD COLUMN last_used_at INTEGER;
+  ALTER TABLE workspaces ADD COLUMN token_last_used_at INTEGER;
+  `,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;

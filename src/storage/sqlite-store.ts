@@ -23,6 +23,7 @@ import type {
   RegisterInput,
   RegistryStore,
   SweepInput,
+  TokenUse,
   TransitionsQuery,
 } from '../domain/registry-store.js';
 import type { Decision, MachineState } from '../domain/status-machine.js';
@@ -46,6 +47,7 @@ interface WorkspaceRow {
   current_task: string;
   runtime_state: RuntimeState;
   native_status_management: number;
+  token_last_used_at: number | null;
   created_at: number;
   updated_at: number;
   status_changed_at: number;
@@ -176,10 +178,28 @@ export function createSqliteStore(db: Database): RegistryStore {
     return decideAndApply(id, decide, now, '');
   });
 
-  const replaceTokensTx = db.transaction((id: string, hash: Uint8Array, now: number) => {
-    requireLive(id);
-    stmt.deleteTokens.run(id);
-    stmt.insertToken.run({ hash, id, now });
+  const addTokenTx = db.transaction(
+    (id: string, hash: Uint8Array, now: number, previousExpireAt: number) => {
+      requireLive(id);
+      stmt.expireTokens.run({ id, at: previousExpireAt });
+      stmt.insertToken.run({ hash, id, now });
+    },
+  );
+
+  const revokeTokensTx = db.transaction((id: string, now: number): number => {
+    if (!stmt.selectWorkspace.get(id)) {
+      throw new VigilError('WORKSPACE_NOT_FOUND', `workspace ${id} does not exist`, {
+        workspaceId: id,
+      });
+    }
+    return stmt.expireTokens.run({ id, at: now }).changes;
+  });
+
+  const touchTokensTx = db.transaction((uses: readonly TokenUse[]) => {
+    for (const use of uses) {
+      stmt.touchToken.run({ hash: use.tokenHash, at: use.at });
+      stmt.touchWorkspaceToken.run({ id: use.workspaceId, at: use.at });
+    }
   });
 
   const registerTx = db.transaction((input: RegisterInput, decide: Decide): Applied => {
@@ -303,16 +323,22 @@ export function createSqliteStore(db: Database): RegistryStore {
         return rows.map(toWorkspace);
       }),
     deleteWorkspace: (id, now, decide) => run(() => deleteTx.immediate(id, now, decide)),
-    replaceTokens: (id, hash, now) =>
+    addToken: (id, hash, now, previousExpireAt) =>
       run(() => {
-        replaceTokensTx.immediate(id, hash, now);
+        addTokenTx.immediate(id, hash, now, previousExpireAt);
       }),
-    findTokenOwner: (hash) =>
+    revokeTokens: (id, now) => run(() => revokeTokensTx.immediate(id, now)),
+    findTokenOwner: (hash, now) =>
       run(() => {
-        const row = stmt.selectToken.get(hash) as
+        const row = stmt.selectToken.get({ hash, now }) as
           { token_hash: Uint8Array; workspace_id: string } | undefined;
         return row && hashesEqual(row.token_hash, hash) ? row.workspace_id : undefined;
       }),
+    touchTokens: (uses) =>
+      run(() => {
+        touchTokensTx.immediate(uses);
+      }),
+    pruneExpiredTokens: (before) => run(() => stmt.pruneTokens.run({ before }).changes),
     applyRegister: (input, decide) => run(() => registerTx.immediate(input, decide)),
     applyRegisterFailure: (input, decide) => run(() => registerFailureTx.immediate(input, decide)),
     applyHeartbeat: (input, decide) => run(() => heartbeatTx.immediate(input, decide)),
@@ -429,8 +455,25 @@ function prepareStatements(db: Database) {
     insertToken: s(
       'INSERT INTO workspace_tokens (token_hash, workspace_id, created_at) VALUES (@hash, @id, @now)',
     ),
-    deleteTokens: s('DELETE FROM workspace_tokens WHERE workspace_id = ?'),
-    selectToken: s('SELECT token_hash, workspace_id FROM workspace_tokens WHERE token_hash = ?'),
+    expireTokens: s(
+      `UPDATE workspace_tokens SET expires_at = @at
+       WHERE workspace_id = @id AND (expires_at IS NULL OR expires_at > @at)`,
+    ),
+    selectToken: s(
+      `SELECT token_hash, workspace_id FROM workspace_tokens
+       WHERE token_hash = @hash AND (expires_at IS NULL OR expires_at > @now)`,
+    ),
+    touchToken: s(
+      `UPDATE workspace_tokens SET last_used_at = max(coalesce(last_used_at, 0), @at)
+       WHERE token_hash = @hash`,
+    ),
+    touchWorkspaceToken: s(
+      `UPDATE workspaces SET token_last_used_at = max(coalesce(token_last_used_at, 0), @at)
+       WHERE id = @id`,
+    ),
+    pruneTokens: s(
+      'DELETE FROM workspace_tokens WHERE expires_at IS NOT NULL AND expires_at < @before',
+    ),
     insertTransition: s(
       `INSERT INTO transitions (workspace_id, from_status, to_status, reason, detail, at)
        VALUES (@workspaceId, @from, @to, @reason, @detail, @at) RETURNING seq`,
@@ -486,6 +529,7 @@ function toWorkspace(row: WorkspaceRow): Workspace {
     currentTask: row.current_task,
     runtimeState: row.runtime_state,
     nativeStatusManagement: row.native_status_management !== 0,
+    tokenLastUsedAt: row.token_last_used_at ?? undefined,
   };
 }
 

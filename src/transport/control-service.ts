@@ -76,9 +76,24 @@ export function createControlService(deps: ControlServiceDeps): ControlServiceSe
       deps,
       'RotateWorkspaceToken',
       authorized('admin', async (request, caller) => {
-        const workspaceToken = await registry.rotateWorkspaceToken(request.workspaceId);
+        const rotated = await registry.rotateWorkspaceToken(
+          request.workspaceId,
+          request.revokePrevious,
+        );
         audit(caller, 'workspace.rotate_token', request.workspaceId);
-        return { workspaceToken };
+        return {
+          workspaceToken: rotated.workspaceToken,
+          previousTokensExpireAt: new Date(rotated.previousExpireAt),
+        };
+      }),
+    ),
+    revokeWorkspaceTokens: unary(
+      deps,
+      'RevokeWorkspaceTokens',
+      authorized('admin', async (request, caller) => {
+        const revokedCount = await registry.revokeWorkspaceTokens(request.workspaceId);
+        audit(caller, 'workspace.revoke_tokens', request.workspaceId);
+        return { revokedCount };
       }),
     ),
     listTransitions: unary(

@@ -90,6 +90,7 @@ export function workspaceToProto(w: domain.Workspace): Workspace {
         ? RuntimeState.RUNTIME_STATE_WEDGED
         : RuntimeState.RUNTIME_STATE_HEALTHY,
     nativeStatusManagement: w.nativeStatusManagement,
+    tokenLastUsedAt: date(w.tokenLastUsedAt),
   };
 }
 

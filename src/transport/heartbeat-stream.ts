@@ -17,8 +17,9 @@ const MAX_IN_FLIGHT = 512;
  * request is applied like a unary Heartbeat, concurrently with the requests
  * behind it (so they share group commits), and answered strictly in order.
  * A rejected request gets an `error` response and writes nothing; the stream
- * stays open. The stream itself ends with an error only when the token is
- * missing or invalid at open.
+ * stays open. The stream itself ends with UNAUTHENTICATED when the token is
+ * missing or invalid at open, or stops being valid (revoked, or past its
+ * rotation overlap) while the stream is open: every heartbeat re-checks it.
  */
 export function serveHeartbeatStream(
   call: ServerDuplexStream<HeartbeatStreamRequest, HeartbeatStreamResponse>,
@@ -26,7 +27,8 @@ export function serveHeartbeatStream(
   context: CallContext,
 ): void {
   const { logger, observer } = context;
-  const owner = registry.resolveWorkspaceToken(bearerToken(call.metadata));
+  const token = bearerToken(call.metadata);
+  const owner = registry.resolveWorkspaceToken(token);
   // Responses are written in request order: each waits for the one before it.
   let answered: Promise<void> = Promise.resolve();
   let inFlight = 0;
@@ -54,13 +56,15 @@ export function serveHeartbeatStream(
     observer.heartbeatReceived();
     try {
       if (!request.heartbeat) throw fieldInvalid('heartbeat', 'is required');
-      const result = await registry.heartbeatAs(await owner, heartbeatCommand(request.heartbeat));
+      await owner;
+      const result = await registry.heartbeat(token, heartbeatCommand(request.heartbeat));
       return {
         requestId: request.requestId,
         result: { $case: 'heartbeat', value: heartbeatResponse(result) },
       };
     } catch (error) {
       const known = toKnownError(error, logger, 'HeartbeatStream');
+      if (known.codeName === 'UNAUTHENTICATED') fail(known);
       return {
         requestId: request.requestId,
         result: {

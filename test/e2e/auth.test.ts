@@ -199,8 +199,13 @@ describe('RotateWorkspaceToken auth', () => {
     await h.dispose();
   });
 
-  function rotate(workspaceId: string, token: string | undefined) {
-    return call(h.clients.control, h.clients.control.rotateWorkspaceToken, { workspaceId }, token);
+  function rotate(workspaceId: string, token: string | undefined, revokePrevious = true) {
+    return call(
+      h.clients.control,
+      h.clients.control.rotateWorkspaceToken,
+      { workspaceId, revokePrevious },
+      token,
+    );
   }
 
   describe('when the token has been rotated', () => {
@@ -339,7 +344,7 @@ describe('ControlService auth', () => {
         call(
           h.clients.control,
           h.clients.control.rotateWorkspaceToken,
-          { workspaceId: 'ws-a' },
+          { workspaceId: 'ws-a', revokePrevious: true },
           token,
         ),
     },

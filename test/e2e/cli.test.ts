@@ -388,7 +388,9 @@ describe('vigil (the command line)', function () {
           workspaceToken: string;
         };
         const oldToken = createdJson.workspaceToken;
-        const rotated = jsonOf(await workspace('rotate-token', 'cli-rotate', '--json')) as {
+        const rotated = jsonOf(
+          await workspace('rotate-token', 'cli-rotate', '--revoke-previous', '--json'),
+        ) as {
           workspaceId: string;
           workspaceToken: string;
         };

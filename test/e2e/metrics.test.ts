@@ -274,7 +274,12 @@ describe('vigil serve logs (a real process)', function () {
       workspaceToken,
     );
     const rotatedToken = (
-      await call(control, control.rotateWorkspaceToken, { workspaceId: 'log-ws' }, controlToken)
+      await call(
+        control,
+        control.rotateWorkspaceToken,
+        { workspaceId: 'log-ws', revokePrevious: true },
+        controlToken,
+      )
     ).workspaceToken;
 
     await expectRpcError(

@@ -107,6 +107,7 @@ const VIGIL_METHODS = [
   'vigil.v1.ControlService/GetWorkspace',
   'vigil.v1.ControlService/ListTransitions',
   'vigil.v1.ControlService/ListWorkspaces',
+  'vigil.v1.ControlService/RevokeWorkspaceTokens',
   'vigil.v1.ControlService/RotateWorkspaceToken',
   'vigil.v1.ControlService/WatchStatus',
   'vigil.v1.RuntimeService/Heartbeat',
@@ -126,7 +127,7 @@ describe('server reflection with buf curl', () => {
   });
 
   describe('when listing methods', () => {
-    it('lists the 10 RuntimeService and ControlService RPCs and Health/Check', async () => {
+    it('lists the 11 RuntimeService and ControlService RPCs and Health/Check', async () => {
       const result = await run(BUF, [
         'curl',
         '--protocol',

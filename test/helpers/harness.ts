@@ -46,6 +46,8 @@ export interface HarnessOptions {
   readonly clock?: ManualClock;
   readonly resolveHost?: HostResolver;
   readonly settings?: Partial<VigilSettings>;
+  /** Where log lines go (default: nowhere, unless VIGIL_TEST_LOG names a level). */
+  readonly logger?: pino.Logger;
 }
 
 /** A real Vigil on 127.0.0.1:0 with a real SQLite file, plus generated clients. */
@@ -68,7 +70,7 @@ export async function startHarness(options: HarnessOptions = {}): Promise<Harnes
       clock,
       resolveHost: options.resolveHost ?? fakeResolver,
       random: () => 0.5,
-      logger: pino({ level: process.env['VIGIL_TEST_LOG'] ?? 'silent' }),
+      logger: options.logger ?? pino({ level: process.env['VIGIL_TEST_LOG'] ?? 'silent' }),
     },
   );
   const clients = createClients(vigil.port);

@@ -20,6 +20,7 @@ import {
   type ServiceError,
   type UntypedServiceImplementation,
 } from "@grpc/grpc-js";
+import { Timestamp } from "../../google/protobuf/timestamp";
 import {
   StatusTransition,
   Workspace,
@@ -105,12 +106,28 @@ export interface DeleteWorkspaceResponse {
 export interface RotateWorkspaceTokenRequest {
   /** Id of the workspace. */
   workspaceId: string;
+  /** End the previous tokens now instead of after the rotation overlap. */
+  revokePrevious: boolean;
 }
 
 /** RotateWorkspaceTokenResponse returns the new token. */
 export interface RotateWorkspaceTokenResponse {
-  /** The new workspace token, shown only once. Earlier tokens stop working. */
+  /** The new workspace token, shown only once. */
   workspaceToken: string;
+  /** When the previous tokens stop working (now, with `revoke_previous`). */
+  previousTokensExpireAt: Date | undefined;
+}
+
+/** RevokeWorkspaceTokensRequest names the workspace whose tokens to revoke. */
+export interface RevokeWorkspaceTokensRequest {
+  /** Id of the workspace. */
+  workspaceId: string;
+}
+
+/** RevokeWorkspaceTokensResponse says how many tokens were revoked. */
+export interface RevokeWorkspaceTokensResponse {
+  /** Number of tokens that stopped working. */
+  revokedCount: number;
 }
 
 /** ListTransitionsRequest selects a page of transition history. */
@@ -875,13 +892,16 @@ export const DeleteWorkspaceResponse: MessageFns<DeleteWorkspaceResponse> = {
 };
 
 function createBaseRotateWorkspaceTokenRequest(): RotateWorkspaceTokenRequest {
-  return { workspaceId: "" };
+  return { workspaceId: "", revokePrevious: false };
 }
 
 export const RotateWorkspaceTokenRequest: MessageFns<RotateWorkspaceTokenRequest> = {
   encode(message: RotateWorkspaceTokenRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.workspaceId !== "") {
       writer.uint32(10).string(message.workspaceId);
+    }
+    if (message.revokePrevious !== false) {
+      writer.uint32(16).bool(message.revokePrevious);
     }
     return writer;
   },
@@ -907,6 +927,14 @@ export const RotateWorkspaceTokenRequest: MessageFns<RotateWorkspaceTokenRequest
             message.workspaceId = reader.string();
             continue;
           }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.revokePrevious = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -926,6 +954,11 @@ export const RotateWorkspaceTokenRequest: MessageFns<RotateWorkspaceTokenRequest
         : isSet(object.workspace_id)
         ? globalThis.String(object.workspace_id)
         : "",
+      revokePrevious: isSet(object.revokePrevious)
+        ? globalThis.Boolean(object.revokePrevious)
+        : isSet(object.revoke_previous)
+        ? globalThis.Boolean(object.revoke_previous)
+        : false,
     };
   },
 
@@ -933,6 +966,9 @@ export const RotateWorkspaceTokenRequest: MessageFns<RotateWorkspaceTokenRequest
     const obj: any = {};
     if (message.workspaceId !== "") {
       obj.workspaceId = message.workspaceId;
+    }
+    if (message.revokePrevious !== false) {
+      obj.revokePrevious = message.revokePrevious;
     }
     return obj;
   },
@@ -943,18 +979,22 @@ export const RotateWorkspaceTokenRequest: MessageFns<RotateWorkspaceTokenRequest
   fromPartial(object: DeepPartial<RotateWorkspaceTokenRequest>): RotateWorkspaceTokenRequest {
     const message = createBaseRotateWorkspaceTokenRequest();
     message.workspaceId = object.workspaceId ?? "";
+    message.revokePrevious = object.revokePrevious ?? false;
     return message;
   },
 };
 
 function createBaseRotateWorkspaceTokenResponse(): RotateWorkspaceTokenResponse {
-  return { workspaceToken: "" };
+  return { workspaceToken: "", previousTokensExpireAt: undefined };
 }
 
 export const RotateWorkspaceTokenResponse: MessageFns<RotateWorkspaceTokenResponse> = {
   encode(message: RotateWorkspaceTokenResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.workspaceToken !== "") {
       writer.uint32(10).string(message.workspaceToken);
+    }
+    if (message.previousTokensExpireAt !== undefined) {
+      Timestamp.encode(toTimestamp(message.previousTokensExpireAt), writer.uint32(18).fork()).join();
     }
     return writer;
   },
@@ -980,6 +1020,14 @@ export const RotateWorkspaceTokenResponse: MessageFns<RotateWorkspaceTokenRespon
             message.workspaceToken = reader.string();
             continue;
           }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.previousTokensExpireAt = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -999,6 +1047,11 @@ export const RotateWorkspaceTokenResponse: MessageFns<RotateWorkspaceTokenRespon
         : isSet(object.workspace_token)
         ? globalThis.String(object.workspace_token)
         : "",
+      previousTokensExpireAt: isSet(object.previousTokensExpireAt)
+        ? fromJsonTimestamp(object.previousTokensExpireAt)
+        : isSet(object.previous_tokens_expire_at)
+        ? fromJsonTimestamp(object.previous_tokens_expire_at)
+        : undefined,
     };
   },
 
@@ -1006,6 +1059,9 @@ export const RotateWorkspaceTokenResponse: MessageFns<RotateWorkspaceTokenRespon
     const obj: any = {};
     if (message.workspaceToken !== "") {
       obj.workspaceToken = message.workspaceToken;
+    }
+    if (message.previousTokensExpireAt !== undefined) {
+      obj.previousTokensExpireAt = message.previousTokensExpireAt.toISOString();
     }
     return obj;
   },
@@ -1016,6 +1072,153 @@ export const RotateWorkspaceTokenResponse: MessageFns<RotateWorkspaceTokenRespon
   fromPartial(object: DeepPartial<RotateWorkspaceTokenResponse>): RotateWorkspaceTokenResponse {
     const message = createBaseRotateWorkspaceTokenResponse();
     message.workspaceToken = object.workspaceToken ?? "";
+    message.previousTokensExpireAt = object.previousTokensExpireAt ?? undefined;
+    return message;
+  },
+};
+
+function createBaseRevokeWorkspaceTokensRequest(): RevokeWorkspaceTokensRequest {
+  return { workspaceId: "" };
+}
+
+export const RevokeWorkspaceTokensRequest: MessageFns<RevokeWorkspaceTokensRequest> = {
+  encode(message: RevokeWorkspaceTokensRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.workspaceId !== "") {
+      writer.uint32(10).string(message.workspaceId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RevokeWorkspaceTokensRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRevokeWorkspaceTokensRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.workspaceId = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RevokeWorkspaceTokensRequest {
+    return {
+      workspaceId: isSet(object.workspaceId)
+        ? globalThis.String(object.workspaceId)
+        : isSet(object.workspace_id)
+        ? globalThis.String(object.workspace_id)
+        : "",
+    };
+  },
+
+  toJSON(message: RevokeWorkspaceTokensRequest): unknown {
+    const obj: any = {};
+    if (message.workspaceId !== "") {
+      obj.workspaceId = message.workspaceId;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<RevokeWorkspaceTokensRequest>): RevokeWorkspaceTokensRequest {
+    return RevokeWorkspaceTokensRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<RevokeWorkspaceTokensRequest>): RevokeWorkspaceTokensRequest {
+    const message = createBaseRevokeWorkspaceTokensRequest();
+    message.workspaceId = object.workspaceId ?? "";
+    return message;
+  },
+};
+
+function createBaseRevokeWorkspaceTokensResponse(): RevokeWorkspaceTokensResponse {
+  return { revokedCount: 0 };
+}
+
+export const RevokeWorkspaceTokensResponse: MessageFns<RevokeWorkspaceTokensResponse> = {
+  encode(message: RevokeWorkspaceTokensResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.revokedCount !== 0) {
+      writer.uint32(8).uint32(message.revokedCount);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RevokeWorkspaceTokensResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRevokeWorkspaceTokensResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.revokedCount = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RevokeWorkspaceTokensResponse {
+    return {
+      revokedCount: isSet(object.revokedCount)
+        ? globalThis.Number(object.revokedCount)
+        : isSet(object.revoked_count)
+        ? globalThis.Number(object.revoked_count)
+        : 0,
+    };
+  },
+
+  toJSON(message: RevokeWorkspaceTokensResponse): unknown {
+    const obj: any = {};
+    if (message.revokedCount !== 0) {
+      obj.revokedCount = Math.round(message.revokedCount);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<RevokeWorkspaceTokensResponse>): RevokeWorkspaceTokensResponse {
+    return RevokeWorkspaceTokensResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<RevokeWorkspaceTokensResponse>): RevokeWorkspaceTokensResponse {
+    const message = createBaseRevokeWorkspaceTokensResponse();
+    message.revokedCount = object.revokedCount ?? 0;
     return message;
   },
 };
@@ -1696,7 +1899,12 @@ export const ControlServiceService = {
       Buffer.from(DeleteWorkspaceResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): DeleteWorkspaceResponse => DeleteWorkspaceResponse.decode(value),
   },
-  /** RotateWorkspaceToken issues a new workspace token and revokes the old ones. */
+  /**
+   * RotateWorkspaceToken issues a new workspace token. The previous tokens keep
+   * working for the server's rotation overlap (default 60 s), so a runtime that
+   * restarts mid-rotation never locks itself out, unless `revoke_previous` ends
+   * them at once.
+   */
   rotateWorkspaceToken: {
     path: "/vigil.v1.ControlService/RotateWorkspaceToken" as const,
     requestStream: false as const,
@@ -1707,6 +1915,22 @@ export const ControlServiceService = {
     responseSerialize: (value: RotateWorkspaceTokenResponse): Buffer =>
       Buffer.from(RotateWorkspaceTokenResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): RotateWorkspaceTokenResponse => RotateWorkspaceTokenResponse.decode(value),
+  },
+  /**
+   * RevokeWorkspaceTokens revokes every token of a workspace at once, open
+   * heartbeat streams included. The workspace keeps its state; issue a new
+   * token with RotateWorkspaceToken.
+   */
+  revokeWorkspaceTokens: {
+    path: "/vigil.v1.ControlService/RevokeWorkspaceTokens" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: RevokeWorkspaceTokensRequest): Buffer =>
+      Buffer.from(RevokeWorkspaceTokensRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): RevokeWorkspaceTokensRequest => RevokeWorkspaceTokensRequest.decode(value),
+    responseSerialize: (value: RevokeWorkspaceTokensResponse): Buffer =>
+      Buffer.from(RevokeWorkspaceTokensResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): RevokeWorkspaceTokensResponse => RevokeWorkspaceTokensResponse.decode(value),
   },
   /**
    * ListTransitions returns committed status transitions in sequence order,
@@ -1758,8 +1982,19 @@ export interface ControlServiceServer extends UntypedServiceImplementation {
    * changes nothing.
    */
   deleteWorkspace: handleUnaryCall<DeleteWorkspaceRequest, DeleteWorkspaceResponse>;
-  /** RotateWorkspaceToken issues a new workspace token and revokes the old ones. */
+  /**
+   * RotateWorkspaceToken issues a new workspace token. The previous tokens keep
+   * working for the server's rotation overlap (default 60 s), so a runtime that
+   * restarts mid-rotation never locks itself out, unless `revoke_previous` ends
+   * them at once.
+   */
   rotateWorkspaceToken: handleUnaryCall<RotateWorkspaceTokenRequest, RotateWorkspaceTokenResponse>;
+  /**
+   * RevokeWorkspaceTokens revokes every token of a workspace at once, open
+   * heartbeat streams included. The workspace keeps its state; issue a new
+   * token with RotateWorkspaceToken.
+   */
+  revokeWorkspaceTokens: handleUnaryCall<RevokeWorkspaceTokensRequest, RevokeWorkspaceTokensResponse>;
   /**
    * ListTransitions returns committed status transitions in sequence order,
    * one page at a time.
@@ -1848,7 +2083,12 @@ export interface ControlServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: DeleteWorkspaceResponse) => void,
   ): ClientUnaryCall;
-  /** RotateWorkspaceToken issues a new workspace token and revokes the old ones. */
+  /**
+   * RotateWorkspaceToken issues a new workspace token. The previous tokens keep
+   * working for the server's rotation overlap (default 60 s), so a runtime that
+   * restarts mid-rotation never locks itself out, unless `revoke_previous` ends
+   * them at once.
+   */
   rotateWorkspaceToken(
     request: RotateWorkspaceTokenRequest,
     callback: (error: ServiceError | null, response: RotateWorkspaceTokenResponse) => void,
@@ -1863,6 +2103,26 @@ export interface ControlServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: RotateWorkspaceTokenResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * RevokeWorkspaceTokens revokes every token of a workspace at once, open
+   * heartbeat streams included. The workspace keeps its state; issue a new
+   * token with RotateWorkspaceToken.
+   */
+  revokeWorkspaceTokens(
+    request: RevokeWorkspaceTokensRequest,
+    callback: (error: ServiceError | null, response: RevokeWorkspaceTokensResponse) => void,
+  ): ClientUnaryCall;
+  revokeWorkspaceTokens(
+    request: RevokeWorkspaceTokensRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: RevokeWorkspaceTokensResponse) => void,
+  ): ClientUnaryCall;
+  revokeWorkspaceTokens(
+    request: RevokeWorkspaceTokensRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: RevokeWorkspaceTokensResponse) => void,
   ): ClientUnaryCall;
   /**
    * ListTransitions returns committed status transitions in sequence order,
@@ -1915,6 +2175,28 @@ type DeepPartial<T> = T extends Builtin ? T
   : T extends { $case: string; value: unknown } ? { $case: T["$case"]; value?: DeepPartial<T["value"]> }
   : T extends {} ? { [K in keyof T]?: DeepPartial<T[K]> }
   : Partial<T>;
+
+function toTimestamp(date: Date): Timestamp {
+  const seconds = Math.trunc(date.getTime() / 1_000);
+  const nanos = (date.getTime() % 1_000) * 1_000_000;
+  return { seconds, nanos };
+}
+
+function fromTimestamp(t: Timestamp): Date {
+  let millis = (t.seconds || 0) * 1_000;
+  millis += (t.nanos || 0) / 1_000_000;
+  return new globalThis.Date(millis);
+}
+
+function fromJsonTimestamp(o: any): Date {
+  if (o instanceof globalThis.Date) {
+    return o;
+  } else if (typeof o === "string") {
+    return new globalThis.Date(o);
+  } else {
+    return fromTimestamp(Timestamp.fromJSON(o));
+  }
+}
 
 function longToNumber(int64: { toString(): string }): number {
   const num = globalThis.Number(int64.toString());

@@ -341,6 +341,11 @@ export interface Workspace {
   runtimeState: RuntimeState;
   /** Whether the runtime manages its own status (error rate is then ignored). */
   nativeStatusManagement: boolean;
+  /**
+   * When one of the workspace's tokens was last used (kept to within a few
+   * seconds); unset when never.
+   */
+  tokenLastUsedAt: Date | undefined;
 }
 
 /**
@@ -386,6 +391,7 @@ function createBaseWorkspace(): Workspace {
     currentTask: "",
     runtimeState: 0,
     nativeStatusManagement: false,
+    tokenLastUsedAt: undefined,
   };
 }
 
@@ -447,6 +453,9 @@ export const Workspace: MessageFns<Workspace> = {
     }
     if (message.nativeStatusManagement !== false) {
       writer.uint32(152).bool(message.nativeStatusManagement);
+    }
+    if (message.tokenLastUsedAt !== undefined) {
+      Timestamp.encode(toTimestamp(message.tokenLastUsedAt), writer.uint32(162).fork()).join();
     }
     return writer;
   },
@@ -616,6 +625,14 @@ export const Workspace: MessageFns<Workspace> = {
             message.nativeStatusManagement = reader.bool();
             continue;
           }
+          case 20: {
+            if (tag !== 162) {
+              break;
+            }
+
+            message.tokenLastUsedAt = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -709,6 +726,11 @@ export const Workspace: MessageFns<Workspace> = {
         : isSet(object.native_status_management)
         ? globalThis.Boolean(object.native_status_management)
         : false,
+      tokenLastUsedAt: isSet(object.tokenLastUsedAt)
+        ? fromJsonTimestamp(object.tokenLastUsedAt)
+        : isSet(object.token_last_used_at)
+        ? fromJsonTimestamp(object.token_last_used_at)
+        : undefined,
     };
   },
 
@@ -771,6 +793,9 @@ export const Workspace: MessageFns<Workspace> = {
     if (message.nativeStatusManagement !== false) {
       obj.nativeStatusManagement = message.nativeStatusManagement;
     }
+    if (message.tokenLastUsedAt !== undefined) {
+      obj.tokenLastUsedAt = message.tokenLastUsedAt.toISOString();
+    }
     return obj;
   },
 
@@ -798,6 +823,7 @@ export const Workspace: MessageFns<Workspace> = {
     message.currentTask = object.currentTask ?? "";
     message.runtimeState = object.runtimeState ?? 0;
     message.nativeStatusManagement = object.nativeStatusManagement ?? false;
+    message.tokenLastUsedAt = object.tokenLastUsedAt ?? undefined;
     return message;
   },
 };
