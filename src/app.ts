@@ -9,7 +9,7 @@ import type { HostResolver, UrlPolicyName } from './domain/url-policy.js';
 import { createMetrics, serveMetrics } from './metrics/prometheus.js';
 import { openDatabase, type Synchronous } from './storage/database.js';
 import { createSqliteStore } from './storage/sqlite-store.js';
-import { startGrpcServer } from './transport/server.js';
+import { startGrpcServer, type ServerTls } from './transport/server.js';
 import { createTransitionHub } from './watch/transition-hub.js';
 
 /**
@@ -26,6 +26,10 @@ export interface VigilSettings {
   readonly urlPolicy: UrlPolicyName;
   readonly progressIntervalMs: number;
   readonly synchronous: Synchronous;
+  /** TLS key pair, and the CA whose client certificates are required (mTLS). */
+  readonly tls?: ServerTls;
+  /** Largest request message accepted, in bytes. */
+  readonly maxMessageBytes: number;
   /** HOST:PORT for Prometheus /metrics; empty disables it. */
   readonly metricsListen: string;
   /** Recent transitions the watch fan-out keeps in memory (default 10,000). */
@@ -57,6 +61,7 @@ export const DEFAULT_SETTINGS: Omit<VigilSettings, 'controlTokens'> = {
   dataDir: './data',
   timings: DEFAULT_TIMINGS,
   urlPolicy: 'local',
+  maxMessageBytes: 1024 * 1024,
   metricsListen: '127.0.0.1:9464',
   progressIntervalMs: 15_000,
   synchronous: 'FULL',
@@ -139,6 +144,8 @@ export async function startVigil(
       logger,
       observer: metrics.observer,
       listen: settings.listen,
+      maxMessageBytes: settings.maxMessageBytes,
+      ...(settings.tls ? { tls: settings.tls } : {}),
     });
   } catch (error) {
     db.close();
@@ -184,6 +191,7 @@ export async function startVigil(
   logger.info(
     {
       address: `${hostOf(settings.listen)}:${server.port}`,
+      tls: settings.tls ? (settings.tls.clientCa ? 'mtls' : 'tls') : 'off',
       metrics: metricsServer
         ? `http://${hostOf(settings.metricsListen)}:${metricsServer.port}/metrics`
         : 'off',

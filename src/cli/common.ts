@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
-import { DEFAULT_SERVER } from '../client/channel.js';
+import { DEFAULT_SERVER, tlsCredentials, type ConnectOptions } from '../client/channel.js';
 import { VigilClientError } from '../client/errors.js';
 import { CONTROL_TOKEN_FILE } from './control-token.js';
 
@@ -18,12 +18,18 @@ export const CLIENT_OPTIONS = {
   'data-dir': { type: 'string' },
   json: { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
+  'tls-ca': { type: 'string' },
+  'tls-cert': { type: 'string' },
+  'tls-key': { type: 'string' },
 } as const satisfies Options;
 
 export const CLIENT_FLAGS_HELP = `Common flags:
   --server HOST:PORT   Vigil server [env VIGIL_SERVER, default ${DEFAULT_SERVER}]
   --data-dir DIR       where to find the control token file DIR/control-token when
                        VIGIL_CONTROL_TOKEN is unset [env VIGIL_DATA_DIR, default ./data]
+  --tls-ca FILE        connect with TLS, trusting this PEM CA bundle [env VIGIL_CLIENT_TLS_CA]
+  --tls-cert FILE      client certificate for mTLS (with --tls-key) [env VIGIL_CLIENT_TLS_CERT]
+  --tls-key FILE       its private key [env VIGIL_CLIENT_TLS_KEY]
   --json               machine-readable output (one JSON document, or JSON lines for streams)
   -h, --help           this help`;
 
@@ -92,4 +98,41 @@ export function untilSignal(): { signal: AbortSignal; done: Promise<NodeJS.Signa
 /** Formats a protobuf timestamp for humans. */
 export function when(date: Date | undefined): string {
   return date ? date.toISOString() : '-';
+}
+
+/** Where and how to connect, from the common flags and the environment. */
+export function connectOptions(
+  values: { server?: string; 'tls-ca'?: string; 'tls-cert'?: string; 'tls-key'?: string },
+  env: NodeJS.ProcessEnv,
+  token: string,
+): ConnectOptions {
+  const file = (flag: string | undefined, name: string, variable: string): Buffer | undefined => {
+    const path = flag ?? env[variable];
+    if (path === undefined || path === '') return undefined;
+    try {
+      return readFileSync(path);
+    } catch {
+      throw new UsageError(`--${name}: cannot read ${path}`);
+    }
+  };
+  const ca = file(values['tls-ca'], 'tls-ca', 'VIGIL_CLIENT_TLS_CA');
+  const cert = file(values['tls-cert'], 'tls-cert', 'VIGIL_CLIENT_TLS_CERT');
+  const key = file(values['tls-key'], 'tls-key', 'VIGIL_CLIENT_TLS_KEY');
+  if ((cert === undefined) !== (key === undefined)) {
+    throw new UsageError('--tls-cert and --tls-key go together');
+  }
+  const tls = ca !== undefined || cert !== undefined;
+  return {
+    server: serverAddress(values.server, env),
+    token,
+    ...(tls
+      ? {
+          credentials: tlsCredentials({
+            ...(ca ? { ca } : {}),
+            ...(cert ? { cert } : {}),
+            ...(key ? { key } : {}),
+          }),
+        }
+      : {}),
+  };
 }

@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { DEFAULT_SETTINGS, type VigilSettings } from '../app.js';
 import { URL_POLICIES, type UrlPolicyName } from '../domain/url-policy.js';
 import { formatDuration, parseDuration } from './duration.js';
@@ -50,6 +51,30 @@ export const SERVE_SETTINGS: readonly Setting[] = [
     env: 'VIGIL_PROVISION_TIMEOUT',
     description: 'PROVISIONING goes FAILED after this long',
     defaultText: formatDuration(DEFAULT_SETTINGS.timings.provisionTimeoutMs),
+  },
+  {
+    flag: 'tls-cert',
+    env: 'VIGIL_TLS_CERT',
+    description: 'PEM certificate chain: serve TLS (needs --tls-key)',
+    defaultText: 'none (plaintext)',
+  },
+  {
+    flag: 'tls-key',
+    env: 'VIGIL_TLS_KEY',
+    description: 'PEM private key of --tls-cert',
+    defaultText: 'none',
+  },
+  {
+    flag: 'tls-client-ca',
+    env: 'VIGIL_TLS_CLIENT_CA',
+    description: 'PEM CA bundle: require client certificates it signed (mTLS)',
+    defaultText: 'none',
+  },
+  {
+    flag: 'max-message-size',
+    env: 'VIGIL_MAX_MESSAGE_SIZE',
+    description: 'largest request message accepted (bytes, or with KiB / MiB)',
+    defaultText: '1MiB',
   },
   {
     flag: 'control-tokens',
@@ -170,6 +195,33 @@ export function resolveServeConfig(
   if (!['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].includes(logLevel)) {
     errors.push(`--log-level: "${logLevel}" is not a log level`);
   }
+  const readPem = (flag: string): Buffer | undefined => {
+    const file = value(flag);
+    if (file === undefined) return undefined;
+    try {
+      return readFileSync(file);
+    } catch {
+      errors.push(`--${flag}: cannot read ${file}`);
+      return undefined;
+    }
+  };
+  const cert = readPem('tls-cert');
+  const key = readPem('tls-key');
+  const clientCa = readPem('tls-client-ca');
+  if ((value('tls-cert') === undefined) !== (value('tls-key') === undefined)) {
+    errors.push('--tls-cert and --tls-key go together');
+  }
+  if (value('tls-client-ca') !== undefined && value('tls-cert') === undefined) {
+    errors.push('--tls-client-ca needs --tls-cert and --tls-key (mTLS is TLS first)');
+  }
+  const tls = cert && key ? { cert, key, ...(clientCa ? { clientCa } : {}) } : undefined;
+  const sizeText = value('max-message-size') ?? '1MiB';
+  const maxMessageBytes = parseSize(sizeText);
+  if (maxMessageBytes === undefined || maxMessageBytes < 65 * 1024) {
+    errors.push(
+      `--max-message-size: "${sizeText}" is not a size of at least 65KiB (a 64 KiB agent card must fit)`,
+    );
+  }
   const controlToken = env['VIGIL_CONTROL_TOKEN'];
   if (controlToken === '') errors.push('VIGIL_CONTROL_TOKEN: set but empty');
 
@@ -178,6 +230,8 @@ export function resolveServeConfig(
     config: {
       settings: {
         listen,
+        ...(tls ? { tls } : {}),
+        maxMessageBytes: maxMessageBytes ?? 0,
         metricsListen,
         dataDir,
         timings,
@@ -196,4 +250,12 @@ export function resolveServeConfig(
 function isHostPort(text: string): boolean {
   const match = /^(\[[0-9a-fA-F:.]+\]|[^:\s]+):(\d{1,5})$/.exec(text);
   return match !== null && Number(match[2]) <= 65535;
+}
+
+/** Parses `1048576`, `512KiB` or `4MiB` into bytes; undefined when malformed. */
+export function parseSize(text: string): number | undefined {
+  const match = /^(\d+)(B|KiB|MiB)?$/.exec(text);
+  if (!match) return undefined;
+  const unit = match[2] === 'MiB' ? 1024 * 1024 : match[2] === 'KiB' ? 1024 : 1;
+  return Number(match[1]) * unit;
 }

@@ -8,7 +8,7 @@ import {
   describeFailure,
   out,
   parse,
-  serverAddress,
+  connectOptions,
   untilSignal,
 } from './common.js';
 import { statusName } from './workspace-command.js';
@@ -28,6 +28,9 @@ Flags:
   --card FILE            the A2A agent card, a JSON file
   --delivery-mode MODE   push (default) or poll
   --server HOST:PORT     Vigil server [env VIGIL_SERVER, default 127.0.0.1:50051]
+  --tls-ca FILE          connect with TLS, trusting this PEM CA [env VIGIL_CLIENT_TLS_CA]
+  --tls-cert FILE        client certificate for mTLS [env VIGIL_CLIENT_TLS_CERT]
+  --tls-key FILE         its private key [env VIGIL_CLIENT_TLS_KEY]
   --json                 one JSON object per event
   -h, --help             this help`;
 
@@ -64,7 +67,7 @@ export async function sidecarCommand(args: string[], env: NodeJS.ProcessEnv): Pr
     throw new UsageError(`--card: ${cardFile} must hold a JSON object`);
   }
 
-  const client = createRuntimeClient({ server: serverAddress(values.server, env), token });
+  const client = createRuntimeClient(connectOptions(values, env, token));
   const stop = untilSignal();
   const json = values.json ?? false;
   const started = Date.now();

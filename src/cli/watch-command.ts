@@ -9,7 +9,7 @@ import {
   describeFailure,
   out,
   parse,
-  serverAddress,
+  connectOptions,
   untilSignal,
   when,
 } from './common.js';
@@ -48,10 +48,9 @@ export async function watchCommand(args: string[], env: NodeJS.ProcessEnv): Prom
   const afterText = values['after-seq'] ?? '0';
   if (!/^\d+$/.test(afterText))
     throw new UsageError(`--after-seq: "${afterText}" is not a non-negative integer`);
-  const client = createControlClient({
-    server: serverAddress(values.server, env),
-    token: controlToken(values['data-dir'], env),
-  });
+  const client = createControlClient(
+    connectOptions(values, env, controlToken(values['data-dir'], env)),
+  );
   const stop = untilSignal();
   const json = values.json ?? false;
   try {

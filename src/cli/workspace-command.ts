@@ -12,7 +12,7 @@ import {
   controlToken,
   out,
   parse,
-  serverAddress,
+  connectOptions,
   when,
 } from './common.js';
 
@@ -56,10 +56,9 @@ export async function workspaceCommand(args: string[], env: NodeJS.ProcessEnv): 
       throw new UsageError(`vigil workspace ${subcommand} takes exactly one ID`);
     return id;
   };
-  const client = createControlClient({
-    server: serverAddress(values.server, env),
-    token: controlToken(values['data-dir'], env),
-  });
+  const client = createControlClient(
+    connectOptions(values, env, controlToken(values['data-dir'], env)),
+  );
   const json = values.json ?? false;
   try {
     switch (subcommand) {

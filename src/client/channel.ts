@@ -29,3 +29,15 @@ export function connection(options: ConnectOptions) {
     metadata: () => metadata.clone(),
   };
 }
+
+/** PEM material for a TLS connection: `ca` to trust the server, `cert` + `key` to present for mTLS. */
+export interface TlsOptions {
+  readonly ca?: Buffer;
+  readonly cert?: Buffer;
+  readonly key?: Buffer;
+}
+
+/** TLS channel credentials (system roots unless `ca` is given). */
+export function tlsCredentials(options: TlsOptions = {}): ChannelCredentials {
+  return credentials.createSsl(options.ca ?? null, options.key ?? null, options.cert ?? null);
+}

@@ -23,7 +23,7 @@ export {
   type SidecarEvent,
 } from './heartbeat-loop.js';
 export { VigilClientError } from './errors.js';
-export { DEFAULT_SERVER, type ConnectOptions } from './channel.js';
+export { DEFAULT_SERVER, tlsCredentials, type ConnectOptions, type TlsOptions } from './channel.js';
 export type { BackoffOptions } from './backoff.js';
 export {
   DeliveryMode,

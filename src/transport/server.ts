@@ -19,6 +19,16 @@ export interface GrpcServerOptions {
   readonly observer: CallObserver;
   /** HOST:PORT to listen on; port 0 picks a free one. */
   readonly listen: string;
+  /** Serve TLS with this key pair; with `clientCa`, require client certificates it signed (mTLS). */
+  readonly tls?: ServerTls;
+  /** Largest request message accepted, in bytes. */
+  readonly maxMessageBytes: number;
+}
+
+export interface ServerTls {
+  readonly cert: Buffer;
+  readonly key: Buffer;
+  readonly clientCa?: Buffer;
 }
 
 export interface GrpcServer {
@@ -39,7 +49,7 @@ export async function startGrpcServer(options: GrpcServerOptions): Promise<GrpcS
     // Find dead watchers behind silent networks.
     'grpc.keepalive_time_ms': 60_000,
     'grpc.keepalive_timeout_ms': 20_000,
-    'grpc.max_receive_message_length': 4 * 1024 * 1024,
+    'grpc.max_receive_message_length': options.maxMessageBytes,
   });
   const health = new HealthImplementation(Object.fromEntries(SERVICES.map((s) => [s, 'SERVING'])));
   health.addToServer(server);
@@ -65,7 +75,15 @@ export async function startGrpcServer(options: GrpcServerOptions): Promise<GrpcS
   );
 
   const port = await new Promise<number>((resolve, reject) => {
-    server.bindAsync(options.listen, ServerCredentials.createInsecure(), (error, bound) => {
+    const { tls } = options;
+    const credentials = tls
+      ? ServerCredentials.createSsl(
+          tls.clientCa ?? null,
+          [{ private_key: tls.key, cert_chain: tls.cert }],
+          tls.clientCa !== undefined,
+        )
+      : ServerCredentials.createInsecure();
+    server.bindAsync(options.listen, credentials, (error, bound) => {
       if (error) reject(error);
       else resolve(bound);
     });

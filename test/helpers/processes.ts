@@ -15,6 +15,8 @@ export interface Proc {
   /** Resolves with the first stdout line (seen so far or later) matching `predicate`. */
   waitForLine(predicate: (line: string) => boolean, timeoutMs?: number): Promise<string>;
   kill(signal: NodeJS.Signals): Promise<number | null>;
+  /** Resolves with the exit code once the process has exited. */
+  exited(): Promise<number | null>;
 }
 
 export function vigil(args: string[], env: NodeJS.ProcessEnv = {}): Proc {
@@ -62,6 +64,11 @@ export function vigil(args: string[], env: NodeJS.ProcessEnv = {}): Proc {
           });
         });
       }
+    },
+    async exited() {
+      if (child.exitCode !== null) return child.exitCode;
+      const [code] = (await exited) as [number | null];
+      return code;
     },
     async kill(signal) {
       if (child.exitCode !== null || child.signalCode !== null) return child.exitCode;
