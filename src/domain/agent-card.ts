@@ -3,6 +3,8 @@ import type { AgentCard } from './model.js';
 
 /** Largest accepted agent card, serialized as JSON. */
 export const MAX_AGENT_CARD_BYTES = 64 * 1024;
+/** Deepest accepted nesting of objects and lists in a card. */
+export const MAX_AGENT_CARD_DEPTH = 32;
 
 /**
  * Validates an A2A agent card and returns its JSON serialization.
@@ -17,6 +19,10 @@ export function validateAgentCard(card: unknown): string {
     throw invalid('the agent card must be a JSON object');
   }
   const record = card as AgentCard;
+  // Checked before serializing: a pathological depth must be refused, not overflow the stack.
+  if (depthOf(record) > MAX_AGENT_CARD_DEPTH) {
+    throw invalid(`the agent card nests deeper than ${MAX_AGENT_CARD_DEPTH} levels`);
+  }
   const serialized = JSON.stringify(record);
   const bytes = Buffer.byteLength(serialized, 'utf8');
   if (bytes > MAX_AGENT_CARD_BYTES) {
@@ -56,4 +62,18 @@ function nonEmptyString(value: unknown): value is string {
 
 function invalid(message: string, metadata: Record<string, string> = {}): VigilError {
   return new VigilError('AGENT_CARD_INVALID', message, metadata);
+}
+
+/** Nesting depth of a JSON value, measured without recursion (stops counting past the limit). */
+function depthOf(value: unknown): number {
+  let deepest = 0;
+  const stack: [unknown, number][] = [[value, 1]];
+  while (stack.length > 0) {
+    const [current, depth] = stack.pop() as [unknown, number];
+    if (typeof current !== 'object' || current === null) continue;
+    deepest = Math.max(deepest, depth);
+    if (deepest > MAX_AGENT_CARD_DEPTH) return deepest;
+    for (const child of Object.values(current)) stack.push([child, depth + 1]);
+  }
+  return deepest;
 }

@@ -1,6 +1,7 @@
 import { status, type Metadata, type sendUnaryData, type ServerUnaryCall } from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import { toCallError } from './errors.js';
+import { wellFormed } from './malformed.js';
 import type { CallObserver } from './observer.js';
 
 /** What every handler needs besides its use-cases. */
@@ -34,7 +35,7 @@ export function unary<Req, Res>(
     const started = process.hrtime.bigint();
     const seconds = () => Number(process.hrtime.bigint() - started) / 1e9;
     // Through an async function so a synchronous throw becomes a rejection too.
-    (async () => handle(call.request, bearerToken(call.metadata)))().then(
+    (async () => handle(wellFormed(call.request), bearerToken(call.metadata)))().then(
       (response) => {
         observer.callFinished(method, status.OK, seconds());
         callback(null, response);

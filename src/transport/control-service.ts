@@ -11,6 +11,7 @@ import { openWatch, type WatchDeps } from '../watch/watch-session.js';
 import { bearerToken, logFailure, unary, type CallContext } from './call-helpers.js';
 import { statusFromProto, transitionToProto, workspaceToProto } from './convert.js';
 import { shuttingDown, toCallError } from './errors.js';
+import { wellFormed } from './malformed.js';
 import { encodeWatchEvent } from './watch-encoding.js';
 
 export interface ControlServiceDeps extends CallContext {
@@ -135,12 +136,13 @@ async function serveWatch(
   const signal = AbortSignal.any([cancelled.signal, deps.shutdown]);
   try {
     deps.controlAuth(bearerToken(call.metadata), 'read');
+    const request = wellFormed(call.request);
     const events = await openWatch(
       deps.watch,
       {
-        workspaceIds: call.request.workspaceIds,
-        afterSeq: call.request.afterSeq,
-        includeSnapshot: call.request.includeSnapshot,
+        workspaceIds: request.workspaceIds,
+        afterSeq: request.afterSeq,
+        includeSnapshot: request.includeSnapshot,
       },
       signal,
       (seq) => {

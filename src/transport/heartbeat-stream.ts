@@ -7,6 +7,7 @@ import type {
 } from '../../gen/vigil/v1/runtime_service.js';
 import { bearerToken, logFailure, type CallContext } from './call-helpers.js';
 import { shuttingDown, toCallError, toKnownError } from './errors.js';
+import { isMalformed, wellFormed } from './malformed.js';
 import { heartbeatCommand, heartbeatResponse } from './convert.js';
 
 /** Past this many unanswered heartbeats the stream stops reading until the client catches up. */
@@ -54,19 +55,22 @@ export function serveHeartbeatStream(
 
   async function answer(request: HeartbeatStreamRequest): Promise<HeartbeatStreamResponse> {
     observer.heartbeatReceived();
+    // An undecodable message has no request id to echo: it is answered as 0.
+    const requestId = isMalformed(request) ? 0 : request.requestId;
     try {
-      if (!request.heartbeat) throw fieldInvalid('heartbeat', 'is required');
+      const { heartbeat } = wellFormed(request);
+      if (!heartbeat) throw fieldInvalid('heartbeat', 'is required');
       await owner;
-      const result = await registry.heartbeat(token, heartbeatCommand(request.heartbeat));
+      const result = await registry.heartbeat(token, heartbeatCommand(heartbeat));
       return {
-        requestId: request.requestId,
+        requestId,
         result: { $case: 'heartbeat', value: heartbeatResponse(result) },
       };
     } catch (error) {
       const known = toKnownError(error, logger, 'HeartbeatStream');
       if (known.codeName === 'UNAUTHENTICATED') fail(known);
       return {
-        requestId: request.requestId,
+        requestId,
         result: {
           $case: 'error',
           value: {

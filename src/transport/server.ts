@@ -7,6 +7,7 @@ import type { Registry } from '../domain/registry.js';
 import type { WatchDeps } from '../watch/watch-session.js';
 import { createControlService } from './control-service.js';
 import { addReflection } from './reflection.js';
+import { tolerant } from './malformed.js';
 import type { CallObserver } from './observer.js';
 import { createRuntimeService } from './runtime-service.js';
 import { controlServiceDefinition } from './watch-encoding.js';
@@ -55,7 +56,7 @@ export async function startGrpcServer(options: GrpcServerOptions): Promise<GrpcS
   health.addToServer(server);
   addReflection(server);
   server.addService(
-    RuntimeServiceService,
+    tolerant(RuntimeServiceService),
     createRuntimeService(options.registry, {
       logger: options.logger,
       observer: options.observer,
@@ -63,7 +64,7 @@ export async function startGrpcServer(options: GrpcServerOptions): Promise<GrpcS
     }),
   );
   server.addService(
-    controlServiceDefinition,
+    tolerant(controlServiceDefinition),
     createControlService({
       registry: options.registry,
       controlAuth: options.controlAuth,
