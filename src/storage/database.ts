@@ -17,16 +17,39 @@ export interface OpenOptions {
 /** Opens (creating if needed) and migrates the database file, with WAL and foreign keys on. */
 export function openDatabase(file: string, options: OpenOptions = {}): Database.Database {
   if (file !== ':memory:') mkdirSync(dirname(file), { recursive: true });
-  const db = new Database(file);
+  let db: Database.Database | undefined;
   try {
+    db = new Database(file);
     db.pragma('journal_mode = WAL');
     db.pragma(`synchronous = ${options.synchronous ?? 'FULL'}`);
     db.pragma('foreign_keys = ON');
     db.pragma('busy_timeout = 5000');
+    // A damaged file must stop the start, not fail requests one by one later.
+    const check = db.pragma('quick_check', { simple: true }) as string;
+    if (check !== 'ok') throw new CorruptDatabaseError(file, check);
     migrate(db);
     return db;
   } catch (error) {
-    db.close();
+    db?.close();
+    const code = (error as { code?: unknown }).code;
+    if (code === 'SQLITE_NOTADB' || code === 'SQLITE_CORRUPT') {
+      throw new CorruptDatabaseError(file, (error as Error).message);
+    }
     throw error;
+  }
+}
+
+/** The database file is damaged or is not an SQLite database. */
+export class CorruptDatabaseError extends Error {
+  override readonly name = 'CorruptDatabaseError';
+
+  constructor(
+    readonly file: string,
+    detail: string,
+  ) {
+    super(
+      `the database ${file} is damaged or not a Vigil database (${detail.replace(/\s*\n\s*/g, '; ')}); ` +
+        'restore it from a backup, or move it away to start with an empty one',
+    );
   }
 }
