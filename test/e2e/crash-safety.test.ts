@@ -83,9 +83,10 @@ describe('crash safety: SIGKILL under load', function () {
     const deleted = new Set<string>();
     const online = new Set<string>();
     let stop = false;
+    const running = () => !stop;
     let acknowledged = 0;
     const worker = async (w: number) => {
-      for (let i = 0; !stop; i += 1) {
+      for (let i = 0; running(); i += 1) {
         const id = `w${w}-${i}`;
         try {
           const { workspaceToken } = await control.createWorkspace(id, '', { timeoutMs: 2_000 });
@@ -99,7 +100,7 @@ describe('crash safety: SIGKILL under load', function () {
             );
             if (registered.workspace?.status === WorkspaceStatus.WORKSPACE_STATUS_ONLINE)
               online.add(id);
-            for (let b = 0; b < 3 && !stop; b += 1) {
+            for (let b = 0; b < 3 && running(); b += 1) {
               await runtime.heartbeat(
                 { workspaceId: id, errorRate: b === 1 ? 0.9 : 0 },
                 { timeoutMs: 2_000 },

@@ -127,7 +127,12 @@ describe('storage faults', function () {
 
   describe('when the database file is corrupt at start', () => {
     for (const [label, damage] of [
-      ['not SQLite at all', (file: string) => writeFileSync(file, Buffer.alloc(20_000, 7))],
+      [
+        'not SQLite at all',
+        (file: string) => {
+          writeFileSync(file, Buffer.alloc(20_000, 7));
+        },
+      ],
       [
         'an SQLite file with damaged pages',
         (file: string) => {
