@@ -5,6 +5,7 @@ import { systemClock, type Clock } from './domain/clock.js';
 import { DEFAULT_TIMINGS, type Timings } from './domain/config.js';
 import { createControlAuth, type ControlTokenSpec } from './domain/control-auth.js';
 import { createRegistry, type Registry } from './domain/registry.js';
+import type { RateLimit } from './domain/rate-limiter.js';
 import type { HostResolver, UrlPolicyName } from './domain/url-policy.js';
 import { createMetrics, serveMetrics } from './metrics/prometheus.js';
 import { openDatabase, type Synchronous } from './storage/database.js';
@@ -30,6 +31,10 @@ export interface VigilSettings {
   readonly tls?: ServerTls;
   /** Largest request message accepted, in bytes. */
   readonly maxMessageBytes: number;
+  /** Per-workspace heartbeat rate limit; none when undefined. */
+  readonly heartbeatRateLimit: RateLimit | undefined;
+  /** Open WatchStatus streams allowed per control token; 0 means no limit. */
+  readonly maxWatchStreamsPerToken: number;
   /** HOST:PORT for Prometheus /metrics; empty disables it. */
   readonly metricsListen: string;
   /** Recent transitions the watch fan-out keeps in memory (default 10,000). */
@@ -62,6 +67,8 @@ export const DEFAULT_SETTINGS: Omit<VigilSettings, 'controlTokens'> = {
   timings: DEFAULT_TIMINGS,
   urlPolicy: 'local',
   maxMessageBytes: 1024 * 1024,
+  heartbeatRateLimit: { ratePerSecond: 5, burst: 20 },
+  maxWatchStreamsPerToken: 1_000,
   metricsListen: '127.0.0.1:9464',
   progressIntervalMs: 15_000,
   synchronous: 'FULL',
@@ -116,6 +123,7 @@ export async function startVigil(
     urlPolicy: settings.urlPolicy,
     resolveHost: overrides.resolveHost ?? systemResolver,
     serverStartedAt: clock.now(),
+    heartbeatRateLimit: settings.heartbeatRateLimit,
     ...(overrides.random ? { random: overrides.random } : {}),
     onCommitted: (transitions) => {
       hub.publish(transitions);
@@ -141,6 +149,7 @@ export async function startVigil(
       registry,
       controlAuth: createControlAuth(settings.controlTokens),
       watch: { store, hub, progressIntervalMs: settings.progressIntervalMs },
+      maxWatchStreamsPerToken: settings.maxWatchStreamsPerToken,
       logger,
       observer: metrics.observer,
       listen: settings.listen,

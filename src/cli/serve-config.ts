@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { DEFAULT_SETTINGS, type VigilSettings } from '../app.js';
+import { parseRate } from '../domain/rate-limiter.js';
 import { URL_POLICIES, type UrlPolicyName } from '../domain/url-policy.js';
 import { formatDuration, parseDuration } from './duration.js';
 
@@ -75,6 +76,25 @@ export const SERVE_SETTINGS: readonly Setting[] = [
     env: 'VIGIL_MAX_MESSAGE_SIZE',
     description: 'largest request message accepted (bytes, or with KiB / MiB)',
     defaultText: '1MiB',
+  },
+  {
+    flag: 'heartbeat-rate-limit',
+    env: 'VIGIL_HEARTBEAT_RATE_LIMIT',
+    description:
+      'heartbeats allowed per workspace, sustained (N/s or N/m; off disables); more get RESOURCE_EXHAUSTED',
+    defaultText: '5/s',
+  },
+  {
+    flag: 'heartbeat-burst',
+    env: 'VIGIL_HEARTBEAT_BURST',
+    description: 'heartbeats a workspace may send at once above the sustained rate',
+    defaultText: '20',
+  },
+  {
+    flag: 'max-watch-streams',
+    env: 'VIGIL_MAX_WATCH_STREAMS',
+    description: 'open WatchStatus streams allowed per control token (0: no limit)',
+    defaultText: '1000',
   },
   {
     flag: 'control-tokens',
@@ -222,6 +242,20 @@ export function resolveServeConfig(
       `--max-message-size: "${sizeText}" is not a size of at least 65KiB (a 64 KiB agent card must fit)`,
     );
   }
+  const rateText = value('heartbeat-rate-limit') ?? '5/s';
+  const rate = parseRate(rateText);
+  if (rate === undefined)
+    errors.push(`--heartbeat-rate-limit: "${rateText}" is not N/s, N/m or off`);
+  const burstText = value('heartbeat-burst') ?? '20';
+  if (!/^[1-9]\d*$/.test(burstText))
+    errors.push(`--heartbeat-burst: "${burstText}" is not a positive integer`);
+  const heartbeatRateLimit =
+    rate === undefined || rate === 'off'
+      ? undefined
+      : { ratePerSecond: rate, burst: Number(burstText) };
+  const watchText = value('max-watch-streams') ?? '1000';
+  if (!/^\d+$/.test(watchText))
+    errors.push(`--max-watch-streams: "${watchText}" is not a whole number`);
   const controlToken = env['VIGIL_CONTROL_TOKEN'];
   if (controlToken === '') errors.push('VIGIL_CONTROL_TOKEN: set but empty');
 
@@ -232,6 +266,8 @@ export function resolveServeConfig(
         listen,
         ...(tls ? { tls } : {}),
         maxMessageBytes: maxMessageBytes ?? 0,
+        heartbeatRateLimit,
+        maxWatchStreamsPerToken: Number(watchText),
         metricsListen,
         dataDir,
         timings,

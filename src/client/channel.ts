@@ -23,6 +23,11 @@ export function connection(options: ConnectOptions) {
     channelOptions: {
       'grpc.keepalive_time_ms': 30_000,
       'grpc.keepalive_timeout_ms': 10_000,
+      // grpc-js backs off reconnects up to 120 s by default: after a long server
+      // restart a sidecar would stay away for longer than offline_after and its
+      // workspace would go OFFLINE although the runtime is fine. Retry often.
+      'grpc.initial_reconnect_backoff_ms': 250,
+      'grpc.max_reconnect_backoff_ms': 2_000,
       ...options.channelOptions,
     },
     /** A fresh copy per call: grpc-js may mutate the metadata it is given. */

@@ -14,10 +14,14 @@ export class VigilClientError extends Error {
     readonly reason: string,
     message: string,
     readonly metadata: Readonly<Record<string, string>>,
-    options?: ErrorOptions,
+    options?: ErrorOptions & { readonly retryAfterMs?: number | undefined },
   ) {
     super(message, options);
+    this.retryAfterMs = options?.retryAfterMs;
   }
+
+  /** The server's retry hint (google.rpc.RetryInfo), in milliseconds, when it sent one. */
+  readonly retryAfterMs: number | undefined;
 
   /** The code's name, e.g. `INVALID_ARGUMENT`. */
   get codeName(): string {
@@ -39,8 +43,10 @@ const RETRYABLE = new Set<status>([
 /** Converts a grpc-js error into a VigilClientError, decoding the ErrorInfo details. */
 export function fromServiceError(error: ServiceError): VigilClientError {
   const [details] = error.metadata.get('grpc-status-details-bin');
-  const info = details instanceof Buffer ? decodeStatus(details).errorInfos[0] : undefined;
+  const decoded = details instanceof Buffer ? decodeStatus(details) : undefined;
+  const info = decoded?.errorInfos[0];
   return new VigilClientError(error.code, info?.reason ?? '', error.details, info?.metadata ?? {}, {
     cause: error,
+    retryAfterMs: decoded?.retryDelayMs,
   });
 }

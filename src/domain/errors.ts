@@ -15,6 +15,9 @@ export const ERROR_REASONS = {
   AGENT_CARD_INVALID: 'INVALID_ARGUMENT',
   FIELD_INVALID: 'INVALID_ARGUMENT',
   MESSAGE_MALFORMED: 'INVALID_ARGUMENT',
+  MESSAGE_TOO_LARGE: 'RESOURCE_EXHAUSTED',
+  RATE_LIMITED: 'RESOURCE_EXHAUSTED',
+  WATCH_LIMIT: 'RESOURCE_EXHAUSTED',
   PAGE_TOKEN_INVALID: 'INVALID_ARGUMENT',
   WORKSPACE_NOT_FOUND: 'NOT_FOUND',
   WORKSPACE_EXISTS: 'ALREADY_EXISTS',
@@ -37,10 +40,14 @@ export class VigilError extends Error {
     message: string,
     /** ErrorInfo metadata: lowerCamel keys, string values. */
     readonly metadata: Readonly<Record<string, string>> = {},
-    options?: ErrorOptions,
+    options?: ErrorOptions & { readonly retryAfterMs?: number },
   ) {
     super(message, options);
+    this.retryAfterMs = options?.retryAfterMs;
   }
+
+  /** When set, the caller may retry after this many milliseconds (sent as google.rpc.RetryInfo). */
+  readonly retryAfterMs: number | undefined;
 
   get codeName(): ErrorCodeName {
     return ERROR_REASONS[this.reason];

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { validateAgentCard } from './agent-card.js';
 import { createHeartbeatBatcher } from './heartbeat-batcher.js';
+import { createRateLimiter, type RateLimit } from './rate-limiter.js';
 import type { Clock } from './clock.js';
 import type { Timings } from './config.js';
 import { VigilError, fieldInvalid } from './errors.js';
@@ -42,6 +43,8 @@ export interface RegistryOptions {
   readonly serverStartedAt: number;
   /** Told about every committed transition, in `seq` order, after commit. */
   readonly onCommitted: (transitions: readonly Transition[]) => void;
+  /** Per-workspace heartbeat rate limit; none when unset. */
+  readonly heartbeatRateLimit?: RateLimit | undefined;
   /** Source of randomness for the heartbeat hint jitter; Math.random by default. */
   readonly random?: () => number;
 }
@@ -74,6 +77,9 @@ export function createRegistry(options: RegistryOptions) {
   const random = options.random ?? Math.random;
   const heartbeats = createHeartbeatBatcher(store, options.onCommitted);
   const tokenUses = new Map<string, TokenUse>();
+  const limiter = options.heartbeatRateLimit
+    ? createRateLimiter(options.heartbeatRateLimit, clock)
+    : undefined;
 
   const decider = (event: StatusEvent, now: number) => (state: Parameters<typeof nextStatus>[0]) =>
     nextStatus(state, event, now, timings);
@@ -183,6 +189,16 @@ export function createRegistry(options: RegistryOptions) {
 
   async function heartbeat(token: string | undefined, command: HeartbeatCommand) {
     await authenticateWorkspace(token, command.workspaceId);
+    // After authentication, so nobody can spend another workspace's budget.
+    const waitMs = limiter?.take(command.workspaceId) ?? 0;
+    if (waitMs > 0) {
+      throw new VigilError(
+        'RATE_LIMITED',
+        `too many heartbeats for workspace ${command.workspaceId}; retry in ${waitMs} ms`,
+        { workspaceId: command.workspaceId, retryAfterMs: String(waitMs) },
+        { retryAfterMs: waitMs },
+      );
+    }
     return applyHeartbeat(command);
   }
 

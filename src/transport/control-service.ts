@@ -10,6 +10,7 @@ import type {
 import { openWatch, type WatchDeps } from '../watch/watch-session.js';
 import { bearerToken, logFailure, unary, type CallContext } from './call-helpers.js';
 import { statusFromProto, transitionToProto, workspaceToProto } from './convert.js';
+import { VigilError } from '../domain/errors.js';
 import { shuttingDown, toCallError } from './errors.js';
 import { wellFormed } from './malformed.js';
 import { encodeWatchEvent } from './watch-encoding.js';
@@ -18,6 +19,8 @@ export interface ControlServiceDeps extends CallContext {
   readonly registry: Registry;
   readonly controlAuth: ControlAuth;
   readonly watch: WatchDeps;
+  /** Open WatchStatus streams allowed per control token; 0 means no limit. */
+  readonly maxWatchStreamsPerToken: number;
 }
 
 /** vigil.v1.ControlService: authenticated by control token. */
@@ -30,6 +33,7 @@ export function createControlService(deps: ControlServiceDeps): ControlServiceSe
     ) =>
     (request: Req, token: string | undefined): Promise<Res> =>
       handle(request, controlAuth(token, scope));
+  const watchQuota = createStreamQuota(deps.maxWatchStreamsPerToken);
   /** One audit line per control action: who (the token's name, never the token) did what. */
   const audit = (caller: ControlPrincipal, action: string, workspaceId: string) => {
     logger.info({ audit: true, action, workspaceId, tokenName: caller.name }, 'control action');
@@ -113,7 +117,7 @@ export function createControlService(deps: ControlServiceDeps): ControlServiceSe
       }),
     ),
     watchStatus: (call) => {
-      void serveWatch(call, deps);
+      void serveWatch(call, deps, watchQuota);
     },
   };
 }
@@ -126,6 +130,7 @@ export function createControlService(deps: ControlServiceDeps): ControlServiceSe
 async function serveWatch(
   call: ServerWritableStream<WatchStatusRequest, WatchStatusResponse>,
   deps: ControlServiceDeps,
+  quota: StreamQuota,
 ): Promise<void> {
   const cancelled = new AbortController();
   const onCancel = () => {
@@ -134,8 +139,10 @@ async function serveWatch(
   call.on('cancelled', onCancel);
   const tracker = deps.observer.watchOpened(call.request.afterSeq);
   const signal = AbortSignal.any([cancelled.signal, deps.shutdown]);
+  let release = (): void => undefined;
   try {
-    deps.controlAuth(bearerToken(call.metadata), 'read');
+    const caller = deps.controlAuth(bearerToken(call.metadata), 'read');
+    release = quota.acquire(caller.name);
     const request = wellFormed(call.request);
     const events = await openWatch(
       deps.watch,
@@ -175,6 +182,39 @@ async function serveWatch(
     }
     call.emit('error', callError);
   } finally {
+    release();
     call.off('cancelled', onCancel);
   }
+}
+
+interface StreamQuota {
+  /** Counts one more open stream for `key`; returns its release. Throws WATCH_LIMIT past the cap. */
+  acquire(key: string): () => void;
+}
+
+/** Caps open streams per key (a control token's name). */
+function createStreamQuota(max: number): StreamQuota {
+  const open = new Map<string, number>();
+  return {
+    acquire(key) {
+      const count = open.get(key) ?? 0;
+      if (max > 0 && count >= max) {
+        throw new VigilError(
+          'WATCH_LIMIT',
+          `the control token "${key}" already has ${count} open WatchStatus streams (the limit)`,
+          { tokenName: key, limit: String(max), retryAfterMs: '5000' },
+          { retryAfterMs: 5_000 },
+        );
+      }
+      open.set(key, count + 1);
+      let released = false;
+      return () => {
+        if (released) return;
+        released = true;
+        const left = (open.get(key) ?? 1) - 1;
+        if (left === 0) open.delete(key);
+        else open.set(key, left);
+      };
+    },
+  };
 }

@@ -29,6 +29,7 @@ export function toCallError(error: unknown, logger: Logger, method: string): Cal
         code,
         message: known.message,
         errorInfos: [{ reason: known.reason, domain: ERROR_DOMAIN, metadata: known.metadata }],
+        retryDelayMs: known.retryAfterMs,
       }),
     ),
   );

@@ -24,6 +24,8 @@ export interface GrpcServerOptions {
   readonly tls?: ServerTls;
   /** Largest request message accepted, in bytes. */
   readonly maxMessageBytes: number;
+  /** Open WatchStatus streams allowed per control token; 0 means no limit. */
+  readonly maxWatchStreamsPerToken: number;
 }
 
 export interface ServerTls {
@@ -50,13 +52,15 @@ export async function startGrpcServer(options: GrpcServerOptions): Promise<GrpcS
     // Find dead watchers behind silent networks.
     'grpc.keepalive_time_ms': 60_000,
     'grpc.keepalive_timeout_ms': 20_000,
-    'grpc.max_receive_message_length': options.maxMessageBytes,
+    // grpc-js refuses past this without an ErrorInfo; between the limit and this,
+    // Vigil answers itself (MESSAGE_TOO_LARGE) without decoding the message.
+    'grpc.max_receive_message_length': 2 * options.maxMessageBytes,
   });
   const health = new HealthImplementation(Object.fromEntries(SERVICES.map((s) => [s, 'SERVING'])));
   health.addToServer(server);
   addReflection(server);
   server.addService(
-    tolerant(RuntimeServiceService),
+    tolerant(RuntimeServiceService, options.maxMessageBytes),
     createRuntimeService(options.registry, {
       logger: options.logger,
       observer: options.observer,
@@ -64,11 +68,12 @@ export async function startGrpcServer(options: GrpcServerOptions): Promise<GrpcS
     }),
   );
   server.addService(
-    tolerant(controlServiceDefinition),
+    tolerant(controlServiceDefinition, options.maxMessageBytes),
     createControlService({
       registry: options.registry,
       controlAuth: options.controlAuth,
       watch: options.watch,
+      maxWatchStreamsPerToken: options.maxWatchStreamsPerToken,
       shutdown: shutdown.signal,
       logger: options.logger,
       observer: options.observer,

@@ -9,6 +9,7 @@ import { BinaryReader, BinaryWriter, WireType } from '@bufbuild/protobuf/wire';
  */
 
 export const ERROR_INFO_TYPE_URL = 'type.googleapis.com/google.rpc.ErrorInfo';
+export const RETRY_INFO_TYPE_URL = 'type.googleapis.com/google.rpc.RetryInfo';
 export const ERROR_DOMAIN = 'vigil';
 
 export interface ErrorInfo {
@@ -21,6 +22,8 @@ export interface RpcStatus {
   readonly code: number;
   readonly message: string;
   readonly errorInfos: readonly ErrorInfo[];
+  /** google.rpc.RetryInfo's retry_delay, in milliseconds, when the caller may retry. */
+  readonly retryDelayMs?: number | undefined;
 }
 
 export function encodeStatus(status: RpcStatus): Uint8Array {
@@ -31,6 +34,19 @@ export function encodeStatus(status: RpcStatus): Uint8Array {
     writer.tag(3, WireType.LengthDelimited).fork(); // google.protobuf.Any
     writer.tag(1, WireType.LengthDelimited).string(ERROR_INFO_TYPE_URL);
     writer.tag(2, WireType.LengthDelimited).bytes(encodeErrorInfo(info));
+    writer.join();
+  }
+  if (status.retryDelayMs !== undefined) {
+    const ms = Math.max(0, Math.round(status.retryDelayMs));
+    writer.tag(3, WireType.LengthDelimited).fork();
+    writer.tag(1, WireType.LengthDelimited).string(RETRY_INFO_TYPE_URL);
+    // RetryInfo { google.protobuf.Duration retry_delay = 1 { int64 seconds = 1; int32 nanos = 2; } }
+    const duration = new BinaryWriter();
+    duration.tag(1, WireType.Varint).int64(Math.floor(ms / 1000));
+    duration.tag(2, WireType.Varint).int32((ms % 1000) * 1_000_000);
+    const retryInfo = new BinaryWriter();
+    retryInfo.tag(1, WireType.LengthDelimited).bytes(duration.finish());
+    writer.tag(2, WireType.LengthDelimited).bytes(retryInfo.finish());
     writer.join();
   }
   return writer.finish();
@@ -55,19 +71,23 @@ export function decodeStatus(bytes: Uint8Array): RpcStatus {
   let code = 0;
   let message = '';
   const errorInfos: ErrorInfo[] = [];
+  let retryDelayMs: number | undefined;
   while (reader.pos < reader.len) {
     const [field, wireType] = reader.tag();
     if (field === 1 && wireType === WireType.Varint) code = reader.int32();
     else if (field === 2 && wireType === WireType.LengthDelimited) message = reader.string();
     else if (field === 3 && wireType === WireType.LengthDelimited) {
-      const info = decodeAny(reader.bytes());
-      if (info) errorInfos.push(info);
+      const detail = decodeAny(reader.bytes());
+      if (detail?.type === 'error') errorInfos.push(detail.info);
+      else if (detail?.type === 'retry') retryDelayMs = detail.ms;
     } else reader.skip(wireType, field);
   }
-  return { code, message, errorInfos };
+  return { code, message, errorInfos, retryDelayMs };
 }
 
-function decodeAny(bytes: Uint8Array): ErrorInfo | undefined {
+function decodeAny(
+  bytes: Uint8Array,
+): { type: 'error'; info: ErrorInfo } | { type: 'retry'; ms: number } | undefined {
   const reader = new BinaryReader(bytes);
   let typeUrl = '';
   let value: Uint8Array = new Uint8Array();
@@ -77,7 +97,27 @@ function decodeAny(bytes: Uint8Array): ErrorInfo | undefined {
     else if (field === 2 && wireType === WireType.LengthDelimited) value = reader.bytes();
     else reader.skip(wireType, field);
   }
-  return typeUrl === ERROR_INFO_TYPE_URL ? decodeErrorInfo(value) : undefined;
+  if (typeUrl === ERROR_INFO_TYPE_URL) return { type: 'error', info: decodeErrorInfo(value) };
+  if (typeUrl === RETRY_INFO_TYPE_URL) return { type: 'retry', ms: decodeRetryDelay(value) };
+  return undefined;
+}
+
+function decodeRetryDelay(bytes: Uint8Array): number {
+  const reader = new BinaryReader(bytes);
+  let ms = 0;
+  while (reader.pos < reader.len) {
+    const [field, wireType] = reader.tag();
+    if (field === 1 && wireType === WireType.LengthDelimited) {
+      const duration = new BinaryReader(reader.bytes());
+      while (duration.pos < duration.len) {
+        const [f, w] = duration.tag();
+        if (f === 1 && w === WireType.Varint) ms += Number(duration.int64()) * 1000;
+        else if (f === 2 && w === WireType.Varint) ms += duration.int32() / 1e6;
+        else duration.skip(w, f);
+      }
+    } else reader.skip(wireType, field);
+  }
+  return ms;
 }
 
 function decodeErrorInfo(bytes: Uint8Array): ErrorInfo {

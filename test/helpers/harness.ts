@@ -59,6 +59,8 @@ export async function startHarness(options: HarnessOptions = {}): Promise<Harnes
       ...DEFAULT_SETTINGS,
       listen: '127.0.0.1:0',
       metricsListen: '',
+      // Tests that are not about it send heartbeats faster than a runtime would.
+      heartbeatRateLimit: undefined,
       dataDir,
       controlTokens: [{ name: 'test', scope: 'admin', hash: hashToken(CONTROL_TOKEN) }],
       // Sweeps are driven by the tests through the registry.

@@ -1,0 +1,204 @@
+import { Client, Metadata, credentials, status, type ServiceError } from '@grpc/grpc-js';
+import { expect } from 'chai';
+import { HeartbeatRequest } from '../../gen/vigil/v1/runtime_service.js';
+import {
+  VigilClientError,
+  createControlClient,
+  createRuntimeClient,
+} from '../../src/client/index.js';
+import { hashToken } from '../../src/domain/tokens.js';
+import { CONTROL_TOKEN, card, startHarness, type Harness } from '../helpers/harness.js';
+import { bearer, call, errorInfoOf } from '../helpers/rpc.js';
+
+describe('limits', () => {
+  let h: Harness;
+
+  afterEach(async () => {
+    await h.dispose();
+  });
+
+  async function onlineWorkspace(id: string): Promise<string> {
+    const { control, runtime } = h.clients;
+    const { workspaceToken } = await call(
+      control,
+      control.createWorkspace,
+      { workspaceId: id, name: '' },
+      CONTROL_TOKEN,
+    );
+    await call(
+      runtime,
+      runtime.register,
+      { workspaceId: id, url: 'http://127.0.0.1:8000', agentCard: card(), deliveryMode: 0 },
+      workspaceToken,
+    );
+    return workspaceToken;
+  }
+
+  describe('per-workspace heartbeat rate limit', () => {
+    beforeEach(async () => {
+      h = await startHarness({ settings: { heartbeatRateLimit: { ratePerSecond: 2, burst: 3 } } });
+    });
+
+    it('answers RESOURCE_EXHAUSTED / RATE_LIMITED with a retry hint past the burst, and refills with time', async () => {
+      const token = await onlineWorkspace('ws-r');
+      const other = await onlineWorkspace('ws-other');
+      const server = `127.0.0.1:${h.vigil.port}`;
+      const runtime = createRuntimeClient({ server, token });
+      const otherRuntime = createRuntimeClient({ server, token: other });
+      try {
+        for (let i = 0; i < 3; i += 1) await runtime.heartbeat({ workspaceId: 'ws-r' });
+        const before = await h.vigil.registry.getWorkspace('ws-r');
+        h.clock.advance(1);
+        let limited: VigilClientError | undefined;
+        try {
+          await runtime.heartbeat({ workspaceId: 'ws-r', activeTasks: 9 });
+        } catch (error) {
+          limited = error as VigilClientError;
+        }
+        expect(limited?.code).to.equal(status.RESOURCE_EXHAUSTED);
+        expect(limited?.reason).to.equal('RATE_LIMITED');
+        expect(limited?.retryAfterMs).to.be.within(400, 500);
+        expect(limited?.metadata['retryAfterMs']).to.equal(String(limited?.retryAfterMs));
+        // Nothing written, and other workspaces are unaffected.
+        expect(await h.vigil.registry.getWorkspace('ws-r')).to.deep.equal(before);
+        await otherRuntime.heartbeat({ workspaceId: 'ws-other' });
+
+        h.clock.advance(limited?.retryAfterMs ?? 0);
+        await runtime.heartbeat({ workspaceId: 'ws-r' });
+      } finally {
+        runtime.close();
+        otherRuntime.close();
+      }
+    });
+
+    it('answers a streamed heartbeat over the limit with an error response and keeps the stream', async () => {
+      const token = await onlineWorkspace('ws-s');
+      const runtime = createRuntimeClient({ server: `127.0.0.1:${h.vigil.port}`, token });
+      const stream = runtime.openHeartbeatStream();
+      try {
+        const outcomes = await Promise.allSettled(
+          Array.from({ length: 5 }, () => stream.send({ workspaceId: 'ws-s' })),
+        );
+        expect(outcomes.map((o) => o.status)).to.deep.equal([
+          'fulfilled',
+          'fulfilled',
+          'fulfilled',
+          'rejected',
+          'rejected',
+        ]);
+        const rejected = outcomes[3];
+        expect(
+          rejected?.status === 'rejected' && (rejected.reason as VigilClientError).reason,
+        ).to.equal('RATE_LIMITED');
+        h.clock.advance(1_000);
+        await stream.send({ workspaceId: 'ws-s' });
+        expect(stream.closed).to.equal(false);
+      } finally {
+        stream.close();
+        runtime.close();
+      }
+    });
+  });
+
+  describe('per-token cap on open watch streams', () => {
+    it('answers RESOURCE_EXHAUSTED / WATCH_LIMIT past the cap, per token, and frees a slot when a stream ends', async () => {
+      const OTHER = 'vgc_second-control-token';
+      h = await startHarness({
+        settings: {
+          maxWatchStreamsPerToken: 2,
+          controlTokens: [
+            { name: 'one', scope: 'admin', hash: hashToken(CONTROL_TOKEN) },
+            { name: 'two', scope: 'read', hash: hashToken(OTHER) },
+          ],
+        },
+      });
+      const { control } = h.clients;
+      const open = (token: string) => {
+        const stream = control.watchStatus(
+          { workspaceIds: [], afterSeq: 0, includeSnapshot: false },
+          bearer(token),
+        );
+        const first = new Promise<'ok' | ServiceError>((resolve) => {
+          stream.once('data', () => {
+            resolve('ok');
+          });
+          stream.once('error', resolve);
+        });
+        stream.on('error', () => undefined);
+        return { stream, first };
+      };
+      const a = open(CONTROL_TOKEN);
+      const b = open(CONTROL_TOKEN);
+      expect(await a.first).to.equal('ok');
+      expect(await b.first).to.equal('ok');
+      const c = open(CONTROL_TOKEN);
+      const refused = await c.first;
+      expect(refused).to.not.equal('ok');
+      const error = refused as ServiceError;
+      expect(error.code).to.equal(status.RESOURCE_EXHAUSTED);
+      const info = errorInfoOf(error);
+      expect(info.reason).to.equal('WATCH_LIMIT');
+      expect(info.metadata).to.include({ tokenName: 'one', limit: '2' });
+      // Another token has its own allowance.
+      const d = open(OTHER);
+      expect(await d.first).to.equal('ok');
+
+      a.stream.cancel();
+      let again: 'ok' | ServiceError = refused;
+      for (let i = 0; i < 50 && again !== 'ok'; i += 1) {
+        await new Promise((resolve) => setTimeout(resolve, 20));
+        again = await open(CONTROL_TOKEN).first;
+      }
+      expect(again).to.equal('ok');
+      b.stream.cancel();
+      d.stream.cancel();
+    });
+  });
+
+  describe('message size', () => {
+    it('answers a request over --max-message-size with RESOURCE_EXHAUSTED / MESSAGE_TOO_LARGE, undecoded', async () => {
+      h = await startHarness({ settings: { maxMessageBytes: 100 * 1024 } });
+      const token = await onlineWorkspace('ws-big');
+      const raw = new Client(`127.0.0.1:${h.vigil.port}`, credentials.createInsecure());
+      try {
+        const bytes = Buffer.from(
+          HeartbeatRequest.encode(
+            HeartbeatRequest.fromPartial({
+              workspaceId: 'ws-big',
+              currentTask: 'x'.repeat(150 * 1024),
+            }),
+          ).finish(),
+        );
+        const metadata = new Metadata();
+        metadata.set('authorization', `Bearer ${token}`);
+        const error = await new Promise<ServiceError | null>((resolve) => {
+          raw.makeUnaryRequest(
+            '/vigil.v1.RuntimeService/Heartbeat',
+            (b: Buffer) => b,
+            (b: Buffer) => b,
+            bytes,
+            metadata,
+            (e) => {
+              resolve(e);
+            },
+          );
+        });
+        expect(error?.code, error?.details).to.equal(status.RESOURCE_EXHAUSTED);
+        expect(errorInfoOf(error!).reason).to.equal('MESSAGE_TOO_LARGE');
+      } finally {
+        raw.close();
+      }
+    });
+  });
+
+  describe('defaults', () => {
+    it('limits heartbeats and watch streams out of the box', async () => {
+      const { DEFAULT_SETTINGS } = await import('../../src/app.js');
+      expect(DEFAULT_SETTINGS.heartbeatRateLimit).to.deep.equal({ ratePerSecond: 5, burst: 20 });
+      expect(DEFAULT_SETTINGS.maxWatchStreamsPerToken).to.equal(1_000);
+      expect(DEFAULT_SETTINGS.maxMessageBytes).to.equal(1024 * 1024);
+      h = await startHarness();
+      expect(createControlClient).to.be.a('function');
+    });
+  });
+});
