@@ -20,15 +20,18 @@ export interface TransitionHub {
    */
   read(after: number, limit: number, workspaceIds: ReadonlySet<string>): Promise<HubRead>;
   /**
-   * Resolves `'advanced'` once head > `after`, `'idle'` after `timeoutMs`
-   * without that, `'aborted'` when `signal` aborts. Listeners and timers are
-   * removed when it settles.
+   * A waiter for one reader: waits end `'advanced'` once head > `after`,
+   * `'idle'` after about `timeoutMs` without that, `'aborted'` when `signal`
+   * aborts. One per stream: no timer or listener is created per wait, so
+   * waking ten thousand readers costs ten thousand promise resolutions.
    */
-  waitBeyond(
-    after: number,
-    timeoutMs: number,
-    signal: AbortSignal,
-  ): Promise<'advanced' | 'idle' | 'aborted'>;
+  waiter(signal: AbortSignal): HubWaiter;
+}
+
+export type WaitOutcome = 'advanced' | 'idle' | 'aborted';
+
+export interface HubWaiter {
+  waitBeyond(after: number, timeoutMs: number): Promise<WaitOutcome>;
 }
 
 export interface HubRead {
@@ -51,7 +54,6 @@ export function createTransitionHub(options: HubOptions): TransitionHub {
   let head = options.initialHead;
   // Contiguous recent transitions: tail covers (tail[0].seq - 1, head].
   let tail: Transition[] = [];
-  let next = deferred();
 
   function publish(transitions: readonly Transition[]): void {
     let advanced = false;
@@ -67,11 +69,7 @@ export function createTransitionHub(options: HubOptions): TransitionHub {
       advanced = true;
     }
     if (tail.length > 2 * capacity) tail = tail.slice(-capacity);
-    if (advanced) {
-      const current = next;
-      next = deferred();
-      current.resolve();
-    }
+    if (advanced) wakeAll();
   }
 
   async function read(
@@ -116,41 +114,80 @@ export function createTransitionHub(options: HubOptions): TransitionHub {
     return { transitions, through, reset: false };
   }
 
-  async function waitBeyond(
-    after: number,
-    timeoutMs: number,
-    signal: AbortSignal,
-  ): Promise<'advanced' | 'idle' | 'aborted'> {
-    if (head > after) return 'advanced';
-    if (signal.aborted) return 'aborted';
-    let timer: NodeJS.Timeout | undefined;
-    let onAbort: (() => void) | undefined;
-    try {
-      return await Promise.race([
-        next.promise.then(() => 'advanced' as const),
-        new Promise<'idle'>((resolve) => {
-          timer = setTimeout(() => {
-            resolve('idle');
-          }, timeoutMs);
-        }),
-        new Promise<'aborted'>((resolve) => {
-          onAbort = () => {
-            resolve('aborted');
+  // Readers waiting for the head to move, each with the time it goes idle.
+  interface Pending {
+    resolve: (outcome: WaitOutcome) => void;
+    idleAt: number;
+  }
+  const pending = new Set<Pending>();
+  let ticker: NodeJS.Timeout | undefined;
+  let tickMs = 1_000;
+
+  /** One shared timer ends idle waits; it runs only while someone waits. */
+  function ensureTicker(timeoutMs: number): void {
+    const wanted = Math.max(10, Math.min(1_000, Math.floor(timeoutMs / 2)));
+    if (ticker && wanted >= tickMs) return;
+    clearInterval(ticker);
+    tickMs = Math.min(tickMs, wanted);
+    ticker = setInterval(() => {
+      const now = Date.now();
+      for (const p of pending) {
+        if (p.idleAt <= now) {
+          pending.delete(p);
+          p.resolve('idle');
+        }
+      }
+      if (pending.size === 0) {
+        clearInterval(ticker);
+        ticker = undefined;
+      }
+    }, tickMs);
+    ticker.unref();
+  }
+
+  function wakeAll(): void {
+    const woken = [...pending];
+    pending.clear();
+    for (const p of woken) p.resolve('advanced');
+  }
+
+  function waiter(signal: AbortSignal): HubWaiter {
+    let current: Pending | undefined;
+    signal.addEventListener(
+      'abort',
+      () => {
+        if (!current) return;
+        pending.delete(current);
+        current.resolve('aborted');
+        current = undefined;
+      },
+      { once: true },
+    );
+    return {
+      waitBeyond(after, timeoutMs) {
+        if (head > after) return Promise.resolve('advanced');
+        if (signal.aborted) return Promise.resolve('aborted');
+        return new Promise<WaitOutcome>((resolve) => {
+          const entry: Pending = {
+            resolve: (outcome) => {
+              current = undefined;
+              resolve(outcome);
+            },
+            idleAt: Date.now() + timeoutMs,
           };
-          signal.addEventListener('abort', onAbort, { once: true });
-        }),
-      ]);
-    } finally {
-      clearTimeout(timer);
-      if (onAbort) signal.removeEventListener('abort', onAbort);
-    }
+          current = entry;
+          pending.add(entry);
+          ensureTicker(timeoutMs);
+        });
+      },
+    };
   }
 
   return {
     publish,
     head: () => head,
     read,
-    waitBeyond,
+    waiter,
   };
 }
 
@@ -165,12 +202,4 @@ function lowerBound(list: readonly Transition[], target: number): number {
     else hi = mid;
   }
   return lo;
-}
-
-function deferred(): { promise: Promise<void>; resolve: () => void } {
-  let resolve!: () => void;
-  const promise = new Promise<void>((r) => {
-    resolve = r;
-  });
-  return { promise, resolve };
 }

@@ -120,6 +120,7 @@ async function* stream(
     cursor = request.afterSeq;
   }
 
+  const waiter = deps.hub.waiter(signal);
   let lastSentAt = Date.now();
   while (!signal.aborted) {
     const read = await deps.hub.read(cursor, batchSize, ids);
@@ -145,7 +146,7 @@ async function* stream(
       }
       continue;
     }
-    const outcome = await deps.hub.waitBeyond(cursor, deps.progressIntervalMs, signal);
+    const outcome = await waiter.waitBeyond(cursor, deps.progressIntervalMs);
     if (outcome === 'aborted') return;
     if (outcome === 'idle') {
       yield { type: 'progress', seq: cursor };
