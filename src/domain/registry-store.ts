@@ -28,8 +28,15 @@ export interface Applied {
   readonly transition: Transition | undefined;
 }
 
-/** What a heartbeat changed, row by row. */
-export interface HeartbeatApplied extends Applied {
+/**
+ * What a heartbeat changed, row by row. Only the status is returned, not the
+ * whole workspace: heartbeats are the hot path and their callers need no more.
+ */
+export interface HeartbeatApplied {
+  /** The status after the heartbeat. */
+  readonly status: WorkspaceStatus;
+  /** The committed transition, when the status changed. */
+  readonly transition: Transition | undefined;
   /** Rows changed by the NULL-scoped agent card backfill (0 or 1). */
   readonly cardBackfillChanges: number;
   /** Rows changed by the register-failure marker clear (0 or 1). */

@@ -87,6 +87,20 @@ export function createSqliteStore(db: Database): RegistryStore {
     return row;
   }
 
+  /** Like requireLive, reading only the status (the heartbeat path). */
+  function requireLiveStatus(id: string): { status: WorkspaceStatus } {
+    const row = stmt.selectStatus.get(id) as { status: WorkspaceStatus } | undefined;
+    if (!row) {
+      throw new VigilError('WORKSPACE_NOT_FOUND', `workspace ${id} does not exist`, {
+        workspaceId: id,
+      });
+    }
+    if (row.status === 'REMOVED') {
+      throw new VigilError('WORKSPACE_REMOVED', `workspace ${id} was deleted`, { workspaceId: id });
+    }
+    return row;
+  }
+
   /** Reads the row, asks the machine, applies a guarded status update and the transition row. */
   function decideAndApply(id: string, decide: Decide, now: number, detail: string): Applied {
     const row = stmt.selectWorkspace.get(id);
@@ -102,15 +116,7 @@ export function createSqliteStore(db: Database): RegistryStore {
     now: number,
     detail: string,
   ): Applied {
-    const changed = stmt.updateStatus.run({
-      id: row.id,
-      expected: row.status,
-      status: decision.to,
-      now,
-    }).changes;
-    // The guard makes a lost update impossible to miss, should a second writer ever appear.
-    if (changed !== 1) throw new Error(`status of ${row.id} changed concurrently`);
-    const transition = insertTransition(row.id, row.status, decision, now, detail);
+    const transition = changeStatus(row.id, row.status, decision, now, detail);
     return {
       workspace: toWorkspace({
         ...row,
@@ -120,6 +126,20 @@ export function createSqliteStore(db: Database): RegistryStore {
       }),
       transition,
     };
+  }
+
+  /** The guarded status update and its transition row. */
+  function changeStatus(
+    id: string,
+    expected: WorkspaceStatus,
+    decision: Decision,
+    now: number,
+    detail: string,
+  ): Transition {
+    const changed = stmt.updateStatus.run({ id, expected, status: decision.to, now }).changes;
+    // The guard makes a lost update impossible to miss, should a second writer ever appear.
+    if (changed !== 1) throw new Error(`status of ${id} changed concurrently`);
+    return insertTransition(id, expected, decision, now, detail);
   }
 
   function insertTransition(
@@ -222,7 +242,7 @@ export function createSqliteStore(db: Database): RegistryStore {
 
   const heartbeatTx = db.transaction((input: HeartbeatInput, decide: Decide): HeartbeatApplied => {
     const { id, report, now } = input;
-    requireLive(id);
+    const { status } = requireLiveStatus(id);
     // (1) liveness
     stmt.updateLiveness.run({
       id,
@@ -243,9 +263,11 @@ export function createSqliteStore(db: Database): RegistryStore {
       // (3) … and, separately, clear the marker: a stored card must not stop recovery.
       markerClearChanges = stmt.clearMarker.run({ id }).changes;
     }
-    // (4) + (5) evaluate on the state as it now stands.
-    const applied = decideAndApply(id, decide, now, '');
-    return { ...applied, cardBackfillChanges, markerClearChanges };
+    // (4) + (5) read the state as it now stands (narrowly: no card), evaluate, apply.
+    const state = stmt.selectMachineState.get(id) as MachineStateRow;
+    const decision = decide(machineState(state));
+    const transition = decision ? changeStatus(id, status, decision, now, '') : undefined;
+    return { status: decision?.to ?? status, transition, cardBackfillChanges, markerClearChanges };
   });
 
   const heartbeatBatchTx = db.transaction(
@@ -402,6 +424,11 @@ function prepareStatements(db: Database) {
   const s = <R = unknown>(sql: string) => db.prepare(sql) as Statement<unknown[], R>;
   return {
     selectWorkspace: s<WorkspaceRow>('SELECT * FROM workspaces WHERE id = ?'),
+    selectStatus: s('SELECT status FROM workspaces WHERE id = ?'),
+    selectMachineState: s(
+      `SELECT status, last_heartbeat_at, last_registered_at, last_register_failure_at, created_at
+       FROM workspaces WHERE id = ?`,
+    ),
     selectPageOf: s<WorkspaceRow>(
       `SELECT * FROM workspaces
        WHERE id IN (SELECT value FROM json_each(@ids))
@@ -498,7 +525,13 @@ function prepareStatements(db: Database) {
   };
 }
 
-function machineState(row: WorkspaceRow): MachineState {
+/** The columns the status machine reads. */
+type MachineStateRow = Pick<
+  WorkspaceRow,
+  'status' | 'last_heartbeat_at' | 'last_registered_at' | 'last_register_failure_at' | 'created_at'
+>;
+
+function machineState(row: MachineStateRow): MachineState {
   return {
     status: row.status,
     lastHeartbeatAt: row.last_heartbeat_at ?? undefined,

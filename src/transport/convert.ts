@@ -139,11 +139,11 @@ export function heartbeatCommand(request: HeartbeatRequest): HeartbeatCommand {
 }
 
 export function heartbeatResponse(result: {
-  workspace: domain.Workspace;
+  status: domain.WorkspaceStatus;
   heartbeatIntervalMs: number;
 }): HeartbeatResponse {
   return {
-    status: statusToProto(result.workspace.status),
+    status: statusToProto(result.status),
     heartbeatInterval: durationToProto(result.heartbeatIntervalMs),
   };
 }

@@ -77,7 +77,7 @@ describe('heartbeat group commit', () => {
   it('applies heartbeats arriving in one event-loop turn in one commit', async () => {
     const results = await Promise.all(Array.from({ length: 50 }, (_, i) => beat(`ws-${i}`)));
     expect(batches).to.deep.equal([50]);
-    expect(results.every((r) => r.workspace.status === 'ONLINE')).to.equal(true);
+    expect(results.every((r) => r.status === 'ONLINE')).to.equal(true);
     // 50 PROVISIONING → ONLINE transitions, published once, after the commit, in seq order.
     expect(events).to.have.length(2);
     expect(events[0]).to.equal('commit:50');

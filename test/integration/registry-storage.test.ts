@@ -200,7 +200,7 @@ describe('registry on a real SQLite file', () => {
 
       expect(result.cardBackfillChanges).to.equal(0);
       expect(result.markerClearChanges).to.equal(1);
-      expect(result.workspace.status).to.equal('ONLINE');
+      expect(result.status).to.equal('ONLINE');
       expect(result.transition).to.include({
         fromStatus: 'DEGRADED',
         toStatus: 'ONLINE',
@@ -247,13 +247,13 @@ describe('registry on a real SQLite file', () => {
 
       f.clock.advance(DEFAULT_TIMINGS.registerFailureWindowMs - 1);
       const during = await beat();
-      expect(during.workspace.status).to.equal('DEGRADED');
+      expect(during.status).to.equal('DEGRADED');
       expect(during.transition).to.equal(undefined);
       expect(during.markerClearChanges).to.equal(0);
 
       f.clock.advance(1);
       const after = await beat();
-      expect(after.workspace.status).to.equal('ONLINE');
+      expect(after.status).to.equal('ONLINE');
       expect(after.transition?.reason).to.equal('RECOVERED');
     });
 
