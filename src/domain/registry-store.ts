@@ -74,6 +74,12 @@ export interface HeartbeatInput {
   readonly now: number;
 }
 
+export interface TokenRecord {
+  readonly workspaceId: string;
+  /** When it stops working; undefined when it does not expire. */
+  readonly expiresAt: number | undefined;
+}
+
 export interface TokenUse {
   readonly tokenHash: Uint8Array;
   readonly workspaceId: string;
@@ -131,8 +137,8 @@ export interface RegistryStore {
   addToken(id: string, tokenHash: Uint8Array, now: number, previousExpireAt: number): Promise<void>;
   /** Ends every token of a workspace now; returns how many were still valid. Throws WORKSPACE_NOT_FOUND. */
   revokeTokens(id: string, now: number): Promise<number>;
-  /** The workspace a token hash belongs to, if the token is valid at `now`; compared in constant time. */
-  findTokenOwner(tokenHash: Uint8Array, now: number): Promise<string | undefined>;
+  /** The token with this hash, if it is valid at `now`; compared in constant time. */
+  findToken(tokenHash: Uint8Array, now: number): Promise<TokenRecord | undefined>;
   /** Records when tokens were last used (never moving a time backwards). */
   touchTokens(uses: readonly TokenUse[]): Promise<void>;
   /** Deletes tokens that expired before `before`. */

@@ -14,7 +14,7 @@ import {
   type WorkspaceStatus,
 } from './model.js';
 import { decodeNumberPageToken, decodeStringPageToken, encodePageToken } from './page-token.js';
-import type { Applied, RegistryStore, TokenUse } from './registry-store.js';
+import type { Applied, RegistryStore, TokenRecord, TokenUse } from './registry-store.js';
 import { nextStatus, type StatusEvent } from './status-machine.js';
 import { WORKSPACE_TOKEN_PREFIX, generateToken, hashToken } from './tokens.js';
 import { validateUrl, type HostResolver, type UrlPolicyName } from './url-policy.js';
@@ -69,6 +69,8 @@ export interface Page<T> {
 }
 
 const SWEEP_BATCH = 500;
+/** Entries in the valid-token cache before it starts over. */
+const TOKEN_CACHE_SIZE = 100_000;
 
 export type Registry = ReturnType<typeof createRegistry>;
 
@@ -77,6 +79,11 @@ export function createRegistry(options: RegistryOptions) {
   const random = options.random ?? Math.random;
   const heartbeats = createHeartbeatBatcher(store, options.onCommitted);
   const tokenUses = new Map<string, TokenUse>();
+  // Valid tokens seen lately, so a heartbeat costs no token lookup. Any change to
+  // tokens made here bumps the epoch, which makes every entry miss: revocation
+  // and rotation take effect on the very next call.
+  const tokenCache = new Map<string, TokenRecord & { epoch: number }>();
+  let tokenEpoch = 0;
   const limiter = options.heartbeatRateLimit
     ? createRateLimiter(options.heartbeatRateLimit, clock)
     : undefined;
@@ -102,25 +109,34 @@ export function createRegistry(options: RegistryOptions) {
         'a workspace token is required (authorization: Bearer <token>)',
       );
     }
-    let owner: string | undefined;
     const hash = hashToken(token);
+    const key = hash.toString('hex');
     const now = clock.now();
-    try {
-      owner = await store.findTokenOwner(hash, now);
-    } catch (cause) {
-      // Fail closed: a token store that cannot answer never lets a call through.
-      throw new VigilError(
-        'AUTH_UNAVAILABLE',
-        'the token store is unavailable; try again',
-        {},
-        { cause },
-      );
+    let record = tokenCache.get(key);
+    if (!record || record.epoch !== tokenEpoch || (record.expiresAt ?? Infinity) <= now) {
+      let found: TokenRecord | undefined;
+      try {
+        found = await store.findToken(hash, now);
+      } catch (cause) {
+        // Fail closed: a token store that cannot answer never lets a call through.
+        throw new VigilError(
+          'AUTH_UNAVAILABLE',
+          'the token store is unavailable; try again',
+          {},
+          { cause },
+        );
+      }
+      if (found === undefined) {
+        tokenCache.delete(key);
+        throw new VigilError('TOKEN_INVALID', 'the workspace token is not valid');
+      }
+      if (tokenCache.size >= TOKEN_CACHE_SIZE) tokenCache.clear();
+      record = { ...found, epoch: tokenEpoch };
+      tokenCache.set(key, record);
     }
-    if (owner === undefined)
-      throw new VigilError('TOKEN_INVALID', 'the workspace token is not valid');
     // Kept in memory and written in bulk: a write per call would double the heartbeat cost.
-    tokenUses.set(hash.toString('hex'), { tokenHash: hash, workspaceId: owner, at: now });
-    return owner;
+    tokenUses.set(key, { tokenHash: hash, workspaceId: record.workspaceId, at: now });
+    return record.workspaceId;
   }
 
   /** Writes the remembered token uses (last_used_at). */
@@ -287,12 +303,15 @@ export function createRegistry(options: RegistryOptions) {
     const now = clock.now();
     const previousExpireAt = revokePrevious ? now : now + timings.tokenRotationOverlapMs;
     await store.addToken(checkWorkspaceId(workspaceId), hashToken(token), now, previousExpireAt);
+    tokenEpoch += 1;
     return { workspaceToken: token, previousExpireAt };
   }
 
   /** Ends every token of a workspace now. */
   async function revokeWorkspaceTokens(workspaceId: string): Promise<number> {
-    return store.revokeTokens(checkWorkspaceId(workspaceId), clock.now());
+    const revoked = await store.revokeTokens(checkWorkspaceId(workspaceId), clock.now());
+    tokenEpoch += 1;
+    return revoked;
   }
 
   async function listTransitions(

@@ -87,7 +87,7 @@ export function createSqliteStore(db: Database): RegistryStore {
     return row;
   }
 
-  /** Like requireLive, reading only the status (the heartbeat path). */
+  /** Throws WORKSPACE_NOT_FOUND or WORKSPACE_REMOVED, reading only the status. */
   function requireLiveStatus(id: string): { status: WorkspaceStatus } {
     const row = stmt.selectStatus.get(id) as { status: WorkspaceStatus } | undefined;
     if (!row) {
@@ -240,11 +240,11 @@ export function createSqliteStore(db: Database): RegistryStore {
     return decideAndApply(input.id, decide, input.now, input.detail);
   });
 
-  const heartbeatTx = db.transaction((input: HeartbeatInput, decide: Decide): HeartbeatApplied => {
+  /** One heartbeat's statements; its callers provide the transaction. */
+  function heartbeatBody(input: HeartbeatInput, decide: Decide): HeartbeatApplied {
     const { id, report, now } = input;
-    const { status } = requireLiveStatus(id);
-    // (1) liveness
-    stmt.updateLiveness.run({
+    // (1) liveness, guarded: a missing or removed workspace changes nothing and says why.
+    const live = stmt.updateLiveness.run({
       id,
       now,
       errorRate: report.errorRate,
@@ -255,6 +255,7 @@ export function createSqliteStore(db: Database): RegistryStore {
       runtimeState: report.runtimeState,
       native: report.nativeStatusManagement ? 1 : 0,
     });
+    if (live.changes === 0) requireLiveStatus(id);
     let cardBackfillChanges = 0;
     let markerClearChanges = 0;
     if (input.agentCard !== undefined) {
@@ -266,11 +267,34 @@ export function createSqliteStore(db: Database): RegistryStore {
     // (4) + (5) read the state as it now stands (narrowly: no card), evaluate, apply.
     const state = stmt.selectMachineState.get(id) as MachineStateRow;
     const decision = decide(machineState(state));
-    const transition = decision ? changeStatus(id, status, decision, now, '') : undefined;
-    return { status: decision?.to ?? status, transition, cardBackfillChanges, markerClearChanges };
-  });
+    const transition = decision ? changeStatus(id, state.status, decision, now, '') : undefined;
+    return {
+      status: decision?.to ?? state.status,
+      transition,
+      cardBackfillChanges,
+      markerClearChanges,
+    };
+  }
 
+  const heartbeatTx = db.transaction(heartbeatBody);
+
+  // A batch normally runs without savepoints: the only expected failure (a
+  // missing or removed workspace) is detected before that heartbeat writes
+  // anything. Any other failure rolls the whole batch back and it is replayed
+  // with one savepoint per heartbeat, so a failing one still fails alone.
   const heartbeatBatchTx = db.transaction(
+    (batch: readonly HeartbeatBatchItem[]): HeartbeatOutcome[] =>
+      batch.map(({ input, decide }): HeartbeatOutcome => {
+        try {
+          return { ok: true, applied: heartbeatBody(input, decide) };
+        } catch (error) {
+          if (error instanceof VigilError) return { ok: false, error };
+          throw error;
+        }
+      }),
+  );
+
+  const isolatedHeartbeatBatchTx = db.transaction(
     (batch: readonly HeartbeatBatchItem[]): HeartbeatOutcome[] =>
       batch.map(({ input, decide }): HeartbeatOutcome => {
         try {
@@ -350,11 +374,13 @@ export function createSqliteStore(db: Database): RegistryStore {
         addTokenTx.immediate(id, hash, now, previousExpireAt);
       }),
     revokeTokens: (id, now) => run(() => revokeTokensTx.immediate(id, now)),
-    findTokenOwner: (hash, now) =>
+    findToken: (hash, now) =>
       run(() => {
         const row = stmt.selectToken.get({ hash, now }) as
-          { token_hash: Uint8Array; workspace_id: string } | undefined;
-        return row && hashesEqual(row.token_hash, hash) ? row.workspace_id : undefined;
+          { token_hash: Uint8Array; workspace_id: string; expires_at: number | null } | undefined;
+        return row && hashesEqual(row.token_hash, hash)
+          ? { workspaceId: row.workspace_id, expiresAt: row.expires_at ?? undefined }
+          : undefined;
       }),
     touchTokens: (uses) =>
       run(() => {
@@ -364,7 +390,14 @@ export function createSqliteStore(db: Database): RegistryStore {
     applyRegister: (input, decide) => run(() => registerTx.immediate(input, decide)),
     applyRegisterFailure: (input, decide) => run(() => registerFailureTx.immediate(input, decide)),
     applyHeartbeat: (input, decide) => run(() => heartbeatTx.immediate(input, decide)),
-    applyHeartbeats: (batch) => run(() => heartbeatBatchTx.immediate(batch)),
+    applyHeartbeats: (batch) =>
+      run(() => {
+        try {
+          return heartbeatBatchTx.immediate(batch);
+        } catch {
+          return isolatedHeartbeatBatchTx.immediate(batch);
+        }
+      }),
     sweep: (input, decide) => run(() => sweepTx.immediate(input, decide)),
     readTransitions: (query: TransitionsQuery) =>
       run(() =>
@@ -462,7 +495,7 @@ function prepareStatements(db: Database) {
          error_rate = @errorRate, sample_error = @sampleError, active_tasks = @activeTasks,
          uptime_seconds = @uptimeSeconds, current_task = @currentTask,
          runtime_state = @runtimeState, native_status_management = @native, updated_at = @now
-       WHERE id = @id`,
+       WHERE id = @id AND status <> 'REMOVED'`,
     ),
     backfillCard: s(
       'UPDATE workspaces SET agent_card = @card WHERE id = @id AND agent_card IS NULL',
@@ -487,7 +520,7 @@ function prepareStatements(db: Database) {
        WHERE workspace_id = @id AND (expires_at IS NULL OR expires_at > @at)`,
     ),
     selectToken: s(
-      `SELECT token_hash, workspace_id FROM workspace_tokens
+      `SELECT token_hash, workspace_id, expires_at FROM workspace_tokens
        WHERE token_hash = @hash AND (expires_at IS NULL OR expires_at > @now)`,
     ),
     touchToken: s(

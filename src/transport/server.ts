@@ -1,3 +1,4 @@
+import { setMaxListeners } from 'node:events';
 import { Server, ServerCredentials } from '@grpc/grpc-js';
 import { HealthImplementation } from 'grpc-health-check';
 import type { Logger } from 'pino';
@@ -48,6 +49,8 @@ const SERVICES = ['', 'vigil.v1.RuntimeService', 'vigil.v1.ControlService'];
 
 export async function startGrpcServer(options: GrpcServerOptions): Promise<GrpcServer> {
   const shutdown = new AbortController();
+  // Every open stream listens for shutdown: thousands of listeners are expected.
+  setMaxListeners(0, shutdown.signal);
   const server = new Server({
     // Find dead watchers behind silent networks.
     'grpc.keepalive_time_ms': 60_000,

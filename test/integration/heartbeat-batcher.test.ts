@@ -104,6 +104,29 @@ describe('heartbeat group commit', () => {
     expect((await store.getWorkspace('ws-8'))?.agentCard).to.deep.equal(card());
   });
 
+  it('isolates an unexpected failure mid-heartbeat too: that one rolls back alone', async () => {
+    const now = Date.UTC(2026, 0, 2);
+    const item = (id: string, fail: boolean) => ({
+      input: { id, report: { ...HEALTHY, activeTasks: 7 }, agentCard: JSON.stringify(card()), now },
+      decide: () => {
+        if (fail) throw new Error('evaluation blew up');
+        return undefined;
+      },
+    });
+    const outcomes = await store.applyHeartbeats([
+      item('ws-1', false),
+      item('ws-2', true),
+      item('ws-3', false),
+    ]);
+    expect(outcomes.map((o) => o.ok)).to.deep.equal([true, false, true]);
+    expect((await store.getWorkspace('ws-1'))?.activeTasks).to.equal(7);
+    expect((await store.getWorkspace('ws-3'))?.activeTasks).to.equal(7);
+    const failed = await store.getWorkspace('ws-2');
+    expect(failed?.activeTasks).to.equal(0);
+    expect(failed?.agentCard).to.equal(undefined);
+    expect(failed?.lastHeartbeatAt).to.equal(undefined);
+  });
+
   it("keeps each heartbeat's own evaluation when several for one workspace share a commit", async () => {
     const [first, second, third] = await Promise.all([
       beat('ws-1'),

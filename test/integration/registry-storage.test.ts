@@ -157,7 +157,7 @@ describe('registry on a real SQLite file', () => {
       const { workspaceToken } = await f.registry.createWorkspace('ws-1', '');
       const failing: RegistryStore = {
         ...f.store,
-        findTokenOwner: () => Promise.reject(new Error('disk on fire')),
+        findToken: () => Promise.reject(new Error('disk on fire')),
       };
       const registry = createRegistry({
         store: failing,
