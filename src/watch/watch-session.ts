@@ -132,11 +132,16 @@ async function* stream(
     }
     for (const transition of read.transitions) {
       yield { type: 'transition', transition };
-      lastSentAt = Date.now();
     }
     const advanced = read.through > cursor;
     cursor = read.through;
-    if (advanced) {
+    const last = read.transitions.at(-1);
+    if (last) {
+      lastSentAt = Date.now();
+      if (cursor > last.seq) onSkip(cursor);
+      // More to read, or caught up: then wait rather than read again for nothing.
+      if (cursor < deps.hub.head()) continue;
+    } else if (advanced) {
       onSkip(cursor);
       // A filtered stream can advance for long without sending anything; keep
       // its client's resume cursor fresh all the same.
