@@ -12,7 +12,7 @@ import { bearerToken, logFailure, unary, type CallContext } from './call-helpers
 import { statusFromProto, transitionToProto, workspaceToProto } from './convert.js';
 import { VigilError } from '../domain/errors.js';
 import { shuttingDown, toCallError } from './errors.js';
-import { wellFormed } from './malformed.js';
+import { isMalformed, wellFormed } from './malformed.js';
 import { encodeWatchEvent } from './watch-encoding.js';
 
 export interface ControlServiceDeps extends CallContext {
@@ -137,7 +137,7 @@ async function serveWatch(
     cancelled.abort();
   };
   call.on('cancelled', onCancel);
-  const tracker = deps.observer.watchOpened(call.request.afterSeq);
+  const tracker = deps.observer.watchOpened(isMalformed(call.request) ? 0 : call.request.afterSeq);
   const signal = AbortSignal.any([cancelled.signal, deps.shutdown]);
   let release = (): void => undefined;
   try {
