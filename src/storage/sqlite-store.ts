@@ -74,8 +74,8 @@ const UNAVAILABLE_CODES = /^SQLITE_(BUSY|LOCKED|READONLY|FULL|IOERR|CANTOPEN|NOM
 export function createSqliteStore(db: Database): RegistryStore {
   const stmt = prepareStatements(db);
 
-  function requireLive(id: string): WorkspaceRow {
-    const row = stmt.selectWorkspace.get(id);
+  /** Throws WORKSPACE_NOT_FOUND or WORKSPACE_REMOVED unless `row` is a live workspace. */
+  function live<R extends { status: WorkspaceStatus }>(id: string, row: R | undefined): R {
     if (!row) {
       throw new VigilError('WORKSPACE_NOT_FOUND', `workspace ${id} does not exist`, {
         workspaceId: id,
@@ -87,19 +87,11 @@ export function createSqliteStore(db: Database): RegistryStore {
     return row;
   }
 
-  /** Throws WORKSPACE_NOT_FOUND or WORKSPACE_REMOVED, reading only the status. */
-  function requireLiveStatus(id: string): { status: WorkspaceStatus } {
-    const row = stmt.selectStatus.get(id) as { status: WorkspaceStatus } | undefined;
-    if (!row) {
-      throw new VigilError('WORKSPACE_NOT_FOUND', `workspace ${id} does not exist`, {
-        workspaceId: id,
-      });
-    }
-    if (row.status === 'REMOVED') {
-      throw new VigilError('WORKSPACE_REMOVED', `workspace ${id} was deleted`, { workspaceId: id });
-    }
-    return row;
-  }
+  const requireLive = (id: string): WorkspaceRow => live(id, stmt.selectWorkspace.get(id));
+
+  /** Like requireLive, reading only the status. */
+  const requireLiveStatus = (id: string) =>
+    live(id, stmt.selectStatus.get(id) as { status: WorkspaceStatus } | undefined);
 
   /** Reads the row, asks the machine, applies a guarded status update and the transition row. */
   function decideAndApply(id: string, decide: Decide, now: number, detail: string): Applied {
