@@ -1,13 +1,13 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { existsSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { expect } from 'chai';
 import { WorkspaceStatus } from '../../gen/vigil/v1/workspace.js';
 import { tempDir } from '../helpers/harness.js';
 import { status } from '@grpc/grpc-js';
-import { call, createClients, errorInfoOf, openWatch } from '../helpers/rpc.js';
+import { call, createClients, errorInfoOf, expectRpcError, openWatch } from '../helpers/rpc.js';
 
 const MAIN = join(__dirname, '..', '..', 'src', 'main.js');
 
@@ -98,6 +98,53 @@ describe('vigil serve (a real process)', () => {
       await stop(served);
       served = await serve(['--data-dir', dir], { VIGIL_CONTROL_TOKEN: undefined });
       expect(readFileSync(join(dir, 'control-token'), 'utf8')).to.equal(first);
+    });
+  });
+
+  describe('when named control tokens come from --control-tokens', () => {
+    it('accepts them with their scopes and generates no token file', async () => {
+      const file = join(dir, 'tokens.json');
+      writeFileSync(
+        file,
+        JSON.stringify({
+          tokens: [
+            { name: 'ops', scope: 'admin', token: 'vgc_ops-admin-token-1' },
+            { name: 'dash', scope: 'read', token: 'vgc_dash-read-token-1' },
+          ],
+        }),
+      );
+      served = await serve(['--data-dir', dir, '--control-tokens', file], {
+        VIGIL_CONTROL_TOKEN: undefined,
+      });
+      const clients = createClients(served.port);
+      try {
+        await call(
+          clients.control,
+          clients.control.createWorkspace,
+          { workspaceId: 'ws-1', name: '' },
+          'vgc_ops-admin-token-1',
+        );
+        await call(
+          clients.control,
+          clients.control.getWorkspace,
+          { workspaceId: 'ws-1' },
+          'vgc_dash-read-token-1',
+        );
+        await expectRpcError(
+          call(
+            clients.control,
+            clients.control.deleteWorkspace,
+            { workspaceId: 'ws-1' },
+            'vgc_dash-read-token-1',
+          ),
+          status.PERMISSION_DENIED,
+          'SCOPE_INSUFFICIENT',
+        );
+      } finally {
+        clients.close();
+      }
+      expect(existsSync(join(dir, 'control-token'))).to.equal(false);
+      expect(served.lines.join('\n')).not.to.include('vgc_ops-admin-token-1');
     });
   });
 
