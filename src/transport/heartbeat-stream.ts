@@ -14,8 +14,9 @@ import { heartbeatCommand, heartbeatResponse } from './convert.js';
 const MAX_IN_FLIGHT = 512;
 
 /**
- * Serves one HeartbeatStream. The token is resolved once, at open; then every
- * request is applied like a unary Heartbeat, concurrently with the requests
+ * Serves one HeartbeatStream. The token is resolved at open, so a bad one
+ * fails fast; then every request is applied like a unary Heartbeat (token
+ * re-check included, from a cache), concurrently with the requests
  * behind it (so they share group commits), and answered strictly in order.
  * A rejected request gets an `error` response and writes nothing; the stream
  * stays open. The stream itself ends with UNAUTHENTICATED when the token is
@@ -85,6 +86,8 @@ export function serveHeartbeatStream(
   }
 
   call.on('data', (request: HeartbeatStreamRequest) => {
+    // Nothing more is applied once the stream has ended (say, the server is shutting down).
+    if (ended) return;
     const response = answer(request);
     inFlight += 1;
     if (inFlight >= MAX_IN_FLIGHT && !paused) {
