@@ -125,6 +125,80 @@ describe('storage faults', function () {
     });
   });
 
+  describe('when the database files turn read-only', () => {
+    // ext4 on a loop device, where `chattr +i` makes even already-open files refuse writes.
+    let image: string;
+    let loop: string | undefined;
+    let extMount: string;
+
+    beforeEach(function () {
+      if (!mounted) this.skip();
+      image = join(mountPoint, 'ext4.img');
+      extMount = tempDir('vigil-ext4-');
+      try {
+        sh('truncate', ['-s', '6M', image]);
+        sh('mkfs.ext4', ['-q', '-F', image]);
+        loop = execFileSync('losetup', ['-f', '--show', image], { encoding: 'utf8' }).trim();
+        sh('mount', [loop, extMount]);
+      } catch {
+        this.skip();
+      }
+    });
+
+    afterEach(async () => {
+      control?.close();
+      control = undefined;
+      await server?.kill('SIGKILL');
+      server = undefined;
+      for (const file of ['vigil.db', 'vigil.db-wal']) {
+        try {
+          sh('chattr', ['-i', join(extMount, 'data', file)]);
+        } catch {
+          // not there, or never made immutable
+        }
+      }
+      if (loop) {
+        sh('umount', ['-l', extMount]);
+        sh('losetup', ['-d', loop]);
+      }
+      loop = undefined;
+      rmSync(extMount, { recursive: true, force: true });
+    });
+
+    it('answers writes UNAVAILABLE / STORE_UNAVAILABLE, stays up, and recovers when they are writable again', async () => {
+      const address = `127.0.0.1:${await freePort()}`;
+      server = vigil(
+        [
+          'serve',
+          '--listen',
+          address,
+          '--data-dir',
+          join(extMount, 'data'),
+          '--metrics-listen',
+          'off',
+        ],
+        { VIGIL_CONTROL_TOKEN: CONTROL_TOKEN },
+      );
+      await server.waitForLine((l) => l.includes('"listening"'));
+      control = createControlClient({ server: address, token: CONTROL_TOKEN });
+      await control.createWorkspace('ws-before');
+
+      for (const file of ['vigil.db', 'vigil.db-wal'])
+        sh('chattr', ['+i', join(extMount, 'data', file)]);
+      const failure = await writeOutcome('ws-ro');
+      expect(failure?.code).to.equal(status.UNAVAILABLE);
+      expect(failure?.reason).to.equal('STORE_UNAVAILABLE');
+      expect(failure?.metadata['sqliteCode']).to.match(/^SQLITE_(IOERR|READONLY)/);
+      expect((await control.getWorkspace('ws-before')).id).to.equal('ws-before');
+      expect(server.child.exitCode).to.equal(null);
+
+      for (const file of ['vigil.db', 'vigil.db-wal'])
+        sh('chattr', ['-i', join(extMount, 'data', file)]);
+      expect(await writeOutcome('ws-after')).to.equal(undefined);
+      expect((await control.getWorkspace('ws-after')).id).to.equal('ws-after');
+    });
+  });
+
   describe('when the database file is corrupt at start', () => {
     for (const [label, damage] of [
       [
