@@ -31,6 +31,8 @@ export interface VigilSettings {
   readonly tls?: ServerTls;
   /** Largest request message accepted, in bytes. */
   readonly maxMessageBytes: number;
+  /** Largest `sample_error` and `current_task` accepted, in bytes. */
+  readonly fieldLimits: { readonly sampleErrorBytes: number; readonly currentTaskBytes: number };
   /** Per-workspace heartbeat rate limit; none when undefined. */
   readonly heartbeatRateLimit: RateLimit | undefined;
   /** Open WatchStatus streams allowed per control token; 0 means no limit. */
@@ -67,6 +69,7 @@ export const DEFAULT_SETTINGS: Omit<VigilSettings, 'controlTokens'> = {
   timings: DEFAULT_TIMINGS,
   urlPolicy: 'local',
   maxMessageBytes: 1024 * 1024,
+  fieldLimits: { sampleErrorBytes: 4096, currentTaskBytes: 1024 },
   heartbeatRateLimit: { ratePerSecond: 5, burst: 20 },
   maxWatchStreamsPerToken: 1_000,
   metricsListen: '127.0.0.1:9464',
@@ -124,6 +127,7 @@ export async function startVigil(
     resolveHost: overrides.resolveHost ?? systemResolver,
     serverStartedAt: clock.now(),
     heartbeatRateLimit: settings.heartbeatRateLimit,
+    fieldLimits: settings.fieldLimits,
     ...(overrides.random ? { random: overrides.random } : {}),
     onCommitted: (transitions) => {
       hub.publish(transitions);

@@ -78,6 +78,18 @@ export const SERVE_SETTINGS: readonly Setting[] = [
     defaultText: '1MiB',
   },
   {
+    flag: 'max-sample-error',
+    env: 'VIGIL_MAX_SAMPLE_ERROR',
+    description: 'largest Heartbeat.sample_error accepted (bytes, or with KiB)',
+    defaultText: '4096',
+  },
+  {
+    flag: 'max-current-task',
+    env: 'VIGIL_MAX_CURRENT_TASK',
+    description: 'largest Heartbeat.current_task accepted (bytes, or with KiB)',
+    defaultText: '1024',
+  },
+  {
     flag: 'heartbeat-rate-limit',
     env: 'VIGIL_HEARTBEAT_RATE_LIMIT',
     description:
@@ -242,6 +254,20 @@ export function resolveServeConfig(
       `--max-message-size: "${sizeText}" is not a size of at least 65KiB (a 64 KiB agent card must fit)`,
     );
   }
+  const fieldLimit = (flag: string, fallback: number): number => {
+    const text = value(flag);
+    if (text === undefined) return fallback;
+    const bytes = parseSize(text);
+    if (bytes === undefined || bytes < 1 || bytes > 64 * 1024) {
+      errors.push(`--${flag}: "${text}" is not a size from 1 byte to 64KiB`);
+      return fallback;
+    }
+    return bytes;
+  };
+  const fieldLimits = {
+    sampleErrorBytes: fieldLimit('max-sample-error', DEFAULT_SETTINGS.fieldLimits.sampleErrorBytes),
+    currentTaskBytes: fieldLimit('max-current-task', DEFAULT_SETTINGS.fieldLimits.currentTaskBytes),
+  };
   const rateText = value('heartbeat-rate-limit') ?? '5/s';
   const rate = parseRate(rateText);
   if (rate === undefined)
@@ -267,6 +293,7 @@ export function resolveServeConfig(
         ...(tls ? { tls } : {}),
         maxMessageBytes: maxMessageBytes ?? 0,
         heartbeatRateLimit,
+        fieldLimits,
         maxWatchStreamsPerToken: Number(watchText),
         metricsListen,
         dataDir,

@@ -43,6 +43,8 @@ export interface RegistryOptions {
   readonly serverStartedAt: number;
   /** Told about every committed transition, in `seq` order, after commit. */
   readonly onCommitted: (transitions: readonly Transition[]) => void;
+  /** Largest `sample_error` and `current_task` accepted, in bytes (defaults 4096 and 1024). */
+  readonly fieldLimits?: { readonly sampleErrorBytes: number; readonly currentTaskBytes: number };
   /** Per-workspace heartbeat rate limit; none when unset. */
   readonly heartbeatRateLimit?: RateLimit | undefined;
   /** Source of randomness for the heartbeat hint jitter; Math.random by default. */
@@ -78,6 +80,10 @@ export function createRegistry(options: RegistryOptions) {
   const { store, clock, timings } = options;
   const random = options.random ?? Math.random;
   const heartbeats = createHeartbeatBatcher(store, options.onCommitted);
+  const fieldLimits = options.fieldLimits ?? {
+    sampleErrorBytes: MAX_SAMPLE_ERROR_BYTES,
+    currentTaskBytes: MAX_CURRENT_TASK_BYTES,
+  };
   const tokenUses = new Map<string, TokenUse>();
   // Valid tokens seen lately, so a heartbeat costs no token lookup. Any change to
   // tokens made here bumps the epoch, which makes every entry miss: revocation
@@ -223,8 +229,8 @@ export function createRegistry(options: RegistryOptions) {
     if (!Number.isFinite(report.errorRate) || report.errorRate < 0 || report.errorRate > 1) {
       throw fieldInvalid('error_rate', 'must be a number from 0 to 1');
     }
-    checkMaxBytes(report.sampleError, MAX_SAMPLE_ERROR_BYTES, 'sample_error');
-    checkMaxBytes(report.currentTask, MAX_CURRENT_TASK_BYTES, 'current_task');
+    checkMaxBytes(report.sampleError, fieldLimits.sampleErrorBytes, 'sample_error');
+    checkMaxBytes(report.currentTask, fieldLimits.currentTaskBytes, 'current_task');
     if (!Number.isSafeInteger(report.uptimeSeconds) || report.uptimeSeconds < 0) {
       throw fieldInvalid('uptime_seconds', 'is out of range');
     }

@@ -155,6 +155,38 @@ describe('limits', () => {
     });
   });
 
+  describe('configured field limits', () => {
+    it('apply --max-sample-error and --max-current-task to heartbeats', async () => {
+      h = await startHarness({
+        settings: { fieldLimits: { sampleErrorBytes: 10, currentTaskBytes: 5 } },
+      });
+      const token = await onlineWorkspace('ws-f');
+      const runtime = createRuntimeClient({ server: `127.0.0.1:${h.vigil.port}`, token });
+      const fieldOf = async (request: { sampleError?: string; currentTask?: string }) => {
+        try {
+          await runtime.heartbeat({ workspaceId: 'ws-f', ...request });
+          return 'ok';
+        } catch (error) {
+          const e = error as VigilClientError;
+          return `${e.reason}:${e.metadata['field'] ?? ''}`;
+        }
+      };
+      try {
+        expect(await fieldOf({ sampleError: 'x'.repeat(10), currentTask: 'y'.repeat(5) })).to.equal(
+          'ok',
+        );
+        expect(await fieldOf({ sampleError: 'x'.repeat(11) })).to.equal(
+          'FIELD_INVALID:sample_error',
+        );
+        expect(await fieldOf({ currentTask: 'y'.repeat(6) })).to.equal(
+          'FIELD_INVALID:current_task',
+        );
+      } finally {
+        runtime.close();
+      }
+    });
+  });
+
   describe('message size', () => {
     it('answers a request over --max-message-size with RESOURCE_EXHAUSTED / MESSAGE_TOO_LARGE, undecoded', async () => {
       h = await startHarness({ settings: { maxMessageBytes: 100 * 1024 } });
