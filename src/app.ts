@@ -7,6 +7,7 @@ import { createControlAuth, type ControlTokenSpec } from './domain/control-auth.
 import { createRegistry, type Registry } from './domain/registry.js';
 import type { RateLimit } from './domain/rate-limiter.js';
 import type { HostResolver, UrlPolicyName } from './domain/url-policy.js';
+import { MAX_CURRENT_TASK_BYTES, MAX_SAMPLE_ERROR_BYTES } from './domain/validation.js';
 import { createMetrics, serveMetrics } from './metrics/prometheus.js';
 import { openDatabase, type Synchronous } from './storage/database.js';
 import { createSqliteStore } from './storage/sqlite-store.js';
@@ -69,7 +70,10 @@ export const DEFAULT_SETTINGS: Omit<VigilSettings, 'controlTokens'> = {
   timings: DEFAULT_TIMINGS,
   urlPolicy: 'local',
   maxMessageBytes: 1024 * 1024,
-  fieldLimits: { sampleErrorBytes: 4096, currentTaskBytes: 1024 },
+  fieldLimits: {
+    sampleErrorBytes: MAX_SAMPLE_ERROR_BYTES,
+    currentTaskBytes: MAX_CURRENT_TASK_BYTES,
+  },
   heartbeatRateLimit: { ratePerSecond: 5, burst: 20 },
   maxWatchStreamsPerToken: 1_000,
   metricsListen: '127.0.0.1:9464',

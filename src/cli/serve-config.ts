@@ -16,6 +16,18 @@ export interface Setting {
   readonly defaultText: string;
 }
 
+/** Defaults written the way the flags read them, so --help, the README and parsing agree. */
+const DEFAULT_TEXT = {
+  maxMessage: `${DEFAULT_SETTINGS.maxMessageBytes / 1024 / 1024}MiB`,
+  sampleError: String(DEFAULT_SETTINGS.fieldLimits.sampleErrorBytes),
+  currentTask: String(DEFAULT_SETTINGS.fieldLimits.currentTaskBytes),
+  rate: DEFAULT_SETTINGS.heartbeatRateLimit
+    ? `${DEFAULT_SETTINGS.heartbeatRateLimit.ratePerSecond}/s`
+    : 'off',
+  burst: String(DEFAULT_SETTINGS.heartbeatRateLimit?.burst ?? 20),
+  watchStreams: String(DEFAULT_SETTINGS.maxWatchStreamsPerToken),
+};
+
 export const SERVE_SETTINGS: readonly Setting[] = [
   {
     flag: 'listen',
@@ -75,38 +87,38 @@ export const SERVE_SETTINGS: readonly Setting[] = [
     flag: 'max-message-size',
     env: 'VIGIL_MAX_MESSAGE_SIZE',
     description: 'largest request message accepted (bytes, or with KiB / MiB)',
-    defaultText: '1MiB',
+    defaultText: DEFAULT_TEXT.maxMessage,
   },
   {
     flag: 'max-sample-error',
     env: 'VIGIL_MAX_SAMPLE_ERROR',
     description: 'largest Heartbeat.sample_error accepted (bytes, or with KiB)',
-    defaultText: '4096',
+    defaultText: DEFAULT_TEXT.sampleError,
   },
   {
     flag: 'max-current-task',
     env: 'VIGIL_MAX_CURRENT_TASK',
     description: 'largest Heartbeat.current_task accepted (bytes, or with KiB)',
-    defaultText: '1024',
+    defaultText: DEFAULT_TEXT.currentTask,
   },
   {
     flag: 'heartbeat-rate-limit',
     env: 'VIGIL_HEARTBEAT_RATE_LIMIT',
     description:
       'heartbeats allowed per workspace, sustained (N/s or N/m; off disables); more get RESOURCE_EXHAUSTED',
-    defaultText: '5/s',
+    defaultText: DEFAULT_TEXT.rate,
   },
   {
     flag: 'heartbeat-burst',
     env: 'VIGIL_HEARTBEAT_BURST',
     description: 'heartbeats a workspace may send at once above the sustained rate',
-    defaultText: '20',
+    defaultText: DEFAULT_TEXT.burst,
   },
   {
     flag: 'max-watch-streams',
     env: 'VIGIL_MAX_WATCH_STREAMS',
     description: 'open WatchStatus streams allowed per control token (0: no limit)',
-    defaultText: '1000',
+    defaultText: DEFAULT_TEXT.watchStreams,
   },
   {
     flag: 'control-tokens',
@@ -247,7 +259,7 @@ export function resolveServeConfig(
     errors.push('--tls-client-ca needs --tls-cert and --tls-key (mTLS is TLS first)');
   }
   const tls = cert && key ? { cert, key, ...(clientCa ? { clientCa } : {}) } : undefined;
-  const sizeText = value('max-message-size') ?? '1MiB';
+  const sizeText = value('max-message-size') ?? DEFAULT_TEXT.maxMessage;
   const maxMessageBytes = parseSize(sizeText);
   if (maxMessageBytes === undefined || maxMessageBytes < 65 * 1024) {
     errors.push(
@@ -268,18 +280,18 @@ export function resolveServeConfig(
     sampleErrorBytes: fieldLimit('max-sample-error', DEFAULT_SETTINGS.fieldLimits.sampleErrorBytes),
     currentTaskBytes: fieldLimit('max-current-task', DEFAULT_SETTINGS.fieldLimits.currentTaskBytes),
   };
-  const rateText = value('heartbeat-rate-limit') ?? '5/s';
+  const rateText = value('heartbeat-rate-limit') ?? DEFAULT_TEXT.rate;
   const rate = parseRate(rateText);
   if (rate === undefined)
     errors.push(`--heartbeat-rate-limit: "${rateText}" is not N/s, N/m or off`);
-  const burstText = value('heartbeat-burst') ?? '20';
+  const burstText = value('heartbeat-burst') ?? DEFAULT_TEXT.burst;
   if (!/^[1-9]\d*$/.test(burstText))
     errors.push(`--heartbeat-burst: "${burstText}" is not a positive integer`);
   const heartbeatRateLimit =
     rate === undefined || rate === 'off'
       ? undefined
       : { ratePerSecond: rate, burst: Number(burstText) };
-  const watchText = value('max-watch-streams') ?? '1000';
+  const watchText = value('max-watch-streams') ?? DEFAULT_TEXT.watchStreams;
   if (!/^\d+$/.test(watchText))
     errors.push(`--max-watch-streams: "${watchText}" is not a whole number`);
   const controlToken = env['VIGIL_CONTROL_TOKEN'];

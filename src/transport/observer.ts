@@ -19,9 +19,3 @@ export interface WatchTracker {
   /** The stream ended with `code`. */
   closed(code: status): void;
 }
-
-export const NO_OBSERVER: CallObserver = {
-  callFinished: () => undefined,
-  heartbeatReceived: () => undefined,
-  watchOpened: () => ({ delivered: () => undefined, closed: () => undefined }),
-};
