@@ -111,17 +111,17 @@ export async function startVigil(
   const clock = overrides.clock ?? systemClock;
   const databaseFile = join(settings.dataDir, 'vigil.db');
   const db = openDatabase(databaseFile, { synchronous: settings.synchronous });
-  const store = createSqliteStore(db);
+  const store = createSqliteStore(db, {
+    onListenerError: (error) => {
+      logger.error({ err: error }, 'a commit listener failed; the write stands');
+    },
+  });
   const hub = createTransitionHub({
     store,
     initialHead: await store.headSeq(),
     ...(settings.watchTailCapacity === undefined
       ? {}
       : { tailCapacity: settings.watchTailCapacity }),
-  });
-  const metrics = createMetrics({
-    headSeq: () => hub.head(),
-    countByStatus: () => store.countByStatus(),
   });
   const registry = createRegistry({
     store,
@@ -133,30 +133,49 @@ export async function startVigil(
     heartbeatRateLimit: settings.heartbeatRateLimit,
     fieldLimits: settings.fieldLimits,
     ...(overrides.random ? { random: overrides.random } : {}),
-    onCommitted: (transitions) => {
-      hub.publish(transitions);
-      metrics.transitionsCommitted(transitions);
-      for (const t of transitions) {
-        logger.info(
-          {
-            seq: t.seq,
-            workspaceId: t.workspaceId,
-            from: t.fromStatus,
-            to: t.toStatus,
-            reason: t.reason,
-          },
-          'status transition',
-        );
-      }
-    },
   });
+  const metrics = createMetrics({
+    headSeq: () => hub.head(),
+    countByStatus: () => store.countByStatus(),
+    heartbeatStats: () => registry.heartbeatStats(),
+    sqlStatements: () => store.statementsExecuted(),
+  });
+  // Told by the store itself after every commit, in commit order.
+  store.subscribe(({ transitions }) => {
+    if (transitions.length === 0) return;
+    hub.publish(transitions);
+    metrics.transitionsCommitted(transitions);
+    for (const t of transitions) {
+      logger.info(
+        {
+          seq: t.seq,
+          workspaceId: t.workspaceId,
+          from: t.fromStatus,
+          to: t.toStatus,
+          reason: t.reason,
+        },
+        'status transition',
+      );
+    }
+  });
+  try {
+    await registry.start();
+  } catch (error) {
+    db.close();
+    throw error;
+  }
 
   let server;
   try {
     server = await startGrpcServer({
       registry,
       controlAuth: createControlAuth(settings.controlTokens),
-      watch: { store, hub, progressIntervalMs: settings.progressIntervalMs },
+      watch: {
+        store,
+        hub,
+        progressIntervalMs: settings.progressIntervalMs,
+        overlay: registry.withLiveness,
+      },
       maxWatchStreamsPerToken: settings.maxWatchStreamsPerToken,
       logger,
       observer: metrics.observer,
@@ -189,7 +208,8 @@ export async function startVigil(
     const compact = clock.now() - lastCompaction >= COMPACTION_EVERY_MS;
     registry
       .sweep()
-      .then(() => registry.flushTokenUsage())
+      .then(() => registry.flushLiveness(false))
+      .then(() => registry.flushTokenUsage(false))
       .then(async () => {
         if (!compact) return;
         lastCompaction = clock.now();
@@ -197,7 +217,7 @@ export async function startVigil(
         if (deleted > 0) logger.info({ deleted }, 'compacted the transition log');
       })
       .catch((error: unknown) => {
-        logger.error({ err: error }, 'liveness sweep, token use or compaction failed');
+        logger.error({ err: error }, 'liveness sweep, flush or compaction failed');
       })
       .finally(() => {
         sweeping = false;
@@ -225,6 +245,9 @@ export async function startVigil(
     async stop(graceMs = 4_000) {
       clearInterval(sweeper);
       await server.shutdown(graceMs);
+      await registry.flushLiveness().catch((error: unknown) => {
+        logger.warn({ err: error }, 'could not record last-seen times');
+      });
       await registry.flushTokenUsage().catch((error: unknown) => {
         logger.warn({ err: error }, 'could not record token use');
       });

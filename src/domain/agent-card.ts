@@ -1,6 +1,26 @@
 import { VigilError } from './errors.js';
 import type { AgentCard } from './model.js';
 
+/**
+ * An agent card as a heartbeat carried it, decoded only on demand: a card
+ * whose fingerprint equals that of the last card accepted from the same
+ * workspace is neither decoded nor validated again.
+ */
+export interface CardInput {
+  /**
+   * A digest of the card exactly as received (equal digests: equal cards), or
+   * undefined when there is none to compare, which means "always validate".
+   */
+  fingerprint(): string | undefined;
+  /** The card as a JSON value (decoding it if it has not been). */
+  decode(): unknown;
+}
+
+/** A card already decoded into a JSON value: always validated. */
+export function cardFromValue(value: unknown): CardInput {
+  return { fingerprint: () => undefined, decode: () => value };
+}
+
 /** Largest accepted agent card, serialized as JSON. */
 export const MAX_AGENT_CARD_BYTES = 64 * 1024;
 /** Deepest accepted nesting of objects and lists in a card. */

@@ -8,18 +8,47 @@ import type {
 } from './model.js';
 
 /**
- * The storage boundary. Each operation is one whole use-case transaction and
- * returns a promise, so a networked backend can implement it later; nothing
- * above this interface may assume the store is in-process or that `seq` comes
- * from SQLite.
- *
  * Operations that may change a status take a `decide` function (the status
  * machine, closed over the event and the time). The store calls it with the
- * state it read inside the transaction and, when it returns a decision, applies
- * a guarded status update and writes the transition row in that same
- * transaction. Every returned transition is committed.
+ * state it read inside the transaction (and the workspace id) and, when it
+ * returns a decision, applies a guarded status update and writes the
+ * transition row in that same transaction. Every returned transition is
+ * committed.
  */
-export type Decide = (state: MachineState) => Decision | undefined;
+export type Decide = (state: MachineState, id: string) => Decision | undefined;
+
+/** The durable state of one workspace as a commit left it. */
+export interface WorkspaceState extends MachineState {
+  readonly id: string;
+  /** Whether an agent card is stored (the NULL-scoped backfill has nothing to do when so). */
+  readonly hasCard: boolean;
+}
+
+/** What the lazy liveness flush writes for one workspace. */
+export interface LivenessRecord {
+  readonly id: string;
+  readonly lastHeartbeatAt: number;
+  readonly report: HeartbeatReport;
+}
+
+/** What one commit changed, as the store tells its listeners. */
+export interface Commit {
+  /** The transitions it committed, in `seq` order. */
+  readonly transitions: readonly Transition[];
+  /**
+   * The state, as it now stands, of every workspace whose status, marker,
+   * card or registration the commit wrote (and of every workspace a
+   * heartbeat went through the transaction for).
+   */
+  readonly states: readonly WorkspaceState[];
+}
+
+/**
+ * Told about every commit, synchronously after it, exactly once, in commit
+ * order. A listener that throws is reported and skipped: it never fails the
+ * write, delays its reply or stops later commits from being told.
+ */
+export type CommitListener = (commit: Commit) => void;
 
 /** The outcome of one write. */
 export interface Applied {
@@ -86,22 +115,13 @@ export interface TokenUse {
   readonly at: number;
 }
 
-export interface HeartbeatBatchItem {
-  readonly input: HeartbeatInput;
-  readonly decide: Decide;
-}
-
-export type HeartbeatOutcome =
-  | { readonly ok: true; readonly applied: HeartbeatApplied }
-  | { readonly ok: false; readonly error: unknown };
-
 export interface SweepInput {
   readonly now: number;
-  /** ONLINE/DEGRADED workspaces last seen before this are candidates. */
-  readonly lastSeenBefore: number;
+  /** ONLINE/DEGRADED workspaces the caller's liveness says may have gone silent. */
+  readonly silent: readonly string[];
   /** PROVISIONING workspaces created before this are candidates. */
   readonly createdBefore: number;
-  /** At most this many transitions per call. */
+  /** At most this many PROVISIONING candidates per call. */
   readonly limit: number;
 }
 
@@ -122,7 +142,21 @@ export interface TransitionsQuery {
   readonly workspaceIds: readonly string[];
 }
 
+/**
+ * The storage boundary. Each operation is one whole use-case transaction and
+ * returns a promise, so a networked backend can implement it; nothing above
+ * this interface may assume the store is in-process or that `seq` comes from
+ * SQLite.
+ *
+ * The store owns what happens at commit: every committed transition (and the
+ * workspace states a commit wrote) reaches the listeners registered with
+ * `subscribe` exactly once, in commit order, from the write path itself —
+ * before the write's promise settles. No caller publishes by hand. Group
+ * commit is the store's too: concurrent heartbeats share commits.
+ */
 export interface RegistryStore {
+  /** Adds a commit listener; returns its removal. */
+  subscribe(listener: CommitListener): () => void;
   /** Creates a PROVISIONING workspace and its first token. Throws WORKSPACE_EXISTS. */
   createWorkspace(input: CreateWorkspaceInput): Promise<Applied>;
   getWorkspace(id: string): Promise<Workspace | undefined>;
@@ -152,17 +186,25 @@ export interface RegistryStore {
    * One transaction: liveness update; the NULL-scoped card backfill; the
    * marker clear as its own guarded update; then the decision on the state
    * read after those, with a guarded status update and the transition row.
+   * Heartbeats arriving together share one commit (group commit), each
+   * isolated from the others: a failing one writes nothing and fails alone.
+   * Settles after the commit.
    */
   applyHeartbeat(input: HeartbeatInput, decide: Decide): Promise<HeartbeatApplied>;
   /**
-   * Applies many heartbeats in one commit, each exactly as `applyHeartbeat`
-   * would and isolated from the others: a failing one writes nothing and is
-   * reported in its slot. Outcomes are in input order; the promise settles
-   * after the commit (and rejects only when the commit itself fails).
+   * Applies the decision to each silent candidate and to PROVISIONING
+   * workspaces created before the cutoff (at most `limit` of those), in one
+   * transaction; returns the committed transitions in order.
    */
-  applyHeartbeats(batch: readonly HeartbeatBatchItem[]): Promise<HeartbeatOutcome[]>;
-  /** Applies the decision to each candidate; returns the committed transitions in order. */
   sweep(input: SweepInput, decide: Decide): Promise<Transition[]>;
+  /** The state of every ONLINE or DEGRADED workspace: where a new owner of their liveness starts. */
+  liveStates(): Promise<WorkspaceState[]>;
+  /**
+   * Writes lazily flushed liveness (last heartbeat time and reported health),
+   * never moving a time backwards and never touching a REMOVED workspace.
+   * Changes no status; tells no listener.
+   */
+  recordLiveness(records: readonly LivenessRecord[]): Promise<void>;
 
   /** Committed transitions in `seq` order. */
   readTransitions(query: TransitionsQuery): Promise<Transition[]>;

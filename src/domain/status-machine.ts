@@ -28,7 +28,16 @@ export type StatusEvent =
   | { readonly type: 'REGISTER_OK' }
   | { readonly type: 'REGISTER_URL_FAILED' }
   | { readonly type: 'HEARTBEAT'; readonly health: HeartbeatHealth }
-  | { readonly type: 'SWEEP'; readonly serverStartedAt: number }
+  | {
+      readonly type: 'SWEEP';
+      /**
+       * When the process deciding took charge of the workspace's liveness (in
+       * single-node mode, the server start): time before it never counts.
+       */
+      readonly ownedSince: number;
+      /** The last heartbeat this process saw in memory, newer than the stored one; undefined when none. */
+      readonly lastSeen?: number | undefined;
+    }
   | { readonly type: 'DELETE' };
 
 /** A status change the machine decided on. */
@@ -63,7 +72,7 @@ export function nextStatus(
     case 'HEARTBEAT':
       return onHeartbeat(state, event.health, now, timings);
     case 'SWEEP':
-      return onSweep(state, event.serverStartedAt, now, timings);
+      return onSweep(state, event.ownedSince, event.lastSeen ?? 0, now, timings);
   }
 }
 
@@ -127,25 +136,28 @@ export function markerActive(state: MachineState, now: number, timings: Timings)
 
 function onSweep(
   state: MachineState,
-  serverStartedAt: number,
+  ownedSince: number,
+  seenInMemory: number,
   now: number,
   timings: Timings,
 ): Decision | undefined {
-  // Server-restart grace: time the server was down never counts against a workspace.
+  // Restart grace: `now − max(lastSeen, ownedSince) > offline_after`, so time
+  // before this process took charge (its own downtime) never counts.
   switch (state.status) {
     case 'ONLINE':
     case 'DEGRADED': {
       const lastSeen = Math.max(
         state.lastHeartbeatAt ?? 0,
         state.lastRegisteredAt ?? 0,
-        serverStartedAt,
+        seenInMemory,
+        ownedSince,
       );
       return now - lastSeen > timings.offlineAfterMs
         ? { to: 'OFFLINE', reason: 'HEARTBEAT_TIMEOUT' }
         : undefined;
     }
     case 'PROVISIONING': {
-      const since = Math.max(state.createdAt, serverStartedAt);
+      const since = Math.max(state.createdAt, ownedSince);
       return now - since > timings.provisionTimeoutMs
         ? { to: 'FAILED', reason: 'PROVISION_TIMEOUT' }
         : undefined;

@@ -2,6 +2,7 @@ import { createServer, type Server } from 'node:http';
 import { status } from '@grpc/grpc-js';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import { WORKSPACE_STATUSES, type Transition, type WorkspaceStatus } from '../domain/model.js';
+import type { HeartbeatStats } from '../domain/registry.js';
 import type { CallObserver } from '../transport/observer.js';
 
 /**
@@ -14,6 +15,10 @@ export interface MetricsSources {
   readonly headSeq: () => number;
   /** Workspaces per status, read at scrape time. */
   readonly countByStatus: () => Promise<Readonly<Record<WorkspaceStatus, number>>>;
+  /** Counters of the heartbeat path. */
+  readonly heartbeatStats?: () => HeartbeatStats;
+  /** SQL statements the store has executed. */
+  readonly sqlStatements?: () => number;
 }
 
 export interface Metrics {
@@ -61,6 +66,39 @@ export function createMetrics(sources: MetricsSources): Metrics {
       for (const s of WORKSPACE_STATUSES) this.set({ status: s }, counts[s]);
     },
   });
+
+  const { heartbeatStats, sqlStatements } = sources;
+  if (heartbeatStats) {
+    counterFrom(
+      registry,
+      'vigil_heartbeats_applied_total',
+      'Valid heartbeats by path: answered from memory (nothing written before the reply) or through a store transaction.',
+      ['path'],
+      () => {
+        const stats = heartbeatStats();
+        return [
+          [{ path: 'memory' }, stats.answeredFromMemory],
+          [{ path: 'store' }, stats.written],
+        ];
+      },
+    );
+    counterFrom(
+      registry,
+      'vigil_agent_cards_validated_total',
+      'Agent cards decoded and validated (a card equal to the last one accepted from its workspace is not).',
+      [],
+      () => [[{}, heartbeatStats().cardsValidated]],
+    );
+  }
+  if (sqlStatements) {
+    counterFrom(
+      registry,
+      'vigil_sql_statements_total',
+      'SQL statements executed by the store (BEGIN and COMMIT included).',
+      [],
+      () => [[{}, sqlStatements()]],
+    );
+  }
 
   // Open watch streams and the seq each has delivered up to.
   const watchers = new Set<{ delivered: number }>();
@@ -121,6 +159,35 @@ export function createMetrics(sources: MetricsSources): Metrics {
       for (const t of committed) transitions.inc({ reason: t.reason, to: t.toStatus });
     },
   };
+}
+
+/**
+ * A counter whose values are read at scrape time from a monotonic source
+ * kept elsewhere (so the hot path increments a plain number, not prom-client).
+ */
+function counterFrom<L extends string>(
+  registry: Registry,
+  name: string,
+  help: string,
+  labelNames: readonly L[],
+  read: () => [Partial<Record<L, string>>, number][],
+): void {
+  const reported = new Map<string, number>();
+  new Counter({
+    name,
+    help,
+    labelNames,
+    registers: [registry],
+    collect() {
+      for (const [labels, value] of read()) {
+        const key = JSON.stringify(labels);
+        const delta = value - (reported.get(key) ?? 0);
+        reported.set(key, value);
+        // An increment of 0 still makes the series appear before its first event.
+        this.inc(labels, Math.max(0, delta));
+      }
+    },
+  });
 }
 
 /** Serves `registry` at GET /metrics on `listen` (HOST:PORT). Resolves with the bound port. */

@@ -1,4 +1,4 @@
-import type { Database, Statement } from 'better-sqlite3';
+import type { Database, RunResult } from 'better-sqlite3';
 import { VigilError } from '../domain/errors.js';
 import { WORKSPACE_STATUSES } from '../domain/model.js';
 import type {
@@ -15,19 +15,21 @@ import type {
   CreateWorkspaceInput,
   Decide,
   HeartbeatApplied,
-  HeartbeatBatchItem,
   HeartbeatInput,
-  HeartbeatOutcome,
   ListWorkspacesQuery,
+  LivenessRecord,
   RegisterFailureInput,
   RegisterInput,
   RegistryStore,
   SweepInput,
   TokenUse,
   TransitionsQuery,
+  WorkspaceState,
 } from '../domain/registry-store.js';
 import type { Decision, MachineState } from '../domain/status-machine.js';
 import { hashesEqual } from '../domain/tokens.js';
+import { createCommitListeners } from './commit-listeners.js';
+import { createGroupCommit, type Outcome } from './group-commit.js';
 
 /** A `workspaces` row as SQLite returns it. */
 interface WorkspaceRow {
@@ -66,13 +68,44 @@ interface TransitionRow {
 /** SQLite error codes that mean "the storage cannot take writes right now", not "a bug". */
 const UNAVAILABLE_CODES = /^SQLITE_(BUSY|LOCKED|READONLY|FULL|IOERR|CANTOPEN|NOMEM)/;
 
+/** Largest number of heartbeats one group commit applies. */
+const MAX_HEARTBEAT_BATCH = 2_000;
+/** Liveness records written per transaction by a lazy flush. */
+const LIVENESS_CHUNK = 1_000;
+
+export interface SqliteStoreOptions {
+  /** Told when a commit listener throws (the write itself goes on). Default: console.error. */
+  readonly onListenerError?: (error: unknown) => void;
+}
+
+/** The SQLite store, plus what only an in-process SQLite store can tell. */
+export interface SqliteStore extends RegistryStore {
+  /** SQL statements executed so far (BEGIN and COMMIT included), for metrics. */
+  statementsExecuted(): number;
+}
+
 /**
  * The SQLite RegistryStore. Every operation is one synchronous better-sqlite3
  * transaction (IMMEDIATE for read-modify-write) over statements prepared once;
- * the promise it returns settles after COMMIT.
+ * its commit listeners are told synchronously after COMMIT, and the promise it
+ * returns settles after that.
  */
-export function createSqliteStore(db: Database): RegistryStore {
-  const stmt = prepareStatements(db);
+export function createSqliteStore(db: Database, options: SqliteStoreOptions = {}): SqliteStore {
+  let statements = 0;
+  const stmt = prepareStatements(db, () => {
+    statements += 1;
+  });
+  const listeners = createCommitListeners(
+    options.onListenerError ??
+      ((error: unknown) => {
+        console.error('vigil: a commit listener failed', error);
+      }),
+  );
+  // What the transaction running now has written, told to listeners once it commits.
+  let written: { transitions: Transition[]; states: WorkspaceState[] } = {
+    transitions: [],
+    states: [],
+  };
 
   /** Throws WORKSPACE_NOT_FOUND or WORKSPACE_REMOVED unless `row` is a live workspace. */
   function live<R extends { status: WorkspaceStatus }>(id: string, row: R | undefined): R {
@@ -97,8 +130,11 @@ export function createSqliteStore(db: Database): RegistryStore {
   function decideAndApply(id: string, decide: Decide, now: number, detail: string): Applied {
     const row = stmt.selectWorkspace.get(id);
     if (!row) throw new Error(`workspace ${id} vanished inside its own transaction`);
-    const decision = decide(machineState(row));
-    if (!decision) return { workspace: toWorkspace(row), transition: undefined };
+    const decision = decide(machineState(row), id);
+    if (!decision) {
+      wrote(row, row.status);
+      return { workspace: toWorkspace(row), transition: undefined };
+    }
     return applyDecision(row, decision, now, detail);
   }
 
@@ -109,6 +145,7 @@ export function createSqliteStore(db: Database): RegistryStore {
     detail: string,
   ): Applied {
     const transition = changeStatus(row.id, row.status, decision, now, detail);
+    wrote(row, decision.to);
     return {
       workspace: toWorkspace({
         ...row,
@@ -118,6 +155,16 @@ export function createSqliteStore(db: Database): RegistryStore {
       }),
       transition,
     };
+  }
+
+  /** Notes the state a workspace is left in by the running transaction. */
+  function wrote(row: MachineStateRow & { id: string }, status: WorkspaceStatus): void {
+    written.states.push({
+      id: row.id,
+      ...machineState(row),
+      status,
+      hasCard: cardStored(row),
+    });
   }
 
   /** The guarded status update and its transition row. */
@@ -149,7 +196,7 @@ export function createSqliteStore(db: Database): RegistryStore {
       detail,
       at,
     }) as { seq: number };
-    return {
+    const transition: Transition = {
       seq,
       workspaceId,
       fromStatus: from ?? undefined,
@@ -158,6 +205,8 @@ export function createSqliteStore(db: Database): RegistryStore {
       detail,
       at,
     };
+    written.transitions.push(transition);
+    return transition;
   }
 
   const createTx = db.transaction((input: CreateWorkspaceInput): Applied => {
@@ -177,6 +226,7 @@ export function createSqliteStore(db: Database): RegistryStore {
     );
     const row = stmt.selectWorkspace.get(input.id);
     if (!row) throw new Error('inserted workspace not found');
+    wrote(row, row.status);
     return { workspace: toWorkspace(row), transition };
   });
 
@@ -257,9 +307,10 @@ export function createSqliteStore(db: Database): RegistryStore {
       markerClearChanges = stmt.clearMarker.run({ id }).changes;
     }
     // (4) + (5) read the state as it now stands (narrowly: no card), evaluate, apply.
-    const state = stmt.selectMachineState.get(id) as MachineStateRow;
-    const decision = decide(machineState(state));
+    const state = stmt.selectMachineState.get(id) as MachineStateRow & { id: string };
+    const decision = decide(machineState(state), id);
     const transition = decision ? changeStatus(id, state.status, decision, now, '') : undefined;
+    wrote(state, decision?.to ?? state.status);
     return {
       status: decision?.to ?? state.status,
       transition,
@@ -270,15 +321,20 @@ export function createSqliteStore(db: Database): RegistryStore {
 
   const heartbeatTx = db.transaction(heartbeatBody);
 
+  interface HeartbeatItem {
+    readonly input: HeartbeatInput;
+    readonly decide: Decide;
+  }
+
   // A batch normally runs without savepoints: the only expected failure (a
   // missing or removed workspace) is detected before that heartbeat writes
   // anything. Any other failure rolls the whole batch back and it is replayed
   // with one savepoint per heartbeat, so a failing one still fails alone.
   const heartbeatBatchTx = db.transaction(
-    (batch: readonly HeartbeatBatchItem[]): HeartbeatOutcome[] =>
-      batch.map(({ input, decide }): HeartbeatOutcome => {
+    (batch: readonly HeartbeatItem[]): Outcome<HeartbeatApplied>[] =>
+      batch.map(({ input, decide }): Outcome<HeartbeatApplied> => {
         try {
-          return { ok: true, applied: heartbeatBody(input, decide) };
+          return { ok: true, value: heartbeatBody(input, decide) };
         } catch (error) {
           if (error instanceof VigilError) return { ok: false, error };
           throw error;
@@ -287,31 +343,66 @@ export function createSqliteStore(db: Database): RegistryStore {
   );
 
   const isolatedHeartbeatBatchTx = db.transaction(
-    (batch: readonly HeartbeatBatchItem[]): HeartbeatOutcome[] =>
-      batch.map(({ input, decide }): HeartbeatOutcome => {
+    (batch: readonly HeartbeatItem[]): Outcome<HeartbeatApplied>[] =>
+      batch.map(({ input, decide }): Outcome<HeartbeatApplied> => {
+        const transitions = written.transitions.length;
+        const states = written.states.length;
         try {
           // Nested: a savepoint, so a failing heartbeat rolls back alone.
-          return { ok: true, applied: heartbeatTx(input, decide) };
+          statements += 2;
+          return { ok: true, value: heartbeatTx(input, decide) };
         } catch (error) {
+          // Rolled back to its savepoint: what it noted was never written.
+          written.transitions.length = transitions;
+          written.states.length = states;
           return { ok: false, error: mapStorageError(error) };
         }
       }),
   );
 
+  const heartbeats = createGroupCommit<HeartbeatItem, HeartbeatApplied>((batch) => {
+    let outcomes: Outcome<HeartbeatApplied>[];
+    try {
+      outcomes = transaction(() => heartbeatBatchTx.immediate(batch));
+    } catch {
+      outcomes = transaction(() => isolatedHeartbeatBatchTx.immediate(batch));
+    }
+    return outcomes;
+  }, MAX_HEARTBEAT_BATCH);
+
   const sweepTx = db.transaction((input: SweepInput, decide: Decide): Transition[] => {
     const candidates = [
-      ...stmt.selectOffline.all({ before: input.lastSeenBefore, limit: input.limit }),
+      ...input.silent.flatMap((id) => {
+        const row = stmt.selectWorkspace.get(id);
+        return row && (row.status === 'ONLINE' || row.status === 'DEGRADED') ? [row] : [];
+      }),
       ...stmt.selectProvisionExpired.all({ before: input.createdBefore, limit: input.limit }),
     ];
     const transitions: Transition[] = [];
-    for (const row of candidates.slice(0, input.limit)) {
-      const decision = decide(machineState(row));
+    for (const row of candidates) {
+      const decision = decide(machineState(row), row.id);
       if (decision) {
         const applied = applyDecision(row, decision, input.now, '');
         if (applied.transition) transitions.push(applied.transition);
       }
     }
     return transitions;
+  });
+
+  const recordLivenessTx = db.transaction((records: readonly LivenessRecord[]) => {
+    for (const { id, lastHeartbeatAt, report } of records) {
+      stmt.recordLiveness.run({
+        id,
+        at: lastHeartbeatAt,
+        errorRate: report.errorRate,
+        sampleError: report.sampleError,
+        activeTasks: report.activeTasks,
+        uptimeSeconds: report.uptimeSeconds,
+        currentTask: report.currentTask,
+        runtimeState: report.runtimeState,
+        native: report.nativeStatusManagement ? 1 : 0,
+      });
+    }
   });
 
   const compactTx = db.transaction((before: number, limit: number): number => {
@@ -331,6 +422,25 @@ export function createSqliteStore(db: Database): RegistryStore {
     return row?.seq ?? 0;
   }
 
+  /**
+   * Runs one top-level transaction and, once it has committed, tells the
+   * listeners what it wrote. Throws what the transaction threw (nothing is
+   * told then: it rolled back).
+   */
+  function transaction<T>(body: () => T): T {
+    written = { transitions: [], states: [] };
+    let result: T;
+    try {
+      result = body();
+    } finally {
+      statements += 2;
+    }
+    const commit = written;
+    written = { transitions: [], states: [] };
+    listeners.publish(commit);
+    return result;
+  }
+
   /** Runs a synchronous store operation, turning storage faults into UNAVAILABLE. */
   function run<T>(operation: () => T): Promise<T> {
     try {
@@ -340,8 +450,13 @@ export function createSqliteStore(db: Database): RegistryStore {
     }
   }
 
+  /** Like `run`, for a read-modify-write transaction whose commit the listeners hear of. */
+  const write = <T>(body: () => T): Promise<T> => run(() => transaction(body));
+
   return {
-    createWorkspace: (input) => run(() => createTx.immediate(input)),
+    subscribe: (listener) => listeners.subscribe(listener),
+    statementsExecuted: () => statements,
+    createWorkspace: (input) => write(() => createTx.immediate(input)),
     getWorkspace: (id) =>
       run(() => {
         const row = stmt.selectWorkspace.get(id);
@@ -360,12 +475,17 @@ export function createSqliteStore(db: Database): RegistryStore {
             : stmt.selectPageOf.all({ ...params, ids: JSON.stringify(query.workspaceIds) });
         return rows.map(toWorkspace);
       }),
-    deleteWorkspace: (id, now, decide) => run(() => deleteTx.immediate(id, now, decide)),
+    deleteWorkspace: (id, now, decide) => write(() => deleteTx.immediate(id, now, decide)),
     addToken: (id, hash, now, previousExpireAt) =>
       run(() => {
+        statements += 2;
         addTokenTx.immediate(id, hash, now, previousExpireAt);
       }),
-    revokeTokens: (id, now) => run(() => revokeTokensTx.immediate(id, now)),
+    revokeTokens: (id, now) =>
+      run(() => {
+        statements += 2;
+        return revokeTokensTx.immediate(id, now);
+      }),
     findToken: (hash, now) =>
       run(() => {
         const row = stmt.selectToken.get({ hash, now }) as
@@ -376,21 +496,33 @@ export function createSqliteStore(db: Database): RegistryStore {
       }),
     touchTokens: (uses) =>
       run(() => {
+        statements += 2;
         touchTokensTx.immediate(uses);
       }),
     pruneExpiredTokens: (before) => run(() => stmt.pruneTokens.run({ before }).changes),
-    applyRegister: (input, decide) => run(() => registerTx.immediate(input, decide)),
-    applyRegisterFailure: (input, decide) => run(() => registerFailureTx.immediate(input, decide)),
-    applyHeartbeat: (input, decide) => run(() => heartbeatTx.immediate(input, decide)),
-    applyHeartbeats: (batch) =>
+    applyRegister: (input, decide) => write(() => registerTx.immediate(input, decide)),
+    applyRegisterFailure: (input, decide) =>
+      write(() => registerFailureTx.immediate(input, decide)),
+    applyHeartbeat: (input, decide) =>
+      heartbeats.submit({ input, decide }).catch((error: unknown) => {
+        throw mapStorageError(error);
+      }),
+    sweep: (input, decide) => write(() => sweepTx.immediate(input, decide)),
+    liveStates: () =>
+      run(() =>
+        (stmt.selectLiveStates.all() as (MachineStateRow & { id: string })[]).map((row) => ({
+          id: row.id,
+          ...machineState(row),
+          hasCard: cardStored(row),
+        })),
+      ),
+    recordLiveness: (records) =>
       run(() => {
-        try {
-          return heartbeatBatchTx.immediate(batch);
-        } catch {
-          return isolatedHeartbeatBatchTx.immediate(batch);
+        for (let i = 0; i < records.length; i += LIVENESS_CHUNK) {
+          statements += 2;
+          recordLivenessTx.immediate(records.slice(i, i + LIVENESS_CHUNK));
         }
       }),
-    sweep: (input, decide) => run(() => sweepTx.immediate(input, decide)),
     readTransitions: (query: TransitionsQuery) =>
       run(() =>
         (query.workspaceIds.length === 0
@@ -417,7 +549,11 @@ export function createSqliteStore(db: Database): RegistryStore {
         }
         return counts;
       }),
-    compactTransitions: (before, limit) => run(() => compactTx.immediate(before, limit)),
+    compactTransitions: (before, limit) =>
+      run(() => {
+        statements += 2;
+        return compactTx.immediate(before, limit);
+      }),
     compactedThrough: () =>
       run(
         () =>
@@ -445,14 +581,52 @@ function mapStorageError(error: unknown): Error {
   return error instanceof Error ? error : new Error(String(error));
 }
 
-function prepareStatements(db: Database) {
-  const s = <R = unknown>(sql: string) => db.prepare(sql) as Statement<unknown[], R>;
+/** A prepared statement that counts its executions. */
+interface CountedStatement<R> {
+  run(...params: unknown[]): RunResult;
+  get(...params: unknown[]): R | undefined;
+  all(...params: unknown[]): R[];
+}
+
+function prepareStatements(db: Database, executed: () => void) {
+  const s = <R = unknown>(sql: string): CountedStatement<R> => {
+    const statement = db.prepare<unknown[], R>(sql);
+    return {
+      run(...params) {
+        executed();
+        return statement.run(...params);
+      },
+      get(...params) {
+        executed();
+        return statement.get(...params);
+      },
+      all(...params) {
+        executed();
+        return statement.all(...params);
+      },
+    };
+  };
   return {
     selectWorkspace: s<WorkspaceRow>('SELECT * FROM workspaces WHERE id = ?'),
     selectStatus: s('SELECT status FROM workspaces WHERE id = ?'),
     selectMachineState: s(
-      `SELECT status, last_heartbeat_at, last_registered_at, last_register_failure_at, created_at
+      `SELECT id, status, last_heartbeat_at, last_registered_at, last_register_failure_at,
+         created_at, agent_card IS NOT NULL AS has_card
        FROM workspaces WHERE id = ?`,
+    ),
+    selectLiveStates: s(
+      `SELECT id, status, last_heartbeat_at, last_registered_at, last_register_failure_at,
+         created_at, agent_card IS NOT NULL AS has_card
+       FROM workspaces WHERE status IN ('ONLINE', 'DEGRADED')`,
+    ),
+    recordLiveness: s(
+      `UPDATE workspaces SET last_heartbeat_at = @at, last_seen_at = max(last_seen_at, @at),
+         error_rate = @errorRate, sample_error = @sampleError, active_tasks = @activeTasks,
+         uptime_seconds = @uptimeSeconds, current_task = @currentTask,
+         runtime_state = @runtimeState, native_status_management = @native,
+         updated_at = max(updated_at, @at)
+       WHERE id = @id AND status <> 'REMOVED'
+         AND (last_heartbeat_at IS NULL OR last_heartbeat_at <= @at)`,
     ),
     selectPageOf: s<WorkspaceRow>(
       `SELECT * FROM workspaces
@@ -495,10 +669,6 @@ function prepareStatements(db: Database) {
     clearMarker: s(
       `UPDATE workspaces SET last_register_failure_at = NULL
        WHERE id = @id AND last_register_failure_at IS NOT NULL`,
-    ),
-    selectOffline: s<WorkspaceRow>(
-      `SELECT * FROM workspaces WHERE status IN ('ONLINE', 'DEGRADED') AND last_seen_at < @before
-       ORDER BY last_seen_at LIMIT @limit`,
     ),
     selectProvisionExpired: s<WorkspaceRow>(
       `SELECT * FROM workspaces WHERE status = 'PROVISIONING' AND created_at < @before
@@ -550,11 +720,16 @@ function prepareStatements(db: Database) {
   };
 }
 
-/** The columns the status machine reads. */
+/** The columns the status machine reads, and whether a card is stored. */
 type MachineStateRow = Pick<
   WorkspaceRow,
   'status' | 'last_heartbeat_at' | 'last_registered_at' | 'last_register_failure_at' | 'created_at'
->;
+> &
+  ({ agent_card: string | null } | { has_card: number });
+
+function cardStored(row: MachineStateRow): boolean {
+  return 'has_card' in row ? row.has_card !== 0 : row.agent_card !== null;
+}
 
 function machineState(row: MachineStateRow): MachineState {
   return {

@@ -3,13 +3,14 @@ import type { Logger } from 'pino';
 import { toCallError } from './errors.js';
 import { wellFormed } from './malformed.js';
 import type { CallObserver } from './observer.js';
+import type { Shutdown } from './shutdown.js';
 
 /** What every handler needs besides its use-cases. */
 export interface CallContext {
   readonly logger: Logger;
   readonly observer: CallObserver;
-  /** Aborts when the server shuts down: long-lived streams then end with UNAVAILABLE. */
-  readonly shutdown: AbortSignal;
+  /** Begins when the server shuts down: long-lived streams then end with UNAVAILABLE. */
+  readonly shutdown: Shutdown;
 }
 
 /** The bearer token of a call, or undefined when there is none. */

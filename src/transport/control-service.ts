@@ -132,13 +132,17 @@ async function serveWatch(
   deps: ControlServiceDeps,
   quota: StreamQuota,
 ): Promise<void> {
-  const cancelled = new AbortController();
+  // One signal per stream, aborted by cancellation or by shutdown (an O(1) hook, not a listener on a shared signal).
+  const stop = new AbortController();
   const onCancel = () => {
-    cancelled.abort();
+    stop.abort();
   };
   call.on('cancelled', onCancel);
+  const removeShutdownHook = deps.shutdown.onShutdown(() => {
+    stop.abort();
+  });
   const tracker = deps.observer.watchOpened(isMalformed(call.request) ? 0 : call.request.afterSeq);
-  const signal = AbortSignal.any([cancelled.signal, deps.shutdown]);
+  const { signal } = stop;
   let release = (): void => undefined;
   try {
     const caller = deps.controlAuth(bearerToken(call.metadata), 'read');
@@ -167,22 +171,23 @@ async function serveWatch(
     // The events only stop when the signal aborts.
     throw shuttingDown();
   } catch (error) {
-    if (cancelled.signal.aborted) {
+    if (call.cancelled) {
       tracker.closed(status.CANCELLED);
       return;
     }
     const callError = toCallError(
-      deps.shutdown.aborted ? shuttingDown() : error,
+      deps.shutdown.started ? shuttingDown() : error,
       deps.logger,
       'WatchStatus',
     );
     tracker.closed(callError.code);
-    if (!deps.shutdown.aborted) {
+    if (!deps.shutdown.started) {
       logFailure(deps.logger, 'WatchStatus', callError.code, callError.reason, call.getPeer());
     }
     call.emit('error', callError);
   } finally {
     release();
+    removeShutdownHook();
     call.off('cancelled', onCancel);
   }
 }

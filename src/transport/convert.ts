@@ -14,6 +14,7 @@ import {
   type Workspace,
 } from '../../gen/vigil/v1/workspace.js';
 import type { WatchEvent } from '../watch/watch-session.js';
+import { heartbeatCard } from './lazy-card.js';
 
 /** Conversions between generated protobuf types and domain values. The only place that knows both. */
 
@@ -125,7 +126,7 @@ export function watchEventToProto(event: WatchEvent): WatchStatusResponse {
 export function heartbeatCommand(request: HeartbeatRequest): HeartbeatCommand {
   return {
     workspaceId: request.workspaceId,
-    agentCard: request.agentCard,
+    agentCard: heartbeatCard(request),
     report: {
       errorRate: request.errorRate,
       sampleError: request.sampleError,

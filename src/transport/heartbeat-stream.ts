@@ -14,14 +14,15 @@ import { heartbeatCommand, heartbeatResponse } from './convert.js';
 const MAX_IN_FLIGHT = 512;
 
 /**
- * Serves one HeartbeatStream. The token is resolved at open, so a bad one
- * fails fast; then every request is applied like a unary Heartbeat (token
- * re-check included, from a cache), concurrently with the requests
- * behind it (so they share group commits), and answered strictly in order.
- * A rejected request gets an `error` response and writes nothing; the stream
- * stays open. The stream itself ends with UNAUTHENTICATED when the token is
- * missing or invalid at open, or stops being valid (revoked, or past its
- * rotation overlap) while the stream is open: every heartbeat re-checks it.
+ * Serves one HeartbeatStream. The token is resolved (hashed and looked up)
+ * once, at open, so a bad one fails fast; then every request is applied like
+ * a unary Heartbeat through that session — which re-checks, without hashing,
+ * that no revocation or rotation happened since — concurrently with the
+ * requests behind it (so they share group commits), and answered strictly in
+ * order. A rejected request gets an `error` response and writes nothing; the
+ * stream stays open. The stream itself ends with UNAUTHENTICATED when the
+ * token is missing or invalid at open, or stops being valid (revoked, or past
+ * its rotation overlap) while the stream is open.
  */
 export function serveHeartbeatStream(
   call: ServerDuplexStream<HeartbeatStreamRequest, HeartbeatStreamResponse>,
@@ -29,8 +30,7 @@ export function serveHeartbeatStream(
   context: CallContext,
 ): void {
   const { logger, observer } = context;
-  const token = bearerToken(call.metadata);
-  const owner = registry.resolveWorkspaceToken(token);
+  const session = registry.openSession(bearerToken(call.metadata));
   // Responses are written in request order: each waits for the one before it.
   let answered: Promise<void> = Promise.resolve();
   let inFlight = 0;
@@ -40,19 +40,18 @@ export function serveHeartbeatStream(
   const fail = (error: unknown) => {
     if (ended) return;
     ended = true;
-    context.shutdown.removeEventListener('abort', onShutdown);
+    removeShutdownHook();
     const callError = toCallError(error, logger, 'HeartbeatStream');
-    if (!context.shutdown.aborted) {
+    if (!context.shutdown.started) {
       logFailure(logger, 'HeartbeatStream', callError.code, callError.reason, call.getPeer());
     }
     observer.callFinished('HeartbeatStream', callError.code, 0);
     call.emit('error', callError);
   };
-  const onShutdown = () => {
+  const removeShutdownHook = context.shutdown.onShutdown(() => {
     fail(shuttingDown());
-  };
-  context.shutdown.addEventListener('abort', onShutdown, { once: true });
-  owner.catch(fail);
+  });
+  session.catch(fail);
 
   async function answer(request: HeartbeatStreamRequest): Promise<HeartbeatStreamResponse> {
     observer.heartbeatReceived();
@@ -61,8 +60,7 @@ export function serveHeartbeatStream(
     try {
       const { heartbeat } = wellFormed(request);
       if (!heartbeat) throw fieldInvalid('heartbeat', 'is required');
-      await owner;
-      const result = await registry.heartbeat(token, heartbeatCommand(heartbeat));
+      const result = await registry.heartbeat(await session, heartbeatCommand(heartbeat));
       return {
         requestId,
         result: { $case: 'heartbeat', value: heartbeatResponse(result) },
@@ -109,13 +107,13 @@ export function serveHeartbeatStream(
     void answered.then(() => {
       if (ended) return;
       ended = true;
-      context.shutdown.removeEventListener('abort', onShutdown);
+      removeShutdownHook();
       observer.callFinished('HeartbeatStream', status.OK, 0);
       call.end();
     });
   });
   call.on('cancelled', () => {
     ended = true;
-    context.shutdown.removeEventListener('abort', onShutdown);
+    removeShutdownHook();
   });
 }

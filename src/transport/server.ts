@@ -1,8 +1,6 @@
-import { setMaxListeners } from 'node:events';
 import { Server, ServerCredentials } from '@grpc/grpc-js';
 import { HealthImplementation } from 'grpc-health-check';
 import type { Logger } from 'pino';
-import { RuntimeServiceService } from '../../gen/vigil/v1/runtime_service.js';
 import type { ControlAuth } from '../domain/control-auth.js';
 import type { Registry } from '../domain/registry.js';
 import type { WatchDeps } from '../watch/watch-session.js';
@@ -10,7 +8,9 @@ import { createControlService } from './control-service.js';
 import { addReflection } from './reflection.js';
 import { tolerant } from './malformed.js';
 import type { CallObserver } from './observer.js';
+import { runtimeServiceDefinition } from './lazy-card.js';
 import { createRuntimeService } from './runtime-service.js';
+import { createShutdown } from './shutdown.js';
 import { controlServiceDefinition } from './watch-encoding.js';
 
 export interface GrpcServerOptions {
@@ -48,9 +48,7 @@ export interface GrpcServer {
 const SERVICES = ['', 'vigil.v1.RuntimeService', 'vigil.v1.ControlService'];
 
 export async function startGrpcServer(options: GrpcServerOptions): Promise<GrpcServer> {
-  const shutdown = new AbortController();
-  // Every open stream listens for shutdown: thousands of listeners are expected.
-  setMaxListeners(0, shutdown.signal);
+  const shutdown = createShutdown();
   const server = new Server({
     // Find dead watchers behind silent networks.
     'grpc.keepalive_time_ms': 60_000,
@@ -63,11 +61,11 @@ export async function startGrpcServer(options: GrpcServerOptions): Promise<GrpcS
   health.addToServer(server);
   addReflection(server);
   server.addService(
-    tolerant(RuntimeServiceService, options.maxMessageBytes),
+    tolerant(runtimeServiceDefinition, options.maxMessageBytes),
     createRuntimeService(options.registry, {
       logger: options.logger,
       observer: options.observer,
-      shutdown: shutdown.signal,
+      shutdown,
     }),
   );
   server.addService(
@@ -77,7 +75,7 @@ export async function startGrpcServer(options: GrpcServerOptions): Promise<GrpcS
       controlAuth: options.controlAuth,
       watch: options.watch,
       maxWatchStreamsPerToken: options.maxWatchStreamsPerToken,
-      shutdown: shutdown.signal,
+      shutdown,
       logger: options.logger,
       observer: options.observer,
     }),
@@ -102,7 +100,7 @@ export async function startGrpcServer(options: GrpcServerOptions): Promise<GrpcS
     port,
     async shutdown(graceMs) {
       for (const service of SERVICES) health.setStatus(service, 'NOT_SERVING');
-      shutdown.abort();
+      shutdown.begin();
       const graceful = new Promise<void>((resolve) => {
         server.tryShutdown(() => {
           resolve();

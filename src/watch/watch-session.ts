@@ -29,6 +29,8 @@ export interface WatchDeps {
   readonly progressIntervalMs: number;
   /** Transitions read per step. */
   readonly batchSize?: number;
+  /** Adds what the owner of liveness knows in memory (last heartbeat, health) to snapshot rows. */
+  readonly overlay?: (workspace: Workspace) => Workspace;
 }
 
 /** Largest number of workspace ids one watch may filter on. */
@@ -92,7 +94,10 @@ async function* snapshot(
       limit: SNAPSHOT_PAGE,
       workspaceIds,
     });
-    for (const workspace of page) yield { type: 'snapshot', workspace };
+    const overlay = deps.overlay;
+    for (const workspace of page) {
+      yield { type: 'snapshot', workspace: overlay ? overlay(workspace) : workspace };
+    }
     const last = page.at(-1);
     if (!last || page.length < SNAPSHOT_PAGE) break;
     afterId = last.id;

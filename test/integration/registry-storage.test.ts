@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { DEFAULT_TIMINGS } from '../../src/domain/config.js';
 import { VigilError } from '../../src/domain/errors.js';
 import type { HeartbeatReport, Transition } from '../../src/domain/model.js';
+import { cardFromValue } from '../../src/domain/agent-card.js';
 import type { RegistryStore } from '../../src/domain/registry-store.js';
 import { createRegistry, type Registry } from '../../src/domain/registry.js';
 import { openDatabase } from '../../src/storage/database.js';
@@ -32,10 +33,11 @@ interface Fixture {
   published: Transition[];
 }
 
-function open(file: string, clock: ManualClock): Fixture {
+async function open(file: string, clock: ManualClock): Promise<Fixture> {
   const db = openDatabase(file);
   const store = createSqliteStore(db);
   const published: Transition[] = [];
+  store.subscribe((commit) => published.push(...commit.transitions));
   const registry = createRegistry({
     store,
     clock,
@@ -43,8 +45,9 @@ function open(file: string, clock: ManualClock): Fixture {
     urlPolicy: 'local',
     resolveHost: fakeResolver,
     serverStartedAt: clock.now(),
-    onCommitted: (transitions) => published.push(...transitions),
   });
+  // As the server does before serving: take over the liveness of every ONLINE/DEGRADED workspace.
+  await registry.start();
   return { file, db, store, registry, clock, published };
 }
 
@@ -71,9 +74,9 @@ describe('registry on a real SQLite file', () => {
   let dir: string;
   let f: Fixture;
 
-  beforeEach(() => {
+  beforeEach(async () => {
     dir = tempDir();
-    f = open(join(dir, 'vigil.db'), createManualClock());
+    f = await open(join(dir, 'vigil.db'), createManualClock());
   });
 
   afterEach(async () => {
@@ -129,7 +132,7 @@ describe('registry on a real SQLite file', () => {
 
     it('re-opening a migrated file applies nothing twice', async () => {
       await f.store.close();
-      f = open(f.file, f.clock);
+      f = await open(f.file, f.clock);
       expect(f.db.pragma('user_version', { simple: true })).to.equal(SCHEMA_VERSION);
     });
 
@@ -137,7 +140,7 @@ describe('registry on a real SQLite file', () => {
       f.db.pragma(`user_version = ${SCHEMA_VERSION + 1}`);
       await f.store.close();
       expect(() => openDatabase(f.file)).to.throw(/newer/);
-      f = open(join(dir, 'other.db'), f.clock);
+      f = await open(join(dir, 'other.db'), f.clock);
     });
   });
 
@@ -166,7 +169,6 @@ describe('registry on a real SQLite file', () => {
         urlPolicy: 'local',
         resolveHost: fakeResolver,
         serverStartedAt: f.clock.now(),
-        onCommitted: () => undefined,
       });
       try {
         await registry.heartbeat(workspaceToken, {
@@ -194,7 +196,7 @@ describe('registry on a real SQLite file', () => {
       f.clock.advance(1_000);
       const result = await f.registry.heartbeat(token, {
         workspaceId: 'ws-1',
-        agentCard: card(),
+        agentCard: cardFromValue(card()),
         report: HEALTHY,
       });
 
@@ -223,14 +225,14 @@ describe('registry on a real SQLite file', () => {
       const { workspaceToken } = await f.registry.createWorkspace('ws-1', '');
       const first = await f.registry.heartbeat(workspaceToken, {
         workspaceId: 'ws-1',
-        agentCard: card('first'),
+        agentCard: cardFromValue(card('first')),
         report: HEALTHY,
       });
       expect(first.cardBackfillChanges).to.equal(1);
       expect(first.markerClearChanges).to.equal(0);
       const second = await f.registry.heartbeat(workspaceToken, {
         workspaceId: 'ws-1',
-        agentCard: card('second'),
+        agentCard: cardFromValue(card('second')),
         report: HEALTHY,
       });
       expect(second.cardBackfillChanges).to.equal(0);
@@ -306,7 +308,7 @@ describe('registry on a real SQLite file', () => {
       await f.store.close();
       // The server was down for an hour; the workspace kept heartbeating somewhere we could not see.
       f.clock.advance(3_600_000);
-      f = open(f.file, f.clock);
+      f = await open(f.file, f.clock);
       expect(await f.registry.sweep()).to.have.length(0);
       f.clock.advance(DEFAULT_TIMINGS.offlineAfterMs);
       expect(await f.registry.sweep()).to.have.length(0);
@@ -326,7 +328,7 @@ describe('registry on a real SQLite file', () => {
     it('numbers transitions strictly increasing and never reuses a seq after re-opening', async () => {
       await onlineWorkspace('ws-a');
       await f.store.close();
-      f = open(f.file, f.clock);
+      f = await open(f.file, f.clock);
       await onlineWorkspace('ws-b');
       const seqs = transitionRows(f.file).map((t) => t['seq'] as number);
       expect(seqs).to.deep.equal([...seqs].sort((a, b) => a - b));
@@ -339,7 +341,7 @@ describe('registry on a real SQLite file', () => {
       await failRegister(token);
       await f.registry.heartbeat(token, {
         workspaceId: 'ws-1',
-        agentCard: card(),
+        agentCard: cardFromValue(card()),
         report: HEALTHY,
       });
       await f.registry.deleteWorkspace('ws-1');

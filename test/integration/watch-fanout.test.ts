@@ -45,9 +45,9 @@ describe('watch fan-out', () => {
       urlPolicy: 'local',
       resolveHost: fakeResolver,
       serverStartedAt: clock.now(),
-      onCommitted: (transitions) => {
-        hub.publish(transitions);
-      },
+    });
+    store.subscribe((commit) => {
+      hub.publish(commit.transitions);
     });
     return { store, hub, registry, clock, reads };
   }

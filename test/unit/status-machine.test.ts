@@ -62,8 +62,8 @@ const registerOk: StatusEvent = { type: 'REGISTER_OK' };
 const registerUrlFailed: StatusEvent = { type: 'REGISTER_URL_FAILED' };
 const deleteWorkspace: StatusEvent = { type: 'DELETE' };
 
-function sweep(serverStartedAt = LONG_RUNNING): StatusEvent {
-  return { type: 'SWEEP', serverStartedAt };
+function sweep(ownedSince = LONG_RUNNING, lastSeen?: number): StatusEvent {
+  return { type: 'SWEEP', ownedSince, lastSeen };
 }
 
 function to(status: WorkspaceStatus, reason: TransitionReason): Decision {
@@ -414,6 +414,24 @@ describe('status machine', () => {
           state: state(status, { lastHeartbeatAt: NOW - HOUR, lastRegisteredAt: NOW - HOUR }),
           event: sweep(NOW - offlineAfterMs - 1),
           expected: to('OFFLINE', 'HEARTBEAT_TIMEOUT'),
+        },
+        {
+          name: `${status}, stored heartbeat an hour ago but seen in memory 10 s ago (lazy flush)`,
+          state: state(status, { lastHeartbeatAt: NOW - HOUR, lastRegisteredAt: NOW - HOUR }),
+          event: sweep(LONG_RUNNING, NOW - 10 * SECOND),
+          expected: undefined,
+        },
+        {
+          name: `${status}, seen in memory 1 ms more than offline_after ago`,
+          state: state(status, { lastHeartbeatAt: NOW - HOUR, lastRegisteredAt: NOW - HOUR }),
+          event: sweep(LONG_RUNNING, NOW - offlineAfterMs - 1),
+          expected: to('OFFLINE', 'HEARTBEAT_TIMEOUT'),
+        },
+        {
+          name: `${status}, an older in-memory time never hides a newer stored heartbeat`,
+          state: state(status, { lastHeartbeatAt: NOW - 10 * SECOND }),
+          event: sweep(LONG_RUNNING, NOW - HOUR),
+          expected: undefined,
         },
       ]),
       {

@@ -2,8 +2,9 @@ import { expect } from 'chai';
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { DEFAULT_TIMINGS } from '../../src/domain/config.js';
-import type { HeartbeatReport, Transition } from '../../src/domain/model.js';
-import type { HeartbeatBatchItem, RegistryStore } from '../../src/domain/registry-store.js';
+import { cardFromValue } from '../../src/domain/agent-card.js';
+import type { HeartbeatReport } from '../../src/domain/model.js';
+import type { RegistryStore } from '../../src/domain/registry-store.js';
 import { createRegistry, type Registry } from '../../src/domain/registry.js';
 import { VigilError } from '../../src/domain/errors.js';
 import { openDatabase } from '../../src/storage/database.js';
@@ -21,29 +22,25 @@ const HEALTHY: HeartbeatReport = {
   nativeStatusManagement: false,
 };
 
-describe('heartbeat group commit', () => {
+describe('heartbeat group commit in the store', () => {
   let dir: string;
   let store: RegistryStore;
   let registry: Registry;
-  let batches: number[];
-  let events: string[];
+  /** One entry per commit the store told its listeners of: the seqs it committed. */
+  let commits: number[][];
+  let listenerErrors: unknown[];
   const tokens: Record<string, string> = {};
 
   beforeEach(async () => {
     dir = tempDir();
-    const real = createSqliteStore(openDatabase(join(dir, 'vigil.db')));
-    batches = [];
-    events = [];
-    // Records every batch the registry hands the store, and when commits happen relative to publication.
-    store = {
-      ...real,
-      applyHeartbeats: async (batch: readonly HeartbeatBatchItem[]) => {
-        batches.push(batch.length);
-        const outcomes = await real.applyHeartbeats(batch);
-        events.push(`commit:${batch.length}`);
-        return outcomes;
-      },
-    };
+    listenerErrors = [];
+    store = createSqliteStore(openDatabase(join(dir, 'vigil.db')), {
+      onListenerError: (error) => listenerErrors.push(error),
+    });
+    commits = [];
+    store.subscribe((commit) => {
+      commits.push(commit.transitions.map((t) => t.seq));
+    });
     const clock = createManualClock();
     registry = createRegistry({
       store,
@@ -52,14 +49,11 @@ describe('heartbeat group commit', () => {
       urlPolicy: 'local',
       resolveHost: fakeResolver,
       serverStartedAt: clock.now(),
-      onCommitted: (transitions: readonly Transition[]) => {
-        events.push(`publish:${transitions.map((t) => t.seq).join(',')}`);
-      },
     });
     for (let i = 0; i < 50; i += 1) {
       tokens[`ws-${i}`] = (await registry.createWorkspace(`ws-${i}`, '')).workspaceToken;
     }
-    events = [];
+    commits = [];
   });
 
   afterEach(async () => {
@@ -70,27 +64,57 @@ describe('heartbeat group commit', () => {
   const beat = (id: string, report: Partial<HeartbeatReport> = {}, agentCard?: unknown) =>
     registry.heartbeat(tokens[id], {
       workspaceId: id,
-      agentCard,
+      agentCard: agentCard === undefined ? undefined : cardFromValue(agentCard),
       report: { ...HEALTHY, ...report },
     });
 
-  it('applies heartbeats arriving in one event-loop turn in one commit', async () => {
+  it('applies heartbeats arriving in one event-loop turn in one commit, told once, in seq order', async () => {
     const results = await Promise.all(Array.from({ length: 50 }, (_, i) => beat(`ws-${i}`)));
-    expect(batches).to.deep.equal([50]);
     expect(results.every((r) => r.status === 'ONLINE')).to.equal(true);
-    // 50 PROVISIONING → ONLINE transitions, published once, after the commit, in seq order.
-    expect(events).to.have.length(2);
-    expect(events[0]).to.equal('commit:50');
-    const seqs = (events[1] ?? '').replace('publish:', '').split(',').map(Number);
-    expect(seqs).to.deep.equal(Array.from({ length: 50 }, (_, i) => 51 + i));
+    // 50 PROVISIONING → ONLINE transitions in one commit, published by the store once.
+    expect(commits).to.deep.equal([Array.from({ length: 50 }, (_, i) => 51 + i)]);
+  });
+
+  it('tells listeners before the writes settle', async () => {
+    let told = false;
+    store.subscribe(() => {
+      told = true;
+    });
+    const result = await beat('ws-1');
+    expect(result.transition?.reason).to.equal('HEARTBEAT_RESUMED');
+    expect(told).to.equal(true);
+  });
+
+  describe('when a commit listener throws', () => {
+    it('answers that heartbeat and every later one, reports the error, and keeps telling the others', async () => {
+      store.subscribe(() => {
+        throw new Error('listener bug');
+      });
+      const seen: number[] = [];
+      store.subscribe((commit) => {
+        seen.push(...commit.transitions.map((t) => t.seq));
+      });
+      const first = await Promise.all(Array.from({ length: 10 }, (_, i) => beat(`ws-${i}`)));
+      expect(first.map((r) => r.status)).to.deep.equal(Array(10).fill('ONLINE'));
+      // Later commits, in later turns, still go through and are still told.
+      const later = await beat('ws-20', { runtimeState: 'WEDGED' });
+      expect(later.status).to.equal('DEGRADED');
+      const deleted = await registry.deleteWorkspace('ws-21');
+      expect(deleted.status).to.equal('REMOVED');
+      expect(seen).to.have.length(12);
+      expect(listenerErrors).to.have.length(3);
+      expect((listenerErrors[0] as Error).message).to.equal('listener bug');
+      expect((await store.getWorkspace('ws-20'))?.status).to.equal('DEGRADED');
+    });
   });
 
   it('isolates a failing heartbeat: it writes nothing, the others commit', async () => {
     await registry.deleteWorkspace('ws-7');
+    commits = [];
     const outcomes = await Promise.allSettled(
       Array.from({ length: 10 }, (_, i) => beat(`ws-${i}`, { activeTasks: 3 }, card())),
     );
-    expect(batches).to.deep.equal([10]);
+    expect(commits).to.have.length(1);
     const rejected = outcomes.flatMap((o, i) => (o.status === 'rejected' ? [i] : []));
     expect(rejected).to.deep.equal([7]);
     const failure = outcomes[7];
@@ -113,12 +137,12 @@ describe('heartbeat group commit', () => {
         return undefined;
       },
     });
-    const outcomes = await store.applyHeartbeats([
-      item('ws-1', false),
-      item('ws-2', true),
-      item('ws-3', false),
-    ]);
-    expect(outcomes.map((o) => o.ok)).to.deep.equal([true, false, true]);
+    const outcomes = await Promise.allSettled(
+      [item('ws-1', false), item('ws-2', true), item('ws-3', false)].map(({ input, decide }) =>
+        store.applyHeartbeat(input, decide),
+      ),
+    );
+    expect(outcomes.map((o) => o.status)).to.deep.equal(['fulfilled', 'rejected', 'fulfilled']);
     expect((await store.getWorkspace('ws-1'))?.activeTasks).to.equal(7);
     expect((await store.getWorkspace('ws-3'))?.activeTasks).to.equal(7);
     const failed = await store.getWorkspace('ws-2');
@@ -133,7 +157,7 @@ describe('heartbeat group commit', () => {
       beat('ws-1', { errorRate: 0.8 }),
       beat('ws-1', { errorRate: 0 }),
     ]);
-    expect(batches).to.deep.equal([3]);
+    expect(commits).to.have.length(1);
     expect([
       first.transition?.reason,
       second.transition?.reason,
@@ -144,7 +168,7 @@ describe('heartbeat group commit', () => {
   it('answers only after the commit, and a failed commit fails every heartbeat in it', async () => {
     const failing: RegistryStore = {
       ...store,
-      applyHeartbeats: () => Promise.reject(new VigilError('STORE_UNAVAILABLE', 'disk full')),
+      applyHeartbeat: () => Promise.reject(new VigilError('STORE_UNAVAILABLE', 'disk full')),
     };
     const clock = createManualClock();
     const broken = createRegistry({
@@ -154,9 +178,6 @@ describe('heartbeat group commit', () => {
       urlPolicy: 'local',
       resolveHost: fakeResolver,
       serverStartedAt: clock.now(),
-      onCommitted: () => {
-        events.push('publish');
-      },
     });
     const outcomes = await Promise.allSettled(
       ['ws-1', 'ws-2'].map((id) =>
@@ -166,6 +187,6 @@ describe('heartbeat group commit', () => {
     expect(
       outcomes.map((o) => o.status === 'rejected' && (o.reason as VigilError).reason),
     ).to.deep.equal(['STORE_UNAVAILABLE', 'STORE_UNAVAILABLE']);
-    expect(events).to.deep.equal([]);
+    expect(commits).to.deep.equal([]);
   });
 });
