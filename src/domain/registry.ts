@@ -403,6 +403,7 @@ export function createRegistry(options: RegistryOptions) {
     ) {
       // Nothing durable would change: answer from memory.
       liveness.beat(id, now, report);
+      if (fingerprint !== undefined) entry.cardFingerprint = fingerprint;
       stats.answeredFromMemory += 1;
       return {
         status: entry.status,

@@ -1,5 +1,6 @@
 import { writeFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
+import Database from 'better-sqlite3';
 import { expect } from 'chai';
 import { tempDir } from '../helpers/harness.js';
 import { freePort, vigil, type Proc } from '../helpers/processes.js';
@@ -134,9 +135,22 @@ describe('the restart story with real processes', function () {
     // Recovery happened on that first heartbeat: well within one heartbeat interval of it.
     expect(Math.abs(Date.parse(firstBeat.at) - Date.parse(recovered.at))).to.be.below(HEARTBEAT_MS);
 
+    // Steady heartbeats for longer than offline_after are answered from memory,
+    // so the file's last-seen time of ws-b falls behind: what the crash loses.
+    await new Promise((resolve) => setTimeout(resolve, 5_000));
+
     // The server dies hard while both sidecars heartbeat, and stays down longer than offline_after.
     const beforeCrash = watched(watch).length;
+    const crashedAt = Date.now();
     await serve.kill('SIGKILL');
+    const db = new Database(join(dataDir, 'vigil.db'));
+    const stored = db
+      .prepare(
+        'SELECT max(coalesce(last_heartbeat_at, 0), last_registered_at) AS seen FROM workspaces WHERE id = ?',
+      )
+      .get('ws-b') as { seen: number };
+    db.close();
+    expect(crashedAt - stored.seen, 'ms of ws-b heartbeats the crash lost').to.be.above(4_000);
     await new Promise((resolve) => setTimeout(resolve, 5_000));
     serve = start(serveArgs);
     await serve.waitForLine((l) => l.includes('"listening"'));

@@ -316,6 +316,46 @@ describe('registry on a real SQLite file', () => {
       expect((await f.registry.sweep()).map((t) => t.toStatus)).to.deep.equal(['OFFLINE']);
     });
 
+    it('decides from liveness in memory: heartbeats answered without a write keep a workspace ONLINE', async () => {
+      const token = await onlineWorkspace();
+      for (let i = 0; i < 10; i += 1) {
+        f.clock.advance(DEFAULT_TIMINGS.offlineAfterMs / 2);
+        const beat = await f.registry.heartbeat(token, {
+          workspaceId: 'ws-1',
+          agentCard: undefined,
+          report: HEALTHY,
+        });
+        expect(beat.fromMemory).to.equal(true);
+        expect(await f.registry.sweep()).to.have.length(0);
+      }
+      // Five offline_afters of heartbeats, none of them in the file yet.
+      expect(row(f.file, 'ws-1')['last_heartbeat_at']).to.equal(null);
+      expect(row(f.file, 'ws-1')['status']).to.equal('ONLINE');
+      f.clock.advance(DEFAULT_TIMINGS.offlineAfterMs);
+      expect(await f.registry.sweep()).to.have.length(0);
+      f.clock.advance(1);
+      expect((await f.registry.sweep()).map((t) => t.reason)).to.deep.equal(['HEARTBEAT_TIMEOUT']);
+    });
+
+    it('after a restart, counts from the restart: unflushed last-seen times lost in a crash do no harm', async () => {
+      const token = await onlineWorkspace();
+      f.clock.advance(DEFAULT_TIMINGS.offlineAfterMs * 3);
+      await f.registry.heartbeat(token, {
+        workspaceId: 'ws-1',
+        agentCard: undefined,
+        report: HEALTHY,
+      });
+      // A crash: the heartbeat above never reached the file.
+      f.db.close();
+      f.clock.advance(1_000);
+      f = await open(f.file, f.clock);
+      expect(row(f.file, 'ws-1')['last_heartbeat_at']).to.equal(null);
+      f.clock.advance(DEFAULT_TIMINGS.offlineAfterMs);
+      expect(await f.registry.sweep()).to.have.length(0);
+      f.clock.advance(1);
+      expect((await f.registry.sweep()).map((t) => t.toStatus)).to.deep.equal(['OFFLINE']);
+    });
+
     it('sweeps more workspaces than one batch holds', async () => {
       for (let i = 0; i < 1_203; i += 1) await f.registry.createWorkspace(`ws-${i}`, '');
       f.clock.advance(DEFAULT_TIMINGS.provisionTimeoutMs + 1);

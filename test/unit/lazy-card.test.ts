@@ -1,0 +1,99 @@
+import { BinaryWriter } from '@bufbuild/protobuf/wire';
+import { expect } from 'chai';
+import { HeartbeatRequest, HeartbeatStreamRequest } from '../../gen/vigil/v1/runtime_service.js';
+import { RuntimeState } from '../../gen/vigil/v1/workspace.js';
+import { VigilError } from '../../src/domain/errors.js';
+import {
+  decodeHeartbeatRequest,
+  decodeHeartbeatStreamRequest,
+  heartbeatCard,
+} from '../../src/transport/lazy-card.js';
+
+const CARD = { name: 'agent', url: 'http://127.0.0.1:8000', skills: [{ id: 's', tags: ['a'] }] };
+
+function request(agentCard: Record<string, unknown> | undefined): HeartbeatRequest {
+  return {
+    workspaceId: 'ws-1',
+    agentCard,
+    errorRate: 0.25,
+    sampleError: 'boom',
+    activeTasks: 3,
+    uptimeSeconds: 42,
+    currentTask: 'task',
+    runtimeState: RuntimeState.RUNTIME_STATE_WEDGED,
+    nativeStatusManagement: true,
+  };
+}
+
+const encode = (message: HeartbeatRequest) => HeartbeatRequest.encode(message).finish();
+
+describe('heartbeat decoding with the card set aside', () => {
+  describe('when the request carries a card', () => {
+    it('decodes every other field exactly as the generated decoder does, and the card on demand', () => {
+      const bytes = encode(request(CARD));
+      const lazy = decodeHeartbeatRequest(bytes);
+      const eager = HeartbeatRequest.decode(bytes);
+      // Own string keys only: the raw card bytes sit under a symbol.
+      const fields = (m: HeartbeatRequest) => Object.fromEntries(Object.entries(m));
+      expect({ ...fields(lazy), agentCard: undefined }).to.deep.equal({
+        ...fields(eager),
+        agentCard: undefined,
+      });
+      expect(lazy.agentCard, 'not decoded up front').to.equal(undefined);
+      const card = heartbeatCard(lazy);
+      expect(card?.decode()).to.deep.equal(CARD);
+      expect(card?.decode()).to.deep.equal(eager.agentCard);
+    });
+
+    it('fingerprints equal card bytes equally and different ones differently', () => {
+      const a = heartbeatCard(decodeHeartbeatRequest(encode(request(CARD))));
+      const b = heartbeatCard(decodeHeartbeatRequest(encode({ ...request(CARD), activeTasks: 9 })));
+      const c = heartbeatCard(decodeHeartbeatRequest(encode(request({ ...CARD, name: 'other' }))));
+      expect(a?.fingerprint()).to.be.a('string');
+      expect(a?.fingerprint()).to.equal(b?.fingerprint());
+      expect(a?.fingerprint()).to.not.equal(c?.fingerprint());
+    });
+
+    it('decodes the heartbeat inside a stream request the same way', () => {
+      const bytes = HeartbeatStreamRequest.encode({
+        requestId: 77,
+        heartbeat: request(CARD),
+      }).finish();
+      const lazy = decodeHeartbeatStreamRequest(bytes);
+      expect(lazy.requestId).to.equal(77);
+      expect(lazy.heartbeat?.activeTasks).to.equal(3);
+      expect(lazy.heartbeat?.agentCard).to.equal(undefined);
+      expect(heartbeatCard(lazy.heartbeat!)?.decode()).to.deep.equal(CARD);
+    });
+
+    it('answers card bytes that are not a Struct with MESSAGE_MALFORMED when they are decoded', () => {
+      const writer = new BinaryWriter();
+      writer.uint32(10).string('ws-1');
+      writer.uint32(18).bytes(Uint8Array.of(0x0a, 0xff, 0xff));
+      const card = heartbeatCard(decodeHeartbeatRequest(writer.finish()));
+      expect(() => card?.decode())
+        .to.throw(VigilError)
+        .with.property('reason', 'MESSAGE_MALFORMED');
+    });
+  });
+
+  describe('when the card field occurs twice', () => {
+    it('falls back to the generated decoder and its reading of the repeated field', () => {
+      const first = encode(request({ name: 'agent' }));
+      const second = encode({ ...request({ url: 'http://127.0.0.1:9' }), workspaceId: '' });
+      const bytes = new Uint8Array([...first, ...second]);
+      const lazy = decodeHeartbeatRequest(bytes);
+      expect(lazy).to.deep.equal(HeartbeatRequest.decode(bytes));
+      expect(heartbeatCard(lazy)?.decode()).to.deep.equal(HeartbeatRequest.decode(bytes).agentCard);
+      expect(heartbeatCard(lazy)?.fingerprint()).to.equal(undefined);
+    });
+  });
+
+  describe('when there is no card', () => {
+    it('decodes the request and reports no card', () => {
+      const lazy = decodeHeartbeatRequest(encode(request(undefined)));
+      expect(lazy).to.deep.equal(HeartbeatRequest.decode(encode(request(undefined))));
+      expect(heartbeatCard(lazy)).to.equal(undefined);
+    });
+  });
+});
