@@ -4,7 +4,7 @@ import pino, { type Logger } from 'pino';
 import { systemClock, type Clock } from './domain/clock.js';
 import { DEFAULT_TIMINGS, type Timings } from './domain/config.js';
 import { createControlAuth, type ControlTokenSpec } from './domain/control-auth.js';
-import { createRegistry, type Registry } from './domain/registry.js';
+import { createUseCases, type UseCases } from './domain/use-cases.js';
 import type { RateLimit } from './domain/rate-limiter.js';
 import type { HostResolver, UrlPolicyName } from './domain/url-policy.js';
 import { MAX_CURRENT_TASK_BYTES, MAX_SAMPLE_ERROR_BYTES } from './domain/validation.js';
@@ -16,8 +16,8 @@ import { createTransitionHub } from './watch/transition-hub.js';
 
 /**
  * Wiring: the only place that knows every layer. Builds storage, the
- * registry, the watch hub and the gRPC server from one settings object, and
- * runs the liveness sweeper.
+ * use-cases (tokens, runtime, admin, liveness), the watch hub and the gRPC
+ * server from one settings object; liveness runs its own sweep loop.
  */
 
 export interface VigilSettings {
@@ -58,7 +58,8 @@ export interface RunningVigil {
   readonly port: number;
   /** Port of the /metrics endpoint, when it is served. */
   readonly metricsPort: number | undefined;
-  readonly registry: Registry;
+  /** The capabilities the server runs on (tests drive sweeps and flushes through them). */
+  readonly useCases: UseCases;
   readonly databaseFile: string;
   /** Graceful stop; closes the database last. */
   stop(graceMs?: number): Promise<void>;
@@ -82,12 +83,12 @@ export const DEFAULT_SETTINGS: Omit<VigilSettings, 'controlTokens'> = {
 };
 
 const DNS_TIMEOUT_MS = 3_000;
-/** How often the transition log is compacted (it runs with a sweep). */
-const COMPACTION_EVERY_MS = 60_000;
 
-/** Resolves with the system resolver, giving up after a few seconds. */
-export const systemResolver: HostResolver = async (host) => {
+/** Resolves with the system resolver, giving up after a few seconds or when `signal` aborts. */
+export const systemResolver: HostResolver = async (host, signal) => {
+  signal?.throwIfAborted();
   let timer: NodeJS.Timeout | undefined;
+  let onAbort: (() => void) | undefined;
   try {
     const results = await Promise.race([
       lookup(host, { all: true, verbatim: true }),
@@ -95,11 +96,16 @@ export const systemResolver: HostResolver = async (host) => {
         timer = setTimeout(() => {
           reject(new Error(`resolving ${host} timed out`));
         }, DNS_TIMEOUT_MS);
+        onAbort = () => {
+          reject(new Error(`resolving ${host} was abandoned: the caller went away`));
+        };
+        signal?.addEventListener('abort', onAbort, { once: true });
       }),
     ]);
     return results.map((r) => r.address);
   } finally {
     clearTimeout(timer);
+    if (onAbort) signal?.removeEventListener('abort', onAbort);
   }
 };
 
@@ -123,7 +129,7 @@ export async function startVigil(
       ? {}
       : { tailCapacity: settings.watchTailCapacity }),
   });
-  const registry = createRegistry({
+  const useCases = createUseCases({
     store,
     clock,
     timings: settings.timings,
@@ -132,12 +138,19 @@ export async function startVigil(
     serverStartedAt: clock.now(),
     heartbeatRateLimit: settings.heartbeatRateLimit,
     fieldLimits: settings.fieldLimits,
-    ...(overrides.random ? { random: overrides.random } : {}),
+    random: overrides.random,
+    sweepIntervalMs: settings.sweepIntervalMs,
+    onError: (error) => {
+      logger.error({ err: error }, 'liveness sweep, flush or compaction failed');
+    },
+    onCompacted: (deleted) => {
+      logger.info({ deleted }, 'compacted the transition log');
+    },
   });
   const metrics = createMetrics({
     headSeq: () => hub.head(),
     countByStatus: () => store.countByStatus(),
-    heartbeatStats: () => registry.heartbeatStats(),
+    heartbeatStats: () => useCases.runtime.heartbeatStats(),
     sqlStatements: () => store.statementsExecuted(),
   });
   // Told by the store itself after every commit, in commit order.
@@ -159,7 +172,7 @@ export async function startVigil(
     }
   });
   try {
-    await registry.start();
+    await useCases.liveness.start();
   } catch (error) {
     db.close();
     throw error;
@@ -168,13 +181,13 @@ export async function startVigil(
   let server;
   try {
     server = await startGrpcServer({
-      registry,
+      useCases,
       controlAuth: createControlAuth(settings.controlTokens),
       watch: {
         store,
         hub,
         progressIntervalMs: settings.progressIntervalMs,
-        overlay: registry.withLiveness,
+        overlay: (workspace) => useCases.liveness.withLiveness(workspace),
       },
       maxWatchStreamsPerToken: settings.maxWatchStreamsPerToken,
       logger,
@@ -184,6 +197,7 @@ export async function startVigil(
       ...(settings.tls ? { tls: settings.tls } : {}),
     });
   } catch (error) {
+    await useCases.liveness.stop();
     db.close();
     throw error;
   }
@@ -193,37 +207,11 @@ export async function startVigil(
       metricsServer = await serveMetrics(metrics.registry, settings.metricsListen);
     } catch (error) {
       await server.shutdown(0);
+      await useCases.liveness.stop();
       db.close();
       throw error;
     }
   }
-
-  const sweepEvery =
-    settings.sweepIntervalMs ?? Math.max(250, Math.min(5_000, settings.timings.offlineAfterMs / 4));
-  let sweeping = false;
-  let lastCompaction = 0;
-  const sweeper = setInterval(() => {
-    if (sweeping) return;
-    sweeping = true;
-    const compact = clock.now() - lastCompaction >= COMPACTION_EVERY_MS;
-    registry
-      .sweep()
-      .then(() => registry.flushLiveness(false))
-      .then(() => registry.flushTokenUsage(false))
-      .then(async () => {
-        if (!compact) return;
-        lastCompaction = clock.now();
-        const deleted = await registry.compactHistory();
-        if (deleted > 0) logger.info({ deleted }, 'compacted the transition log');
-      })
-      .catch((error: unknown) => {
-        logger.error({ err: error }, 'liveness sweep, flush or compaction failed');
-      })
-      .finally(() => {
-        sweeping = false;
-      });
-  }, sweepEvery);
-  sweeper.unref();
 
   logger.info(
     {
@@ -240,15 +228,13 @@ export async function startVigil(
   return {
     port: server.port,
     metricsPort: metricsServer?.port,
-    registry,
+    useCases,
     databaseFile,
     async stop(graceMs = 4_000) {
-      clearInterval(sweeper);
       await server.shutdown(graceMs);
-      await registry.flushLiveness().catch((error: unknown) => {
-        logger.warn({ err: error }, 'could not record last-seen times');
-      });
-      await registry.flushTokenUsage().catch((error: unknown) => {
+      // Writes the unflushed last-seen times (failures are logged through onError).
+      await useCases.liveness.stop();
+      await useCases.tokens.flushUsage().catch((error: unknown) => {
         logger.warn({ err: error }, 'could not record token use');
       });
       await metricsServer?.close();

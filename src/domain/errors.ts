@@ -58,3 +58,17 @@ export class VigilError extends Error {
 export function fieldInvalid(field: string, message: string): VigilError {
   return new VigilError('FIELD_INVALID', `${field}: ${message}`, { field });
 }
+
+/** WORKSPACE_NOT_FOUND for one workspace, named in ErrorInfo metadata. */
+export function workspaceNotFound(workspaceId: string): VigilError {
+  return new VigilError('WORKSPACE_NOT_FOUND', `workspace ${workspaceId} does not exist`, {
+    workspaceId,
+  });
+}
+
+/** WORKSPACE_REMOVED for one workspace, named in ErrorInfo metadata. */
+export function workspaceRemoved(workspaceId: string): VigilError {
+  return new VigilError('WORKSPACE_REMOVED', `workspace ${workspaceId} was deleted`, {
+    workspaceId,
+  });
+}

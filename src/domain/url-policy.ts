@@ -12,10 +12,14 @@ import { VigilError } from './errors.js';
 export type UrlPolicyName = 'local' | 'private' | 'public';
 export const URL_POLICIES: readonly UrlPolicyName[] = ['local', 'private', 'public'];
 
-/** Resolves a host name to its addresses; rejects when it does not resolve. */
-export type HostResolver = (host: string) => Promise<readonly string[]>;
+/**
+ * Resolves a host name to its addresses; rejects when it does not resolve,
+ * or when `signal` aborts (the caller went away).
+ */
+export type HostResolver = (host: string, signal?: AbortSignal) => Promise<readonly string[]>;
 
-export const MAX_URL_LENGTH = 2048;
+/** Longest URL accepted anywhere (Register, whatever the delivery mode), in UTF-8 bytes. */
+export const MAX_URL_BYTES = 2048;
 
 /** Never allowed, whatever the policy: link-local and metadata, unspecified, multicast, broadcast, documentation ranges. */
 const alwaysBlocked = new BlockList();
@@ -116,12 +120,10 @@ export async function validateUrl(
   url: string,
   policy: UrlPolicyName,
   resolve: HostResolver,
+  signal?: AbortSignal,
 ): Promise<void> {
-  if (url.length > MAX_URL_LENGTH) {
-    throw new VigilError(
-      'URL_VALIDATE_FAILED',
-      `the URL is longer than ${MAX_URL_LENGTH} characters`,
-    );
+  if (Buffer.byteLength(url, 'utf8') > MAX_URL_BYTES) {
+    throw new VigilError('URL_VALIDATE_FAILED', `the URL is longer than ${MAX_URL_BYTES} bytes`);
   }
   let parsed: URL;
   try {
@@ -145,8 +147,10 @@ export async function validateUrl(
     addresses = [host];
   } else {
     try {
-      addresses = await resolve(host);
+      addresses = await resolve(host, signal);
     } catch {
+      // A caller that went away gets no answer, and must not stamp the marker either.
+      signal?.throwIfAborted();
       addresses = [];
     }
     if (addresses.length === 0) {

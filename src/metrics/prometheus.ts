@@ -2,7 +2,7 @@ import { createServer, type Server } from 'node:http';
 import { status } from '@grpc/grpc-js';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import { WORKSPACE_STATUSES, type Transition, type WorkspaceStatus } from '../domain/model.js';
-import type { HeartbeatStats } from '../domain/registry.js';
+import type { HeartbeatStats } from '../domain/runtime-use-cases.js';
 import type { CallObserver } from '../transport/observer.js';
 
 /**
@@ -40,7 +40,7 @@ export function createMetrics(sources: MetricsSources): Metrics {
   });
   const latency = new Histogram({
     name: 'vigil_rpc_duration_seconds',
-    help: 'Unary RPC latency by method.',
+    help: 'RPC duration by method: unary calls until their answer, streams from open to end.',
     labelNames: ['method'] as const,
     buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
     registers: [registry],
@@ -132,6 +132,7 @@ export function createMetrics(sources: MetricsSources): Metrics {
     callFinished(method, code, seconds) {
       requests.inc({ method, code: status[code] });
       latency.observe({ method }, seconds);
+      if (method === 'WatchStatus') watchClosed.inc({ code: status[code] });
     },
     heartbeatReceived() {
       heartbeats.inc();
@@ -143,10 +144,8 @@ export function createMetrics(sources: MetricsSources): Metrics {
         delivered(seq) {
           watcher.delivered = seq;
         },
-        closed(code) {
+        closed() {
           watchers.delete(watcher);
-          watchClosed.inc({ code: status[code] });
-          requests.inc({ method: 'WatchStatus', code: status[code] });
         },
       };
     },

@@ -1,5 +1,5 @@
 import type { Database, RunResult } from 'better-sqlite3';
-import { VigilError } from '../domain/errors.js';
+import { VigilError, workspaceNotFound, workspaceRemoved } from '../domain/errors.js';
 import { WORKSPACE_STATUSES } from '../domain/model.js';
 import type {
   AgentCard,
@@ -110,12 +110,10 @@ export function createSqliteStore(db: Database, options: SqliteStoreOptions = {}
   /** Throws WORKSPACE_NOT_FOUND or WORKSPACE_REMOVED unless `row` is a live workspace. */
   function live<R extends { status: WorkspaceStatus }>(id: string, row: R | undefined): R {
     if (!row) {
-      throw new VigilError('WORKSPACE_NOT_FOUND', `workspace ${id} does not exist`, {
-        workspaceId: id,
-      });
+      throw workspaceNotFound(id);
     }
     if (row.status === 'REMOVED') {
-      throw new VigilError('WORKSPACE_REMOVED', `workspace ${id} was deleted`, { workspaceId: id });
+      throw workspaceRemoved(id);
     }
     return row;
   }
@@ -233,9 +231,7 @@ export function createSqliteStore(db: Database, options: SqliteStoreOptions = {}
   const deleteTx = db.transaction((id: string, now: number, decide: Decide): Applied => {
     const row = stmt.selectWorkspace.get(id);
     if (!row) {
-      throw new VigilError('WORKSPACE_NOT_FOUND', `workspace ${id} does not exist`, {
-        workspaceId: id,
-      });
+      throw workspaceNotFound(id);
     }
     return decideAndApply(id, decide, now, '');
   });
@@ -250,9 +246,7 @@ export function createSqliteStore(db: Database, options: SqliteStoreOptions = {}
 
   const revokeTokensTx = db.transaction((id: string, now: number): number => {
     if (!stmt.selectWorkspace.get(id)) {
-      throw new VigilError('WORKSPACE_NOT_FOUND', `workspace ${id} does not exist`, {
-        workspaceId: id,
-      });
+      throw workspaceNotFound(id);
     }
     return stmt.expireTokens.run({ id, at: now }).changes;
   });

@@ -1,22 +1,21 @@
-import { once } from 'node:events';
-import { status, type ServerWritableStream } from '@grpc/grpc-js';
 import type { ControlAuth, ControlPrincipal, ControlScope } from '../domain/control-auth.js';
-import type { Registry } from '../domain/registry.js';
+import type { WorkspaceAdmin } from '../domain/workspace-admin.js';
+import type { WorkspaceTokens } from '../domain/workspace-tokens.js';
 import type {
   ControlServiceServer,
   WatchStatusRequest,
   WatchStatusResponse,
 } from '../../gen/vigil/v1/control_service.js';
 import { openWatch, type WatchDeps } from '../watch/watch-session.js';
-import { bearerToken, logFailure, unary, type CallContext } from './call-helpers.js';
+import { handleServerStream, handleUnary, type AdapterDeps, type CallContext } from './adapters.js';
 import { statusFromProto, transitionToProto, workspaceToProto } from './convert.js';
 import { VigilError } from '../domain/errors.js';
-import { shuttingDown, toCallError } from './errors.js';
-import { isMalformed, wellFormed } from './malformed.js';
 import { encodeWatchEvent } from './watch-encoding.js';
 
-export interface ControlServiceDeps extends CallContext {
-  readonly registry: Registry;
+export interface ControlServiceDeps extends AdapterDeps {
+  readonly admin: WorkspaceAdmin;
+  /** For the token admin actions (rotation, revocation). */
+  readonly tokens: Pick<WorkspaceTokens, 'rotate' | 'revoke'>;
   readonly controlAuth: ControlAuth;
   readonly watch: WatchDeps;
   /** Open WatchStatus streams allowed per control token; 0 means no limit. */
@@ -25,14 +24,16 @@ export interface ControlServiceDeps extends CallContext {
 
 /** vigil.v1.ControlService: authenticated by control token. */
 export function createControlService(deps: ControlServiceDeps): ControlServiceServer {
-  const { registry, controlAuth, logger } = deps;
-  const authorized =
-    <Req, Res>(
-      scope: ControlScope,
-      handle: (request: Req, caller: ControlPrincipal) => Promise<Res>,
-    ) =>
-    (request: Req, token: string | undefined): Promise<Res> =>
-      handle(request, controlAuth(token, scope));
+  const { admin, tokens, controlAuth, logger } = deps;
+  /** A unary handler that runs only for a control token with `scope`. */
+  const authorized = <Req, Res>(
+    method: string,
+    scope: ControlScope,
+    handle: (request: Req, caller: ControlPrincipal) => Promise<Res>,
+  ) =>
+    handleUnary(deps, method, (request: Req, context: CallContext) =>
+      handle(request, controlAuth(context.token, scope)),
+    );
   const watchQuota = createStreamQuota(deps.maxWatchStreamsPerToken);
   /** One audit line per control action: who (the token's name, never the token) did what. */
   const audit = (caller: ControlPrincipal, action: string, workspaceId: string) => {
@@ -40,114 +41,78 @@ export function createControlService(deps: ControlServiceDeps): ControlServiceSe
   };
 
   return {
-    createWorkspace: unary(
+    createWorkspace: authorized('CreateWorkspace', 'admin', async (request, caller) => {
+      const created = await admin.create(request.workspaceId, request.name);
+      audit(caller, 'workspace.create', created.workspace.id);
+      return {
+        workspace: workspaceToProto(created.workspace),
+        workspaceToken: created.workspaceToken,
+      };
+    }),
+    getWorkspace: authorized('GetWorkspace', 'read', async (request) => ({
+      workspace: workspaceToProto(await admin.get(request.workspaceId)),
+    })),
+    listWorkspaces: authorized('ListWorkspaces', 'read', async (request) => {
+      const statuses = request.statuses.map((s) => statusFromProto(s, 'statuses'));
+      const page = await admin.list(request.pageSize, request.pageToken, statuses);
+      return { workspaces: page.items.map(workspaceToProto), nextPageToken: page.nextPageToken };
+    }),
+    deleteWorkspace: authorized('DeleteWorkspace', 'admin', async (request, caller) => {
+      const workspace = await admin.delete(request.workspaceId);
+      audit(caller, 'workspace.delete', workspace.id);
+      return { workspace: workspaceToProto(workspace) };
+    }),
+    rotateWorkspaceToken: authorized('RotateWorkspaceToken', 'admin', async (request, caller) => {
+      const rotated = await tokens.rotate(request.workspaceId, request.revokePrevious);
+      audit(caller, 'workspace.rotate_token', request.workspaceId);
+      return {
+        workspaceToken: rotated.workspaceToken,
+        previousTokensExpireAt: new Date(rotated.previousExpireAt),
+      };
+    }),
+    revokeWorkspaceTokens: authorized('RevokeWorkspaceTokens', 'admin', async (request, caller) => {
+      const revokedCount = await tokens.revoke(request.workspaceId);
+      audit(caller, 'workspace.revoke_tokens', request.workspaceId);
+      return { revokedCount };
+    }),
+    listTransitions: authorized('ListTransitions', 'read', async (request) => {
+      const page = await admin.listTransitions(
+        request.workspaceId,
+        request.pageSize,
+        request.pageToken,
+      );
+      return {
+        transitions: page.items.map(transitionToProto),
+        nextPageToken: page.nextPageToken,
+      };
+    }),
+    watchStatus: handleServerStream(
       deps,
-      'CreateWorkspace',
-      authorized('admin', async (request, caller) => {
-        const created = await registry.createWorkspace(request.workspaceId, request.name);
-        audit(caller, 'workspace.create', created.workspace.id);
-        return {
-          workspace: workspaceToProto(created.workspace),
-          workspaceToken: created.workspaceToken,
-        };
-      }),
+      'WatchStatus',
+      (context) => controlAuth(context.token, 'read'),
+      (request: WatchStatusRequest, context, caller): AsyncIterable<WatchStatusResponse | Buffer> =>
+        watchStatus(request, context, caller, deps, watchQuota),
     ),
-    getWorkspace: unary(
-      deps,
-      'GetWorkspace',
-      authorized('read', async (request) => ({
-        workspace: workspaceToProto(await registry.getWorkspace(request.workspaceId)),
-      })),
-    ),
-    listWorkspaces: unary(
-      deps,
-      'ListWorkspaces',
-      authorized('read', async (request) => {
-        const statuses = request.statuses.map((s) => statusFromProto(s, 'statuses'));
-        const page = await registry.listWorkspaces(request.pageSize, request.pageToken, statuses);
-        return { workspaces: page.items.map(workspaceToProto), nextPageToken: page.nextPageToken };
-      }),
-    ),
-    deleteWorkspace: unary(
-      deps,
-      'DeleteWorkspace',
-      authorized('admin', async (request, caller) => {
-        const workspace = await registry.deleteWorkspace(request.workspaceId);
-        audit(caller, 'workspace.delete', workspace.id);
-        return { workspace: workspaceToProto(workspace) };
-      }),
-    ),
-    rotateWorkspaceToken: unary(
-      deps,
-      'RotateWorkspaceToken',
-      authorized('admin', async (request, caller) => {
-        const rotated = await registry.rotateWorkspaceToken(
-          request.workspaceId,
-          request.revokePrevious,
-        );
-        audit(caller, 'workspace.rotate_token', request.workspaceId);
-        return {
-          workspaceToken: rotated.workspaceToken,
-          previousTokensExpireAt: new Date(rotated.previousExpireAt),
-        };
-      }),
-    ),
-    revokeWorkspaceTokens: unary(
-      deps,
-      'RevokeWorkspaceTokens',
-      authorized('admin', async (request, caller) => {
-        const revokedCount = await registry.revokeWorkspaceTokens(request.workspaceId);
-        audit(caller, 'workspace.revoke_tokens', request.workspaceId);
-        return { revokedCount };
-      }),
-    ),
-    listTransitions: unary(
-      deps,
-      'ListTransitions',
-      authorized('read', async (request) => {
-        const page = await registry.listTransitions(
-          request.workspaceId,
-          request.pageSize,
-          request.pageToken,
-        );
-        return {
-          transitions: page.items.map(transitionToProto),
-          nextPageToken: page.nextPageToken,
-        };
-      }),
-    ),
-    watchStatus: (call) => {
-      void serveWatch(call, deps, watchQuota);
-    },
   };
 }
 
 /**
- * Serves one WatchStatus stream. Pulls the next event only once the previous
- * one is flushed (honouring grpc-js backpressure), stops on client
- * cancellation, and ends with UNAVAILABLE when the server shuts down.
+ * One WatchStatus stream, once its control token (scope read) has been
+ * checked: the per-token stream cap, then the watch session's
+ * events are yielded as pre-encoded bytes. The lag tracker follows the
+ * stream until it ends.
  */
-async function serveWatch(
-  call: ServerWritableStream<WatchStatusRequest, WatchStatusResponse>,
+async function* watchStatus(
+  request: WatchStatusRequest,
+  context: CallContext,
+  caller: ControlPrincipal,
   deps: ControlServiceDeps,
   quota: StreamQuota,
-): Promise<void> {
-  // One signal per stream, aborted by cancellation or by shutdown (an O(1) hook, not a listener on a shared signal).
-  const stop = new AbortController();
-  const onCancel = () => {
-    stop.abort();
-  };
-  call.on('cancelled', onCancel);
-  const removeShutdownHook = deps.shutdown.onShutdown(() => {
-    stop.abort();
-  });
-  const tracker = deps.observer.watchOpened(isMalformed(call.request) ? 0 : call.request.afterSeq);
-  const { signal } = stop;
+): AsyncGenerator<Buffer, void, undefined> {
+  const tracker = deps.observer.watchOpened(request.afterSeq);
   let release = (): void => undefined;
   try {
-    const caller = deps.controlAuth(bearerToken(call.metadata), 'read');
     release = quota.acquire(caller.name);
-    const request = wellFormed(call.request);
     const events = await openWatch(
       deps.watch,
       {
@@ -155,40 +120,20 @@ async function serveWatch(
         afterSeq: request.afterSeq,
         includeSnapshot: request.includeSnapshot,
       },
-      signal,
+      context.signal,
       (seq) => {
         tracker.delivered(seq);
       },
     );
     for await (const event of events) {
       // Pre-encoded bytes: the service definition's serializer lets them through.
-      if (!call.write(encodeWatchEvent(event) as unknown as WatchStatusResponse)) {
-        await once(call, 'drain', { signal });
-      }
+      yield encodeWatchEvent(event);
       if (event.type === 'transition') tracker.delivered(event.transition.seq);
       else if (event.type !== 'snapshot') tracker.delivered(event.seq);
     }
-    // The events only stop when the signal aborts.
-    throw shuttingDown();
-  } catch (error) {
-    if (call.cancelled) {
-      tracker.closed(status.CANCELLED);
-      return;
-    }
-    const callError = toCallError(
-      deps.shutdown.started ? shuttingDown() : error,
-      deps.logger,
-      'WatchStatus',
-    );
-    tracker.closed(callError.code);
-    if (!deps.shutdown.started) {
-      logFailure(deps.logger, 'WatchStatus', callError.code, callError.reason, call.getPeer());
-    }
-    call.emit('error', callError);
   } finally {
     release();
-    removeShutdownHook();
-    call.off('cancelled', onCancel);
+    tracker.closed();
   }
 }
 

@@ -4,7 +4,7 @@ import { WORKSPACE_STATUSES } from '../domain/model.js';
 import type { Duration } from '../../gen/google/protobuf/duration.js';
 import type { WatchStatusResponse } from '../../gen/vigil/v1/control_service.js';
 import type { HeartbeatRequest, HeartbeatResponse } from '../../gen/vigil/v1/runtime_service.js';
-import type { HeartbeatCommand } from '../domain/registry.js';
+import type { HeartbeatCommand } from '../domain/runtime-use-cases.js';
 import {
   DeliveryMode,
   RuntimeState,

@@ -5,7 +5,7 @@ import type { status } from '@grpc/grpc-js';
  * the metrics library; the wiring plugs one in.
  */
 export interface CallObserver {
-  /** A unary call finished with `code` after `seconds`. */
+  /** A call finished with `code` after `seconds` (streams: from open to end). */
   callFinished(method: string, code: status, seconds: number): void;
   /** A heartbeat arrived (valid or not). */
   heartbeatReceived(): void;
@@ -16,6 +16,6 @@ export interface CallObserver {
 export interface WatchTracker {
   /** The stream has sent (or, filtered, passed over) everything up to `seq`. */
   delivered(seq: number): void;
-  /** The stream ended with `code`. */
-  closed(code: status): void;
+  /** The stream ended (its code is reported through `callFinished`). */
+  closed(): void;
 }

@@ -1,7 +1,13 @@
-import type { Registry } from '../domain/registry.js';
-import type { RuntimeServiceServer } from '../../gen/vigil/v1/runtime_service.js';
-import { serveHeartbeatStream } from './heartbeat-stream.js';
-import { unary, type CallContext } from './call-helpers.js';
+import { status } from '@grpc/grpc-js';
+import { fieldInvalid } from '../domain/errors.js';
+import type { RuntimeUseCases } from '../domain/runtime-use-cases.js';
+import type { WorkspaceSession, WorkspaceTokens } from '../domain/workspace-tokens.js';
+import type {
+  HeartbeatStreamRequest,
+  HeartbeatStreamResponse,
+  RuntimeServiceServer,
+} from '../../gen/vigil/v1/runtime_service.js';
+import { handlePipelinedBidi, handleUnary, type AdapterDeps } from './adapters.js';
 import {
   deliveryModeFromProto,
   durationToProto,
@@ -9,32 +15,84 @@ import {
   heartbeatResponse,
   workspaceToProto,
 } from './convert.js';
+import { isMalformed } from './malformed.js';
 
-/** vigil.v1.RuntimeService: authenticated by workspace token, delegated to the registry. */
-export function createRuntimeService(
-  registry: Registry,
-  context: CallContext,
-): RuntimeServiceServer {
+export interface RuntimeServiceDeps extends AdapterDeps {
+  readonly runtime: RuntimeUseCases;
+  /** HeartbeatStream resolves its token once, at open. */
+  readonly tokens: Pick<WorkspaceTokens, 'openSession'>;
+}
+
+/** Past this many unanswered heartbeats a stream stops reading until the client catches up. */
+const MAX_IN_FLIGHT = 512;
+
+/** vigil.v1.RuntimeService: authenticated by workspace token, delegated to the runtime use-cases. */
+export function createRuntimeService(deps: RuntimeServiceDeps): RuntimeServiceServer {
+  const { runtime, tokens, observer } = deps;
   return {
-    register: unary(context, 'Register', async (request, token) => {
-      const result = await registry.register(token, {
-        workspaceId: request.workspaceId,
-        url: request.url,
-        agentCard: request.agentCard,
-        deliveryMode: deliveryModeFromProto(request.deliveryMode),
-      });
+    register: handleUnary(deps, 'Register', async (request, context) => {
+      const result = await runtime.register(
+        context.token,
+        {
+          workspaceId: request.workspaceId,
+          url: request.url,
+          agentCard: request.agentCard,
+          deliveryMode: deliveryModeFromProto(request.deliveryMode),
+        },
+        context.signal,
+      );
       return {
         workspace: workspaceToProto(result.workspace),
         heartbeatInterval: durationToProto(result.heartbeatIntervalMs),
       };
     }),
-    heartbeat: unary(context, 'Heartbeat', async (request, token) => {
-      context.observer.heartbeatReceived();
-      const result = await registry.heartbeat(token, heartbeatCommand(request));
-      return heartbeatResponse(result);
+    heartbeat: handleUnary(deps, 'Heartbeat', async (request, context) => {
+      observer.heartbeatReceived();
+      return heartbeatResponse(await runtime.heartbeat(context.token, heartbeatCommand(request)));
     }),
-    heartbeatStream: (call) => {
-      serveHeartbeatStream(call, registry, context);
-    },
+    /**
+     * The token is resolved (hashed and looked up) once, at open, so a bad one
+     * ends the stream at once; then every request is applied like a unary
+     * Heartbeat through that session, which re-checks without hashing that no
+     * revocation or rotation happened since. A rejected heartbeat gets an
+     * in-band `error` answer and writes nothing; the stream stays open, unless
+     * the token stopped being valid (UNAUTHENTICATED ends it).
+     */
+    heartbeatStream: handlePipelinedBidi<
+      HeartbeatStreamRequest,
+      HeartbeatStreamResponse,
+      WorkspaceSession
+    >(deps, 'HeartbeatStream', {
+      maxInFlight: MAX_IN_FLIGHT,
+      open: (context) => tokens.openSession(context.token),
+      async message(session, request) {
+        observer.heartbeatReceived();
+        const { heartbeat } = request;
+        if (!heartbeat) throw fieldInvalid('heartbeat', 'is required');
+        const result = await runtime.heartbeat(session, heartbeatCommand(heartbeat));
+        return {
+          requestId: request.requestId,
+          result: { $case: 'heartbeat', value: heartbeatResponse(result) },
+        };
+      },
+      refuse(known, request) {
+        // Counted like any other heartbeat, even though it never reached `message`.
+        if (isMalformed(request)) observer.heartbeatReceived();
+        if (known.codeName === 'UNAUTHENTICATED') return undefined;
+        return {
+          // An undecodable message has no request id to echo: it is answered as 0.
+          requestId: isMalformed(request) ? 0 : request.requestId,
+          result: {
+            $case: 'error',
+            value: {
+              code: status[known.codeName],
+              message: known.message,
+              reason: known.reason,
+              metadata: { ...known.metadata },
+            },
+          },
+        };
+      },
+    }),
   };
 }

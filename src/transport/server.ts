@@ -2,7 +2,7 @@ import { Server, ServerCredentials } from '@grpc/grpc-js';
 import { HealthImplementation } from 'grpc-health-check';
 import type { Logger } from 'pino';
 import type { ControlAuth } from '../domain/control-auth.js';
-import type { Registry } from '../domain/registry.js';
+import type { UseCases } from '../domain/use-cases.js';
 import type { WatchDeps } from '../watch/watch-session.js';
 import { createControlService } from './control-service.js';
 import { addReflection } from './reflection.js';
@@ -14,7 +14,7 @@ import { createShutdown } from './shutdown.js';
 import { controlServiceDefinition } from './watch-encoding.js';
 
 export interface GrpcServerOptions {
-  readonly registry: Registry;
+  readonly useCases: UseCases;
   readonly controlAuth: ControlAuth;
   readonly watch: WatchDeps;
   readonly logger: Logger;
@@ -62,7 +62,9 @@ export async function startGrpcServer(options: GrpcServerOptions): Promise<GrpcS
   addReflection(server);
   server.addService(
     tolerant(runtimeServiceDefinition, options.maxMessageBytes),
-    createRuntimeService(options.registry, {
+    createRuntimeService({
+      runtime: options.useCases.runtime,
+      tokens: options.useCases.tokens,
       logger: options.logger,
       observer: options.observer,
       shutdown,
@@ -71,7 +73,8 @@ export async function startGrpcServer(options: GrpcServerOptions): Promise<GrpcS
   server.addService(
     tolerant(controlServiceDefinition, options.maxMessageBytes),
     createControlService({
-      registry: options.registry,
+      admin: options.useCases.admin,
+      tokens: options.useCases.tokens,
       controlAuth: options.controlAuth,
       watch: options.watch,
       maxWatchStreamsPerToken: options.maxWatchStreamsPerToken,

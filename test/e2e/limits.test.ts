@@ -47,7 +47,7 @@ describe('limits', () => {
       const otherRuntime = createRuntimeClient({ server, token: other });
       try {
         for (let i = 0; i < 3; i += 1) await runtime.heartbeat({ workspaceId: 'ws-r' });
-        const before = await h.vigil.registry.getWorkspace('ws-r');
+        const before = await h.vigil.useCases.admin.get('ws-r');
         h.clock.advance(1);
         let limited: VigilClientError | undefined;
         try {
@@ -60,7 +60,7 @@ describe('limits', () => {
         expect(limited?.retryAfterMs).to.be.within(400, 500);
         expect(limited?.metadata['retryAfterMs']).to.equal(String(limited?.retryAfterMs));
         // Nothing written, and other workspaces are unaffected.
-        expect(await h.vigil.registry.getWorkspace('ws-r')).to.deep.equal(before);
+        expect(await h.vigil.useCases.admin.get('ws-r')).to.deep.equal(before);
         await otherRuntime.heartbeat({ workspaceId: 'ws-other' });
 
         h.clock.advance(limited?.retryAfterMs ?? 0);

@@ -7,7 +7,7 @@ import type {
   HeartbeatStreamResponse,
 } from '../../gen/vigil/v1/runtime_service.js';
 import { RuntimeState, WorkspaceStatus } from '../../gen/vigil/v1/workspace.js';
-import { LIVENESS_FLUSH_MS } from '../../src/domain/registry.js';
+import { LIVENESS_FLUSH_MS } from '../../src/domain/liveness.js';
 import {
   captureState,
   expectUnchanged,
@@ -141,9 +141,9 @@ describe('liveness in memory', () => {
       expect(read.currentTask).to.equal('indexing');
 
       // Not yet due: a flush now writes nothing.
-      expect(await h.vigil.registry.flushLiveness(false)).to.equal(0);
+      expect(await h.vigil.useCases.liveness.flush(false)).to.equal(0);
       h.clock.advance(LIVENESS_FLUSH_MS);
-      expect(await h.vigil.registry.flushLiveness(false)).to.equal(1);
+      expect(await h.vigil.useCases.liveness.flush(false)).to.equal(1);
       const row = storedRow(h, 'ws-1');
       expect(row['last_heartbeat_at']).to.equal(beatAt);
       expect(row['active_tasks']).to.equal(7);

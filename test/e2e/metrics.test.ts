@@ -146,7 +146,7 @@ describe('metrics', () => {
 
         // Transitions the liveness sweep commits are counted too.
         harness.clock.advance(11 * 60_000);
-        await harness.vigil.registry.sweep();
+        await harness.vigil.useCases.liveness.sweep();
         m = await scrape(url);
         expect(workspaces(m, 'ONLINE'), 'ONLINE after the sweep').to.equal(0);
         expect(workspaces(m, 'DEGRADED'), 'DEGRADED after the sweep').to.equal(0);

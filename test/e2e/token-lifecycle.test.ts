@@ -126,7 +126,7 @@ describe('token lifecycle and scopes', () => {
       ).workspace;
       h.clock.advance(5_000);
       await heartbeat(token);
-      await h.vigil.registry.flushTokenUsage();
+      await h.vigil.useCases.tokens.flushUsage();
       const after = (
         await call(control, control.getWorkspace, { workspaceId: 'ws-t' }, CONTROL_TOKEN)
       ).workspace;

@@ -5,7 +5,7 @@ import { DEFAULT_TIMINGS } from '../../src/domain/config.js';
 import { cardFromValue } from '../../src/domain/agent-card.js';
 import type { HeartbeatReport } from '../../src/domain/model.js';
 import type { RegistryStore } from '../../src/domain/registry-store.js';
-import { createRegistry, type Registry } from '../../src/domain/registry.js';
+import { createUseCases, type UseCases } from '../../src/domain/use-cases.js';
 import { VigilError } from '../../src/domain/errors.js';
 import { openDatabase } from '../../src/storage/database.js';
 import { createSqliteStore } from '../../src/storage/sqlite-store.js';
@@ -25,7 +25,7 @@ const HEALTHY: HeartbeatReport = {
 describe('heartbeat group commit in the store', () => {
   let dir: string;
   let store: RegistryStore;
-  let registry: Registry;
+  let useCases: UseCases;
   /** One entry per commit the store told its listeners of: the seqs it committed. */
   let commits: number[][];
   let listenerErrors: unknown[];
@@ -42,16 +42,17 @@ describe('heartbeat group commit in the store', () => {
       commits.push(commit.transitions.map((t) => t.seq));
     });
     const clock = createManualClock();
-    registry = createRegistry({
+    useCases = createUseCases({
       store,
       clock,
       timings: DEFAULT_TIMINGS,
       urlPolicy: 'local',
       resolveHost: fakeResolver,
       serverStartedAt: clock.now(),
+      sweepIntervalMs: 3_600_000,
     });
     for (let i = 0; i < 50; i += 1) {
-      tokens[`ws-${i}`] = (await registry.createWorkspace(`ws-${i}`, '')).workspaceToken;
+      tokens[`ws-${i}`] = (await useCases.admin.create(`ws-${i}`, '')).workspaceToken;
     }
     commits = [];
   });
@@ -62,7 +63,7 @@ describe('heartbeat group commit in the store', () => {
   });
 
   const beat = (id: string, report: Partial<HeartbeatReport> = {}, agentCard?: unknown) =>
-    registry.heartbeat(tokens[id], {
+    useCases.runtime.heartbeat(tokens[id], {
       workspaceId: id,
       agentCard: agentCard === undefined ? undefined : cardFromValue(agentCard),
       report: { ...HEALTHY, ...report },
@@ -99,7 +100,7 @@ describe('heartbeat group commit in the store', () => {
       // Later commits, in later turns, still go through and are still told.
       const later = await beat('ws-20', { runtimeState: 'WEDGED' });
       expect(later.status).to.equal('DEGRADED');
-      const deleted = await registry.deleteWorkspace('ws-21');
+      const deleted = await useCases.admin.delete('ws-21');
       expect(deleted.status).to.equal('REMOVED');
       expect(seen).to.have.length(12);
       expect(listenerErrors).to.have.length(3);
@@ -109,7 +110,7 @@ describe('heartbeat group commit in the store', () => {
   });
 
   it('isolates a failing heartbeat: it writes nothing, the others commit', async () => {
-    await registry.deleteWorkspace('ws-7');
+    await useCases.admin.delete('ws-7');
     commits = [];
     const outcomes = await Promise.allSettled(
       Array.from({ length: 10 }, (_, i) => beat(`ws-${i}`, { activeTasks: 3 }, card())),
@@ -171,17 +172,22 @@ describe('heartbeat group commit in the store', () => {
       applyHeartbeat: () => Promise.reject(new VigilError('STORE_UNAVAILABLE', 'disk full')),
     };
     const clock = createManualClock();
-    const broken = createRegistry({
+    const broken = createUseCases({
       store: failing,
       clock,
       timings: DEFAULT_TIMINGS,
       urlPolicy: 'local',
       resolveHost: fakeResolver,
       serverStartedAt: clock.now(),
+      sweepIntervalMs: 3_600_000,
     });
     const outcomes = await Promise.allSettled(
       ['ws-1', 'ws-2'].map((id) =>
-        broken.heartbeat(tokens[id], { workspaceId: id, agentCard: undefined, report: HEALTHY }),
+        broken.runtime.heartbeat(tokens[id], {
+          workspaceId: id,
+          agentCard: undefined,
+          report: HEALTHY,
+        }),
       ),
     );
     expect(

@@ -7,7 +7,7 @@ import { VigilError } from '../../src/domain/errors.js';
 import type { HeartbeatReport, Transition } from '../../src/domain/model.js';
 import { cardFromValue } from '../../src/domain/agent-card.js';
 import type { RegistryStore } from '../../src/domain/registry-store.js';
-import { createRegistry, type Registry } from '../../src/domain/registry.js';
+import { createUseCases, type UseCases } from '../../src/domain/use-cases.js';
 import { openDatabase } from '../../src/storage/database.js';
 import { SCHEMA_VERSION } from '../../src/storage/migrations.js';
 import { createSqliteStore } from '../../src/storage/sqlite-store.js';
@@ -28,7 +28,7 @@ interface Fixture {
   file: string;
   db: Database.Database;
   store: RegistryStore;
-  registry: Registry;
+  useCases: UseCases;
   clock: ManualClock;
   published: Transition[];
 }
@@ -38,17 +38,18 @@ async function open(file: string, clock: ManualClock): Promise<Fixture> {
   const store = createSqliteStore(db);
   const published: Transition[] = [];
   store.subscribe((commit) => published.push(...commit.transitions));
-  const registry = createRegistry({
+  const useCases = createUseCases({
     store,
     clock,
     timings: DEFAULT_TIMINGS,
     urlPolicy: 'local',
     resolveHost: fakeResolver,
     serverStartedAt: clock.now(),
+    sweepIntervalMs: 3_600_000,
   });
   // As the server does before serving: take over the liveness of every ONLINE/DEGRADED workspace.
-  await registry.start();
-  return { file, db, store, registry, clock, published };
+  await useCases.liveness.start();
+  return { file, db, store, useCases, clock, published };
 }
 
 /** Reads a workspace row straight from the file, bypassing the store. */
@@ -86,8 +87,8 @@ describe('registry on a real SQLite file', () => {
 
   /** Creates a workspace, registers it with a card, and returns its token. */
   async function onlineWorkspace(id = 'ws-1'): Promise<string> {
-    const { workspaceToken } = await f.registry.createWorkspace(id, '');
-    await f.registry.register(workspaceToken, {
+    const { workspaceToken } = await f.useCases.admin.create(id, '');
+    await f.useCases.runtime.register(workspaceToken, {
       workspaceId: id,
       url: 'http://127.0.0.1:8000',
       agentCard: card(),
@@ -98,7 +99,7 @@ describe('registry on a real SQLite file', () => {
 
   async function failRegister(token: string, id = 'ws-1'): Promise<void> {
     try {
-      await f.registry.register(token, {
+      await f.useCases.runtime.register(token, {
         workspaceId: id,
         url: 'http://212851b5693d:8000',
         agentCard: card(),
@@ -146,7 +147,7 @@ describe('registry on a real SQLite file', () => {
 
   describe('tokens', () => {
     it('stores only the SHA-256 of a workspace token', async () => {
-      const { workspaceToken } = await f.registry.createWorkspace('ws-1', '');
+      const { workspaceToken } = await f.useCases.admin.create('ws-1', '');
       const stored = f.db.prepare('SELECT token_hash FROM workspace_tokens').all() as {
         token_hash: Buffer;
       }[];
@@ -157,21 +158,22 @@ describe('registry on a real SQLite file', () => {
     });
 
     it('fails closed when the token store errors', async () => {
-      const { workspaceToken } = await f.registry.createWorkspace('ws-1', '');
+      const { workspaceToken } = await f.useCases.admin.create('ws-1', '');
       const failing: RegistryStore = {
         ...f.store,
         findToken: () => Promise.reject(new Error('disk on fire')),
       };
-      const registry = createRegistry({
+      const useCases = createUseCases({
         store: failing,
         clock: f.clock,
         timings: DEFAULT_TIMINGS,
         urlPolicy: 'local',
         resolveHost: fakeResolver,
         serverStartedAt: f.clock.now(),
+        sweepIntervalMs: 3_600_000,
       });
       try {
-        await registry.heartbeat(workspaceToken, {
+        await useCases.runtime.heartbeat(workspaceToken, {
           workspaceId: 'ws-1',
           agentCard: undefined,
           report: HEALTHY,
@@ -194,7 +196,7 @@ describe('registry on a real SQLite file', () => {
       expect(row(f.file, 'ws-1')['last_register_failure_at']).to.equal(f.clock.now());
 
       f.clock.advance(1_000);
-      const result = await f.registry.heartbeat(token, {
+      const result = await f.useCases.runtime.heartbeat(token, {
         workspaceId: 'ws-1',
         agentCard: cardFromValue(card()),
         report: HEALTHY,
@@ -222,15 +224,15 @@ describe('registry on a real SQLite file', () => {
     });
 
     it('backfills a card only when none is stored', async () => {
-      const { workspaceToken } = await f.registry.createWorkspace('ws-1', '');
-      const first = await f.registry.heartbeat(workspaceToken, {
+      const { workspaceToken } = await f.useCases.admin.create('ws-1', '');
+      const first = await f.useCases.runtime.heartbeat(workspaceToken, {
         workspaceId: 'ws-1',
         agentCard: cardFromValue(card('first')),
         report: HEALTHY,
       });
       expect(first.cardBackfillChanges).to.equal(1);
       expect(first.markerClearChanges).to.equal(0);
-      const second = await f.registry.heartbeat(workspaceToken, {
+      const second = await f.useCases.runtime.heartbeat(workspaceToken, {
         workspaceId: 'ws-1',
         agentCard: cardFromValue(card('second')),
         report: HEALTHY,
@@ -245,7 +247,11 @@ describe('registry on a real SQLite file', () => {
       const token = await onlineWorkspace();
       await failRegister(token);
       const beat = () =>
-        f.registry.heartbeat(token, { workspaceId: 'ws-1', agentCard: undefined, report: HEALTHY });
+        f.useCases.runtime.heartbeat(token, {
+          workspaceId: 'ws-1',
+          agentCard: undefined,
+          report: HEALTHY,
+        });
 
       f.clock.advance(DEFAULT_TIMINGS.registerFailureWindowMs - 1);
       const during = await beat();
@@ -285,9 +291,9 @@ describe('registry on a real SQLite file', () => {
     it('moves a silent ONLINE workspace OFFLINE only after offline_after', async () => {
       await onlineWorkspace();
       f.clock.advance(DEFAULT_TIMINGS.offlineAfterMs);
-      expect(await f.registry.sweep()).to.have.length(0);
+      expect(await f.useCases.liveness.sweep()).to.have.length(0);
       f.clock.advance(1);
-      const swept = await f.registry.sweep();
+      const swept = await f.useCases.liveness.sweep();
       expect(swept.map((t) => [t.workspaceId, t.toStatus, t.reason])).to.deep.equal([
         ['ws-1', 'OFFLINE', 'HEARTBEAT_TIMEOUT'],
       ]);
@@ -295,9 +301,9 @@ describe('registry on a real SQLite file', () => {
     });
 
     it('fails a workspace still PROVISIONING after the provision timeout', async () => {
-      await f.registry.createWorkspace('ws-1', '');
+      await f.useCases.admin.create('ws-1', '');
       f.clock.advance(DEFAULT_TIMINGS.provisionTimeoutMs + 1);
-      const swept = await f.registry.sweep();
+      const swept = await f.useCases.liveness.sweep();
       expect(swept.map((t) => [t.toStatus, t.reason])).to.deep.equal([
         ['FAILED', 'PROVISION_TIMEOUT'],
       ]);
@@ -309,38 +315,40 @@ describe('registry on a real SQLite file', () => {
       // The server was down for an hour; the workspace kept heartbeating somewhere we could not see.
       f.clock.advance(3_600_000);
       f = await open(f.file, f.clock);
-      expect(await f.registry.sweep()).to.have.length(0);
+      expect(await f.useCases.liveness.sweep()).to.have.length(0);
       f.clock.advance(DEFAULT_TIMINGS.offlineAfterMs);
-      expect(await f.registry.sweep()).to.have.length(0);
+      expect(await f.useCases.liveness.sweep()).to.have.length(0);
       f.clock.advance(1);
-      expect((await f.registry.sweep()).map((t) => t.toStatus)).to.deep.equal(['OFFLINE']);
+      expect((await f.useCases.liveness.sweep()).map((t) => t.toStatus)).to.deep.equal(['OFFLINE']);
     });
 
     it('decides from liveness in memory: heartbeats answered without a write keep a workspace ONLINE', async () => {
       const token = await onlineWorkspace();
       for (let i = 0; i < 10; i += 1) {
         f.clock.advance(DEFAULT_TIMINGS.offlineAfterMs / 2);
-        const beat = await f.registry.heartbeat(token, {
+        const beat = await f.useCases.runtime.heartbeat(token, {
           workspaceId: 'ws-1',
           agentCard: undefined,
           report: HEALTHY,
         });
         expect(beat.fromMemory).to.equal(true);
-        expect(await f.registry.sweep()).to.have.length(0);
+        expect(await f.useCases.liveness.sweep()).to.have.length(0);
       }
       // Five offline_afters of heartbeats, none of them in the file yet.
       expect(row(f.file, 'ws-1')['last_heartbeat_at']).to.equal(null);
       expect(row(f.file, 'ws-1')['status']).to.equal('ONLINE');
       f.clock.advance(DEFAULT_TIMINGS.offlineAfterMs);
-      expect(await f.registry.sweep()).to.have.length(0);
+      expect(await f.useCases.liveness.sweep()).to.have.length(0);
       f.clock.advance(1);
-      expect((await f.registry.sweep()).map((t) => t.reason)).to.deep.equal(['HEARTBEAT_TIMEOUT']);
+      expect((await f.useCases.liveness.sweep()).map((t) => t.reason)).to.deep.equal([
+        'HEARTBEAT_TIMEOUT',
+      ]);
     });
 
     it('after a restart, counts from the restart: unflushed last-seen times lost in a crash do no harm', async () => {
       const token = await onlineWorkspace();
       f.clock.advance(DEFAULT_TIMINGS.offlineAfterMs * 3);
-      await f.registry.heartbeat(token, {
+      await f.useCases.runtime.heartbeat(token, {
         workspaceId: 'ws-1',
         agentCard: undefined,
         report: HEALTHY,
@@ -351,16 +359,16 @@ describe('registry on a real SQLite file', () => {
       f = await open(f.file, f.clock);
       expect(row(f.file, 'ws-1')['last_heartbeat_at']).to.equal(null);
       f.clock.advance(DEFAULT_TIMINGS.offlineAfterMs);
-      expect(await f.registry.sweep()).to.have.length(0);
+      expect(await f.useCases.liveness.sweep()).to.have.length(0);
       f.clock.advance(1);
-      expect((await f.registry.sweep()).map((t) => t.toStatus)).to.deep.equal(['OFFLINE']);
+      expect((await f.useCases.liveness.sweep()).map((t) => t.toStatus)).to.deep.equal(['OFFLINE']);
     });
 
     it('sweeps more workspaces than one batch holds', async () => {
-      for (let i = 0; i < 1_203; i += 1) await f.registry.createWorkspace(`ws-${i}`, '');
+      for (let i = 0; i < 1_203; i += 1) await f.useCases.admin.create(`ws-${i}`, '');
       f.clock.advance(DEFAULT_TIMINGS.provisionTimeoutMs + 1);
-      expect(await f.registry.sweep()).to.have.length(1_203);
-      expect(await f.registry.sweep()).to.have.length(0);
+      expect(await f.useCases.liveness.sweep()).to.have.length(1_203);
+      expect(await f.useCases.liveness.sweep()).to.have.length(0);
     });
   });
 
@@ -379,12 +387,12 @@ describe('registry on a real SQLite file', () => {
     it('records every status change with its transition row', async () => {
       const token = await onlineWorkspace();
       await failRegister(token);
-      await f.registry.heartbeat(token, {
+      await f.useCases.runtime.heartbeat(token, {
         workspaceId: 'ws-1',
         agentCard: cardFromValue(card()),
         report: HEALTHY,
       });
-      await f.registry.deleteWorkspace('ws-1');
+      await f.useCases.admin.delete('ws-1');
       expect(
         transitionRows(f.file).map(
           (t) => `${String(t['from_status'])}>${String(t['to_status'])}:${String(t['reason'])}`,

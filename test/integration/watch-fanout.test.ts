@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { DEFAULT_TIMINGS } from '../../src/domain/config.js';
 import type { Transition } from '../../src/domain/model.js';
 import type { RegistryStore, TransitionsQuery } from '../../src/domain/registry-store.js';
-import { createRegistry, type Registry } from '../../src/domain/registry.js';
+import { createUseCases, type UseCases } from '../../src/domain/use-cases.js';
 import { openDatabase } from '../../src/storage/database.js';
 import { createSqliteStore } from '../../src/storage/sqlite-store.js';
 import { createTransitionHub, type TransitionHub } from '../../src/watch/transition-hub.js';
@@ -15,7 +15,7 @@ import { createManualClock, type ManualClock } from '../helpers/manual-clock.js'
 interface Fixture {
   store: RegistryStore;
   hub: TransitionHub;
-  registry: Registry;
+  useCases: UseCases;
   clock: ManualClock;
   /** Every readTransitions call the hub made to the store. */
   reads: TransitionsQuery[];
@@ -38,18 +38,19 @@ describe('watch fan-out', () => {
     };
     const hub = createTransitionHub({ store, initialHead: await store.headSeq(), tailCapacity });
     const clock = createManualClock();
-    const registry = createRegistry({
+    const useCases = createUseCases({
       store,
       clock,
       timings: DEFAULT_TIMINGS,
       urlPolicy: 'local',
       resolveHost: fakeResolver,
       serverStartedAt: clock.now(),
+      sweepIntervalMs: 3_600_000,
     });
     store.subscribe((commit) => {
       hub.publish(commit.transitions);
     });
-    return { store, hub, registry, clock, reads };
+    return { store, hub, useCases, clock, reads };
   }
 
   beforeEach(() => {
@@ -83,7 +84,7 @@ describe('watch fan-out', () => {
   }
 
   async function createMany(count: number, prefix = 'ws'): Promise<void> {
-    for (let i = 0; i < count; i += 1) await f.registry.createWorkspace(`${prefix}-${i}`, '');
+    for (let i = 0; i < count; i += 1) await f.useCases.admin.create(`${prefix}-${i}`, '');
   }
 
   describe('when many watchers follow the head', () => {
@@ -143,7 +144,7 @@ describe('watch fan-out', () => {
       await createMany(30, 'old');
       f.clock.advance(DEFAULT_TIMINGS.retentionMs + 1);
       await createMany(2, 'new');
-      expect(await f.registry.compactHistory()).to.equal(30);
+      expect(await f.useCases.liveness.compactHistory()).to.equal(30);
       expect(await f.store.compactedThrough()).to.equal(30);
 
       const resumed = await watch({ afterSeq: 5 });
@@ -156,7 +157,7 @@ describe('watch fan-out', () => {
       }
       expect(events.filter((e) => e.type === 'snapshot')).to.have.length(32);
       expect(events.at(-1)).to.deep.equal({ type: 'snapshotEnd', seq: 32, reset: true });
-      await f.registry.deleteWorkspace('new-1');
+      await f.useCases.admin.delete('new-1');
       expect((await take(resumed, 1))[0]).to.include({ seq: 33, toStatus: 'REMOVED' });
 
       // A cursor at the compaction point or later is not a gap.
@@ -168,8 +169,8 @@ describe('watch fan-out', () => {
       f = await setUp(10);
       await createMany(5);
       f.clock.advance(DEFAULT_TIMINGS.retentionMs + 1);
-      await f.registry.compactHistory();
-      await f.registry.createWorkspace('after', '');
+      await f.useCases.liveness.compactHistory();
+      await f.useCases.admin.create('after', '');
       expect(await f.store.headSeq()).to.equal(6);
     });
   });

@@ -1,0 +1,232 @@
+import { validateAgentCard, type CardInput } from './agent-card.js';
+import type { Clock } from './clock.js';
+import type { Timings } from './config.js';
+import { VigilError, fieldInvalid } from './errors.js';
+import type { Liveness } from './liveness.js';
+import type { DeliveryMode, HeartbeatReport, Workspace } from './model.js';
+import { createRateLimiter, type RateLimit } from './rate-limiter.js';
+import type { HeartbeatApplied, RegistryStore } from './registry-store.js';
+import { nextStatus, type StatusEvent } from './status-machine.js';
+import { MAX_URL_BYTES, validateUrl, type HostResolver, type UrlPolicyName } from './url-policy.js';
+import { MAX_CURRENT_TASK_BYTES, MAX_SAMPLE_ERROR_BYTES, checkMaxBytes } from './validation.js';
+import type { WorkspaceSession, WorkspaceTokens } from './workspace-tokens.js';
+
+export interface RegisterCommand {
+  readonly workspaceId: string;
+  readonly url: string;
+  readonly agentCard: unknown;
+  readonly deliveryMode: DeliveryMode;
+}
+
+export interface HeartbeatCommand {
+  readonly workspaceId: string;
+  /** `undefined` when the heartbeat carries no card. */
+  readonly agentCard: CardInput | undefined;
+  readonly report: HeartbeatReport;
+}
+
+/** What a heartbeat returns. */
+export interface HeartbeatResult extends HeartbeatApplied {
+  readonly heartbeatIntervalMs: number;
+  /** True when it was answered from memory (it changed no status, marker or card). */
+  readonly fromMemory: boolean;
+}
+
+/** Counters of the heartbeat path, read by metrics. */
+export interface HeartbeatStats {
+  /** Heartbeats answered from memory, with nothing written before the reply. */
+  readonly answeredFromMemory: number;
+  /** Heartbeats that went through a store transaction. */
+  readonly written: number;
+  /** Agent cards decoded and validated (a card equal to the last accepted one is not). */
+  readonly cardsValidated: number;
+}
+
+/** A caller of a runtime use-case: its bearer token, or a session opened with it. */
+export type RuntimeCaller = string | undefined | WorkspaceSession;
+
+/**
+ * The runtime use-cases, called by sidecars: Register and Heartbeat. Each
+ * authenticates first (nothing else happens for a bad token), then validates
+ * everything it received (nothing is written for bad input), then applies
+ * the status machine through the store.
+ */
+export interface RuntimeUseCases {
+  /**
+   * Stores URL and card, clears the marker, moves the workspace ONLINE, and
+   * returns it with the heartbeat hint. A URL that fails validation (after
+   * authentication) stamps the marker (ONLINE → DEGRADED) and throws
+   * URL_VALIDATE_FAILED; `signal` stops waiting on name resolution.
+   */
+  register(
+    caller: RuntimeCaller,
+    command: RegisterCommand,
+    signal?: AbortSignal,
+  ): Promise<{ readonly workspace: Workspace; readonly heartbeatIntervalMs: number }>;
+  /**
+   * Applies one heartbeat. One that changes no status, marker or card is
+   * answered from memory and writes nothing before its reply; anything else
+   * goes through the store's heartbeat transaction and is durable before the
+   * reply. A card equal to the last one accepted from the workspace is not
+   * decoded or validated again; an invalid card is refused with nothing
+   * written. Throws RATE_LIMITED past the per-workspace rate.
+   */
+  heartbeat(caller: RuntimeCaller, command: HeartbeatCommand): Promise<HeartbeatResult>;
+  /** Counters of the heartbeat path. */
+  heartbeatStats(): HeartbeatStats;
+}
+
+export interface RuntimeOptions {
+  readonly store: RegistryStore;
+  readonly tokens: WorkspaceTokens;
+  readonly liveness: Liveness;
+  readonly clock: Clock;
+  readonly timings: Timings;
+  readonly urlPolicy: UrlPolicyName;
+  readonly resolveHost: HostResolver;
+  /** Largest `sample_error` and `current_task` accepted, in bytes (defaults 4096 and 1024). */
+  readonly fieldLimits?:
+    { readonly sampleErrorBytes: number; readonly currentTaskBytes: number } | undefined;
+  /** Per-workspace heartbeat rate limit; none when unset. */
+  readonly heartbeatRateLimit?: RateLimit | undefined;
+  /** Source of randomness for the heartbeat hint jitter; Math.random by default. */
+  readonly random?: (() => number) | undefined;
+}
+
+export function createRuntimeUseCases(options: RuntimeOptions): RuntimeUseCases {
+  const { store, tokens, liveness, clock, timings } = options;
+  const random = options.random ?? Math.random;
+  const fieldLimits = options.fieldLimits ?? {
+    sampleErrorBytes: MAX_SAMPLE_ERROR_BYTES,
+    currentTaskBytes: MAX_CURRENT_TASK_BYTES,
+  };
+  const limiter = options.heartbeatRateLimit
+    ? createRateLimiter(options.heartbeatRateLimit, clock)
+    : undefined;
+  const stats = { answeredFromMemory: 0, written: 0, cardsValidated: 0 };
+
+  const decider = (event: StatusEvent, now: number) => (state: Parameters<typeof nextStatus>[0]) =>
+    nextStatus(state, event, now, timings);
+
+  /** The next-heartbeat hint: the interval jittered ±10% so a restarted fleet does not beat in lockstep. */
+  function heartbeatHintMs(): number {
+    return Math.round(timings.heartbeatIntervalMs * (0.9 + 0.2 * random()));
+  }
+
+  function validateReport(report: HeartbeatReport): void {
+    if (!Number.isFinite(report.errorRate) || report.errorRate < 0 || report.errorRate > 1) {
+      throw fieldInvalid('error_rate', 'must be a number from 0 to 1');
+    }
+    checkMaxBytes(report.sampleError, fieldLimits.sampleErrorBytes, 'sample_error');
+    checkMaxBytes(report.currentTask, fieldLimits.currentTaskBytes, 'current_task');
+    if (!Number.isSafeInteger(report.uptimeSeconds) || report.uptimeSeconds < 0) {
+      throw fieldInvalid('uptime_seconds', 'is out of range');
+    }
+  }
+
+  function validateCard(card: CardInput): string {
+    stats.cardsValidated += 1;
+    return validateAgentCard(card.decode());
+  }
+
+  async function register(caller: RuntimeCaller, command: RegisterCommand, signal?: AbortSignal) {
+    await tokens.authenticate(caller, command.workspaceId);
+    if (command.agentCard === undefined) {
+      throw new VigilError('AGENT_CARD_INVALID', 'agent_card is required');
+    }
+    const agentCard = validateAgentCard(command.agentCard);
+    if (command.deliveryMode === 'PUSH') {
+      if (command.url === '') throw fieldInvalid('url', 'is required for PUSH delivery');
+      try {
+        await validateUrl(command.url, options.urlPolicy, options.resolveHost, signal);
+      } catch (error) {
+        if (error instanceof VigilError && error.reason === 'URL_VALIDATE_FAILED') {
+          const now = clock.now();
+          await store.applyRegisterFailure(
+            { id: command.workspaceId, detail: error.message, now },
+            decider({ type: 'REGISTER_URL_FAILED' }, now),
+          );
+        }
+        throw error;
+      }
+    } else {
+      checkMaxBytes(command.url, MAX_URL_BYTES, 'url');
+    }
+    const now = clock.now();
+    const applied = await store.applyRegister(
+      {
+        id: command.workspaceId,
+        url: command.url,
+        deliveryMode: command.deliveryMode,
+        agentCard,
+        now,
+      },
+      decider({ type: 'REGISTER_OK' }, now),
+    );
+    return {
+      workspace: liveness.withLiveness(applied.workspace),
+      heartbeatIntervalMs: heartbeatHintMs(),
+    };
+  }
+
+  async function heartbeat(caller: RuntimeCaller, command: HeartbeatCommand) {
+    const { report, workspaceId: id } = command;
+    await tokens.authenticate(caller, id);
+    // After authentication, so nobody can spend another workspace's budget.
+    const waitMs = limiter?.take(id) ?? 0;
+    if (waitMs > 0) {
+      throw new VigilError(
+        'RATE_LIMITED',
+        `too many heartbeats for workspace ${id}; retry in ${waitMs} ms`,
+        { workspaceId: id, retryAfterMs: String(waitMs) },
+        { retryAfterMs: waitMs },
+      );
+    }
+    validateReport(report);
+    const card = command.agentCard;
+    const entry = liveness.entry(id);
+    // A card equal to the last one accepted from this workspace was valid then and is now.
+    const fingerprint = card?.fingerprint();
+    let serialized: string | undefined;
+    if (card && (fingerprint === undefined || entry?.cardFingerprint !== fingerprint)) {
+      serialized = validateCard(card);
+    }
+    const now = clock.now();
+    const event: StatusEvent = { type: 'HEARTBEAT', health: report };
+    if (
+      entry &&
+      (!card || (entry.hasCard && entry.lastRegisterFailureAt === undefined)) &&
+      nextStatus(entry, event, now, timings) === undefined
+    ) {
+      // Nothing durable would change: answer from memory.
+      liveness.beat(id, now, report);
+      if (fingerprint !== undefined) entry.cardFingerprint = fingerprint;
+      stats.answeredFromMemory += 1;
+      return {
+        status: entry.status,
+        transition: undefined,
+        cardBackfillChanges: 0,
+        markerClearChanges: 0,
+        heartbeatIntervalMs: heartbeatHintMs(),
+        fromMemory: true,
+      };
+    }
+    // Seen now, even while its write waits for the shared commit: the sweep must not time it out.
+    liveness.beat(id, now, report);
+    // The backfill statement needs the serialized card even when its bytes are unchanged.
+    if (card && serialized === undefined) serialized = validateCard(card);
+    stats.written += 1;
+    const applied = await store.applyHeartbeat(
+      { id, report, agentCard: serialized, now },
+      decider(event, now),
+    );
+    const after = liveness.entry(id);
+    if (after) {
+      if (fingerprint !== undefined) after.cardFingerprint = fingerprint;
+      liveness.beat(id, now, report);
+    }
+    return { ...applied, heartbeatIntervalMs: heartbeatHintMs(), fromMemory: false };
+  }
+
+  return { register, heartbeat, heartbeatStats: () => ({ ...stats }) };
+}

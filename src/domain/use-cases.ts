@@ -1,0 +1,73 @@
+import type { Clock } from './clock.js';
+import type { Timings } from './config.js';
+import { createLiveness, type Liveness } from './liveness.js';
+import type { RateLimit } from './rate-limiter.js';
+import type { RegistryStore } from './registry-store.js';
+import { createRuntimeUseCases, type RuntimeUseCases } from './runtime-use-cases.js';
+import type { HostResolver, UrlPolicyName } from './url-policy.js';
+import { createWorkspaceAdmin, type WorkspaceAdmin } from './workspace-admin.js';
+import { createWorkspaceTokens, type WorkspaceTokens } from './workspace-tokens.js';
+
+/**
+ * Vigil's capabilities over one store, each behind its own interface:
+ * transport services take only the ones they use.
+ */
+export interface UseCases {
+  readonly tokens: WorkspaceTokens;
+  readonly runtime: RuntimeUseCases;
+  readonly admin: WorkspaceAdmin;
+  readonly liveness: Liveness;
+}
+
+export interface UseCaseOptions {
+  readonly store: RegistryStore;
+  readonly clock: Clock;
+  readonly timings: Timings;
+  readonly urlPolicy: UrlPolicyName;
+  readonly resolveHost: HostResolver;
+  /** When this process started: it owns every workspace's liveness from then on. */
+  readonly serverStartedAt: number;
+  readonly fieldLimits?:
+    { readonly sampleErrorBytes: number; readonly currentTaskBytes: number } | undefined;
+  readonly heartbeatRateLimit?: RateLimit | undefined;
+  readonly random?: (() => number) | undefined;
+  /** How often the liveness sweep runs; derived from offline_after when unset. */
+  readonly sweepIntervalMs?: number | undefined;
+  /** Told when periodic work (sweep, flushes, compaction) failed; it is retried. */
+  readonly onError?: (error: unknown) => void;
+  /** Told when compaction dropped transitions. */
+  readonly onCompacted?: (deleted: number) => void;
+}
+
+export function createUseCases(options: UseCaseOptions): UseCases {
+  const { store, clock, timings } = options;
+  const tokens = createWorkspaceTokens({
+    store,
+    clock,
+    rotationOverlapMs: timings.tokenRotationOverlapMs,
+  });
+  const liveness = createLiveness({
+    store,
+    clock,
+    timings,
+    ownedSince: options.serverStartedAt,
+    sweepIntervalMs: options.sweepIntervalMs,
+    onTick: () => tokens.flushUsage(false),
+    ...(options.onError ? { onError: options.onError } : {}),
+    ...(options.onCompacted ? { onCompacted: options.onCompacted } : {}),
+  });
+  const runtime = createRuntimeUseCases({
+    store,
+    tokens,
+    liveness,
+    clock,
+    timings,
+    urlPolicy: options.urlPolicy,
+    resolveHost: options.resolveHost,
+    fieldLimits: options.fieldLimits,
+    heartbeatRateLimit: options.heartbeatRateLimit,
+    random: options.random,
+  });
+  const admin = createWorkspaceAdmin({ store, tokens, liveness, clock, timings });
+  return { tokens, runtime, admin, liveness };
+}

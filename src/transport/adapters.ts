@@ -1,0 +1,283 @@
+import { once } from 'node:events';
+import {
+  status,
+  type ServerDuplexStream,
+  type ServerUnaryCall,
+  type ServerWritableStream,
+  type sendUnaryData,
+} from '@grpc/grpc-js';
+import type { Logger } from 'pino';
+import type { VigilError } from '../domain/errors.js';
+import { bearerToken } from './call-helpers.js';
+import { shuttingDown, toCallError, toKnownError, type CallError } from './errors.js';
+import { wellFormed } from './malformed.js';
+import type { CallObserver } from './observer.js';
+import type { Shutdown } from './shutdown.js';
+
+/**
+ * One adapter per call shape (unary, server stream, bidi stream), after
+ * nice-grpc's `handle*Call`. Each one, and only it: builds the call context,
+ * refuses an undecodable or oversized request (the malformed marker), maps
+ * every failure to a status with ErrorInfo, logs a failed call on one line
+ * (never with metadata, so never with a token), and records the call once in
+ * metrics with its code and real duration. Handlers are plain functions and
+ * generators over domain calls.
+ */
+
+/** What a handler knows about its call. */
+export interface CallContext {
+  /** The bearer token, when the call carries one. */
+  readonly token: string | undefined;
+  /**
+   * Aborts when the client cancels (and, for streams, when the server shuts
+   * down): every wait of the handler should take it.
+   */
+  readonly signal: AbortSignal;
+  /** The peer's address, for logs. */
+  readonly peer: string;
+}
+
+/** What every adapter needs besides the handler. */
+export interface AdapterDeps {
+  readonly logger: Logger;
+  readonly observer: CallObserver;
+  /** Begins when the server shuts down: long-lived streams then end with UNAVAILABLE. */
+  readonly shutdown: Shutdown;
+}
+
+/** One log line per failed call: server faults at error level, caller mistakes at info. */
+function logFailure(logger: Logger, method: string, error: CallError, peer: string): void {
+  const entry = { method, code: status[error.code], reason: error.reason, peer };
+  if (error.code === status.INTERNAL || error.code === status.UNKNOWN) {
+    logger.error(entry, 'rpc failed');
+  } else if (error.code === status.UNAVAILABLE) logger.warn(entry, 'rpc failed');
+  else logger.info(entry, 'rpc failed');
+}
+
+function stopwatch(): () => number {
+  const started = process.hrtime.bigint();
+  return () => Number(process.hrtime.bigint() - started) / 1e9;
+}
+
+/** A call's cancellation as an AbortSignal, created only when a handler asks for it. */
+function lazySignal(call: { cancelled: boolean; once(event: 'cancelled', f: () => void): void }) {
+  let controller: AbortController | undefined;
+  return () => {
+    if (!controller) {
+      const created = new AbortController();
+      controller = created;
+      if (call.cancelled) created.abort();
+      else
+        call.once('cancelled', () => {
+          created.abort();
+        });
+    }
+    return controller.signal;
+  };
+}
+
+export function handleUnary<Req, Res>(
+  deps: AdapterDeps,
+  method: string,
+  handler: (request: Req, context: CallContext) => Promise<Res>,
+): (call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>) => void {
+  return (call, callback) => {
+    const seconds = stopwatch();
+    const signal = lazySignal(call);
+    const context: CallContext = {
+      token: bearerToken(call.metadata),
+      get signal() {
+        return signal();
+      },
+      peer: call.getPeer(),
+    };
+    // Through an async function so a synchronous throw becomes a rejection too.
+    (async () => handler(wellFormed(call.request), context))().then(
+      (response) => {
+        deps.observer.callFinished(method, status.OK, seconds());
+        callback(null, response);
+      },
+      (error: unknown) => {
+        if (call.cancelled) {
+          // Nobody is listening: no answer, no error log.
+          deps.observer.callFinished(method, status.CANCELLED, seconds());
+          return;
+        }
+        const callError = toCallError(error, deps.logger, method);
+        deps.observer.callFinished(method, callError.code, seconds());
+        logFailure(deps.logger, method, callError, context.peer);
+        callback(callError);
+      },
+    );
+  };
+}
+
+/** A stream's context, whose signal aborts on cancellation and on shutdown (an O(1) hook). */
+function streamContext(
+  deps: AdapterDeps,
+  call: { cancelled: boolean; metadata: ServerUnaryCall<unknown, unknown>['metadata'] } & {
+    getPeer(): string;
+    on(event: 'cancelled', f: () => void): unknown;
+  },
+): { context: CallContext; controller: AbortController; release: () => void } {
+  const controller = new AbortController();
+  const abort = () => {
+    controller.abort();
+  };
+  call.on('cancelled', abort);
+  const removeHook = deps.shutdown.onShutdown(abort);
+  return {
+    context: { token: bearerToken(call.metadata), signal: controller.signal, peer: call.getPeer() },
+    controller,
+    release: removeHook,
+  };
+}
+
+/**
+ * A server stream from an async generator. Events are pulled one at a time,
+ * each only once the previous one is flushed (grpc-js backpressure), so a
+ * slow client holds nothing but the generator's state. Ends with OK when the
+ * generator returns, CANCELLED when the client goes, UNAVAILABLE
+ * (SHUTTING_DOWN) when the server shuts down. Values may be pre-encoded bytes
+ * when the service definition's serializer passes them through.
+ */
+export function handleServerStream<Req, Res, Caller>(
+  deps: AdapterDeps,
+  method: string,
+  /** Runs first, before the request is looked at: authentication. */
+  authorize: (context: CallContext) => Caller,
+  handler: (request: Req, context: CallContext, caller: Caller) => AsyncIterable<Res | Buffer>,
+): (call: ServerWritableStream<Req, Res>) => void {
+  return (call) => {
+    const seconds = stopwatch();
+    const { context, release } = streamContext(deps, call);
+    const { signal } = context;
+    void (async () => {
+      try {
+        const caller = authorize(context);
+        for await (const message of handler(wellFormed(call.request), context, caller)) {
+          if (signal.aborted) break;
+          if (!call.write(message as Res)) await once(call, 'drain', { signal });
+        }
+        if (!signal.aborted) {
+          deps.observer.callFinished(method, status.OK, seconds());
+          call.end();
+          return;
+        }
+        throw shuttingDown();
+      } catch (error) {
+        if (call.cancelled) {
+          deps.observer.callFinished(method, status.CANCELLED, seconds());
+          return;
+        }
+        const callError = toCallError(
+          deps.shutdown.started ? shuttingDown() : error,
+          deps.logger,
+          method,
+        );
+        deps.observer.callFinished(method, callError.code, seconds());
+        if (!deps.shutdown.started) logFailure(deps.logger, method, callError, context.peer);
+        call.emit('error', callError);
+      } finally {
+        release();
+      }
+    })();
+  };
+}
+
+/**
+ * A bidi stream whose requests are answered one by one, in order:
+ * `open` runs once when the stream opens (a failure ends the stream), then
+ * each request is handed to `message` at once — concurrently with the ones
+ * behind it, so they can share work such as a group commit — and the answers
+ * are written strictly in request order. A failing message is answered by
+ * `refuse` in-band, or ends the stream when `refuse` returns undefined. Past
+ * `maxInFlight` unanswered requests the stream stops reading until the
+ * client catches up.
+ */
+export interface PipelinedHandler<Req, Res, Session> {
+  open(context: CallContext): Promise<Session>;
+  message(session: Session, request: Req, context: CallContext): Promise<Res>;
+  /** The in-band answer to a failed request, or undefined to end the stream with `error`. */
+  refuse(error: VigilError, request: Req): Res | undefined;
+  readonly maxInFlight: number;
+}
+
+export function handlePipelinedBidi<Req, Res, Session>(
+  deps: AdapterDeps,
+  method: string,
+  handler: PipelinedHandler<Req, Res, Session>,
+): (call: ServerDuplexStream<Req, Res>) => void {
+  return (call) => {
+    const seconds = stopwatch();
+    const { context, release } = streamContext(deps, call);
+    const session = handler.open(context);
+    // Answers are written in request order: each waits for the one before it.
+    let answered: Promise<void> = Promise.resolve();
+    let inFlight = 0;
+    let paused = false;
+    let ended = false;
+
+    const finish = (code: status) => {
+      ended = true;
+      release();
+      deps.observer.callFinished(method, code, seconds());
+    };
+    const fail = (error: unknown) => {
+      if (ended) return;
+      const callError = toCallError(error, deps.logger, method);
+      finish(callError.code);
+      if (!deps.shutdown.started) logFailure(deps.logger, method, callError, context.peer);
+      call.emit('error', callError);
+    };
+    context.signal.addEventListener(
+      'abort',
+      () => {
+        if (ended) return;
+        if (call.cancelled) finish(status.CANCELLED);
+        else fail(shuttingDown());
+      },
+      { once: true },
+    );
+    session.catch(fail);
+
+    async function answer(request: Req): Promise<Res | undefined> {
+      try {
+        return await handler.message(await session, wellFormed(request), context);
+      } catch (error) {
+        const known = toKnownError(error, deps.logger, method);
+        const refusal = handler.refuse(known, request);
+        if (refusal === undefined) fail(known);
+        return refusal;
+      }
+    }
+
+    call.on('data', (request: Req) => {
+      // Nothing more is applied once the stream has ended (say, the server is shutting down).
+      if (ended) return;
+      const response = answer(request);
+      inFlight += 1;
+      if (inFlight >= handler.maxInFlight && !paused) {
+        paused = true;
+        call.pause();
+      }
+      answered = answered.then(async () => {
+        const message = await response;
+        inFlight -= 1;
+        if (ended || message === undefined) return;
+        if (!call.write(message)) await once(call, 'drain');
+        if (paused && inFlight < handler.maxInFlight / 2) {
+          paused = false;
+          call.resume();
+        }
+      });
+    });
+    call.on('end', () => {
+      void answered.then(() => {
+        if (ended) return;
+        finish(status.OK);
+        call.end();
+      });
+    });
+  };
+}
