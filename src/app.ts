@@ -124,6 +124,7 @@ export async function startVigil(
   });
   const hub = createTransitionHub({
     store,
+    clock,
     initialHead: await store.headSeq(),
     ...(settings.watchTailCapacity === undefined
       ? {}
@@ -186,6 +187,7 @@ export async function startVigil(
       watch: {
         store,
         hub,
+        clock,
         progressIntervalMs: settings.progressIntervalMs,
         overlay: (workspace) => useCases.liveness.withLiveness(workspace),
       },

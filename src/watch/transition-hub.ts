@@ -1,3 +1,4 @@
+import type { Clock } from '../domain/clock.js';
 import type { Transition } from '../domain/model.js';
 import type { RegistryStore } from '../domain/registry-store.js';
 
@@ -47,6 +48,8 @@ export interface HubOptions {
   readonly initialHead: number;
   /** How many recent transitions stay in memory. */
   readonly tailCapacity?: number;
+  /** Time for idle waits (a shared real-time ticker checks it). */
+  readonly clock: Clock;
 }
 
 export function createTransitionHub(options: HubOptions): TransitionHub {
@@ -130,7 +133,7 @@ export function createTransitionHub(options: HubOptions): TransitionHub {
     clearInterval(ticker);
     tickMs = Math.min(tickMs, wanted);
     ticker = setInterval(() => {
-      const now = Date.now();
+      const now = options.clock.now();
       for (const p of pending) {
         if (p.idleAt <= now) {
           pending.delete(p);
@@ -173,7 +176,7 @@ export function createTransitionHub(options: HubOptions): TransitionHub {
               current = undefined;
               resolve(outcome);
             },
-            idleAt: Date.now() + timeoutMs,
+            idleAt: options.clock.now() + timeoutMs,
           };
           current = entry;
           pending.add(entry);

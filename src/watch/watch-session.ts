@@ -1,3 +1,4 @@
+import type { Clock } from '../domain/clock.js';
 import { VigilError } from '../domain/errors.js';
 import {
   LIVE_STATUSES,
@@ -25,6 +26,8 @@ export interface WatchRequest {
 export interface WatchDeps {
   readonly store: RegistryStore;
   readonly hub: TransitionHub;
+  /** Time for progress frames (the hub's clock). */
+  readonly clock: Clock;
   /** An idle stream gets a progress frame this often. */
   readonly progressIntervalMs: number;
   /** Transitions read per step. */
@@ -126,13 +129,13 @@ async function* stream(
   }
 
   const waiter = deps.hub.waiter(signal);
-  let lastSentAt = Date.now();
+  let lastSentAt = deps.clock.now();
   while (!signal.aborted) {
     const read = await deps.hub.read(cursor, batchSize, ids);
     if (read.reset) {
       // The history after the cursor was compacted: a fresh snapshot, never a silent gap.
       cursor = yield* snapshot(deps, request.workspaceIds, true);
-      lastSentAt = Date.now();
+      lastSentAt = deps.clock.now();
       continue;
     }
     for (const transition of read.transitions) {
@@ -142,7 +145,7 @@ async function* stream(
     cursor = read.through;
     const last = read.transitions.at(-1);
     if (last) {
-      lastSentAt = Date.now();
+      lastSentAt = deps.clock.now();
       if (cursor > last.seq) onSkip(cursor);
       // More to read, or caught up: then wait rather than read again for nothing.
       if (cursor < deps.hub.head()) continue;
@@ -150,9 +153,9 @@ async function* stream(
       onSkip(cursor);
       // A filtered stream can advance for long without sending anything; keep
       // its client's resume cursor fresh all the same.
-      if (Date.now() - lastSentAt >= deps.progressIntervalMs) {
+      if (deps.clock.now() - lastSentAt >= deps.progressIntervalMs) {
         yield { type: 'progress', seq: cursor };
-        lastSentAt = Date.now();
+        lastSentAt = deps.clock.now();
       }
       continue;
     }
@@ -160,7 +163,7 @@ async function* stream(
     if (outcome === 'aborted') return;
     if (outcome === 'idle') {
       yield { type: 'progress', seq: cursor };
-      lastSentAt = Date.now();
+      lastSentAt = deps.clock.now();
     }
   }
 }

@@ -169,7 +169,15 @@ describe('WatchStatus', () => {
       h = await startHarness({ settings: { progressIntervalMs: 50 } });
       await create('ws-p');
       const reader = watch({ afterSeq: 1 });
-      const events = await reader.until((e) => e.event?.$case === 'progress');
+      // Idle time is the injected clock's: move it past the interval while the stream waits.
+      const ticking = setInterval(() => {
+        h.clock.advance(25);
+      }, 10);
+      const events = await reader
+        .until((e) => e.event?.$case === 'progress')
+        .finally(() => {
+          clearInterval(ticking);
+        });
       expect(events).to.have.length(1);
       expect(events[0]?.event?.$case === 'progress' && events[0].event.value.seq).to.equal(1);
     });

@@ -36,8 +36,13 @@ describe('watch fan-out', () => {
         return real.readTransitions(query);
       },
     };
-    const hub = createTransitionHub({ store, initialHead: await store.headSeq(), tailCapacity });
     const clock = createManualClock();
+    const hub = createTransitionHub({
+      store,
+      clock,
+      initialHead: await store.headSeq(),
+      tailCapacity,
+    });
     const useCases = createUseCases({
       store,
       clock,
@@ -67,7 +72,7 @@ describe('watch fan-out', () => {
     const abort = new AbortController();
     aborts.push(abort);
     return openWatch(
-      { store: f.store, hub: f.hub, progressIntervalMs: 60_000 },
+      { store: f.store, hub: f.hub, clock: f.clock, progressIntervalMs: 60_000 },
       { workspaceIds: [], afterSeq: 0, includeSnapshot: false, ...request },
       abort.signal,
     );
