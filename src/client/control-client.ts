@@ -10,9 +10,9 @@ import {
 } from '../../gen/vigil/v1/control_service.js';
 import type { Workspace, WorkspaceStatus } from '../../gen/vigil/v1/workspace.js';
 import { backoffDelay, sleep, type BackoffOptions } from './backoff.js';
+import { callOptions, type CallSettings } from './call-settings.js';
 import { connection, type ConnectOptions } from './channel.js';
 import { VigilClientError, fromServiceError } from './errors.js';
-import type { CallSettings } from './runtime-client.js';
 import { invoke } from './unary.js';
 
 /** One event of a watch: `{ $case: 'transition' | 'snapshot' | 'snapshotEnd' | 'progress', value }`. */
@@ -70,15 +70,10 @@ export interface ControlClient {
   close(): void;
 }
 
-const DEFAULT_TIMEOUT_MS = 10_000;
-
 /** A ControlService client authenticated with a control token. */
 export function createControlClient(options: ConnectOptions): ControlClient {
   const conn = connection(options);
   const client = new ControlServiceClient(conn.address, conn.credentials, conn.channelOptions);
-  const deadline = (settings?: CallSettings) => ({
-    deadline: Date.now() + (settings?.timeoutMs ?? DEFAULT_TIMEOUT_MS),
-  });
 
   async function listWorkspaces(
     request: Partial<ListWorkspacesRequest> = {},
@@ -89,7 +84,7 @@ export function createControlClient(options: ConnectOptions): ControlClient {
       client.listWorkspaces,
       ListWorkspacesRequest.fromPartial(request),
       conn.metadata(),
-      deadline(settings),
+      callOptions(settings),
     );
   }
 
@@ -100,7 +95,7 @@ export function createControlClient(options: ConnectOptions): ControlClient {
         client.createWorkspace,
         { workspaceId, name },
         conn.metadata(),
-        deadline(settings),
+        callOptions(settings),
       ),
     getWorkspace: async (workspaceId, settings) =>
       required(
@@ -110,7 +105,7 @@ export function createControlClient(options: ConnectOptions): ControlClient {
             client.getWorkspace,
             { workspaceId },
             conn.metadata(),
-            deadline(settings),
+            callOptions(settings),
           )
         ).workspace,
       ),
@@ -131,7 +126,7 @@ export function createControlClient(options: ConnectOptions): ControlClient {
             client.deleteWorkspace,
             { workspaceId },
             conn.metadata(),
-            deadline(settings),
+            callOptions(settings),
           )
         ).workspace,
       ),
@@ -142,7 +137,7 @@ export function createControlClient(options: ConnectOptions): ControlClient {
           client.rotateWorkspaceToken,
           { workspaceId, revokePrevious: settings?.revokePrevious ?? false },
           conn.metadata(),
-          deadline(settings),
+          callOptions(settings),
         )
       ).workspaceToken,
     revokeWorkspaceTokens: async (workspaceId, settings) =>
@@ -152,7 +147,7 @@ export function createControlClient(options: ConnectOptions): ControlClient {
           client.revokeWorkspaceTokens,
           { workspaceId },
           conn.metadata(),
-          deadline(settings),
+          callOptions(settings),
         )
       ).revokedCount,
     listTransitions: (request = {}, settings) =>
@@ -161,7 +156,7 @@ export function createControlClient(options: ConnectOptions): ControlClient {
         client.listTransitions,
         ListTransitionsRequest.fromPartial(request),
         conn.metadata(),
-        deadline(settings),
+        callOptions(settings),
       ),
     watchStatus: (watchOptions = {}) => watchStatus(client, conn.metadata, watchOptions),
     close: () => {

@@ -4,7 +4,8 @@ import { DeliveryMode, WorkspaceStatus } from '../../gen/vigil/v1/workspace.js';
 import { backoffDelay, sleep } from './backoff.js';
 import { VigilClientError } from './errors.js';
 import type { HeartbeatStream } from './heartbeat-stream.js';
-import type { HeartbeatInput, RuntimeClient } from './runtime-client.js';
+import type { HeartbeatInput } from './call-settings.js';
+import type { RuntimeClient } from './runtime-client.js';
 
 /** What a sidecar reports about its runtime on each heartbeat. */
 export type HealthReport = Partial<

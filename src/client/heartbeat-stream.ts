@@ -7,7 +7,7 @@ import {
   type RuntimeServiceClient,
 } from '../../gen/vigil/v1/runtime_service.js';
 import { VigilClientError, fromServiceError } from './errors.js';
-import type { HeartbeatInput } from './runtime-client.js';
+import type { HeartbeatInput } from './call-settings.js';
 
 /**
  * One HeartbeatStream: `send` resolves with the response to that heartbeat

@@ -3,13 +3,8 @@
  * and ControlService (internal services), a resumable watch iterator, and the
  * heartbeat loop the `vigil sidecar` command runs.
  */
-export {
-  createRuntimeClient,
-  type RuntimeClient,
-  type RegisterInput,
-  type HeartbeatInput,
-  type CallSettings,
-} from './runtime-client.js';
+export { createRuntimeClient, type RuntimeClient } from './runtime-client.js';
+export type { CallSettings, HeartbeatInput, RegisterInput } from './call-settings.js';
 export {
   createControlClient,
   type ControlClient,
