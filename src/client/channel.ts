@@ -1,4 +1,5 @@
 import { Metadata, credentials, type ChannelCredentials, type ChannelOptions } from '@grpc/grpc-js';
+import { AUTHORIZATION_KEY, bearerAuthorization } from '../wire/metadata.js';
 
 /** Where and how an SDK client connects. */
 export interface ConnectOptions {
@@ -16,7 +17,7 @@ export const DEFAULT_SERVER = '127.0.0.1:50051';
 
 export function connection(options: ConnectOptions) {
   const metadata = new Metadata();
-  metadata.set('authorization', `Bearer ${options.token}`);
+  metadata.set(AUTHORIZATION_KEY, bearerAuthorization(options.token));
   return {
     address: options.server ?? DEFAULT_SERVER,
     credentials: options.credentials ?? credentials.createInsecure(),

@@ -1,5 +1,6 @@
 import { status, type ServiceError } from '@grpc/grpc-js';
-import { decodeStatus } from '../transport/status-details.js';
+import { decodeErrorStatus, type ErrorStatus } from '../wire/error-status.js';
+import { STATUS_DETAILS_KEY } from '../wire/metadata.js';
 
 /**
  * A failed Vigil call: the gRPC code and the ErrorInfo reason and metadata
@@ -40,13 +41,22 @@ const RETRYABLE = new Set<status>([
   status.RESOURCE_EXHAUSTED,
 ]);
 
-/** Converts a grpc-js error into a VigilClientError, decoding the ErrorInfo details. */
+/** Converts a grpc-js error into a VigilClientError, decoding the ErrorInfo and RetryInfo details. */
 export function fromServiceError(error: ServiceError): VigilClientError {
-  const [details] = error.metadata.get('grpc-status-details-bin');
-  const decoded = details instanceof Buffer ? decodeStatus(details) : undefined;
+  const [details] = error.metadata.get(STATUS_DETAILS_KEY);
+  const decoded = details instanceof Buffer ? tolerantly(decodeErrorStatus, details) : undefined;
   const info = decoded?.errorInfos[0];
   return new VigilClientError(error.code, info?.reason ?? '', error.details, info?.metadata ?? {}, {
     cause: error,
-    retryAfterMs: decoded?.retryDelayMs,
+    retryAfterMs: decoded?.retryAfterMs,
   });
+}
+
+/** Undecodable details are dropped: the code and message still say what failed. */
+function tolerantly<T>(read: (from: T) => ErrorStatus, from: T): ErrorStatus | undefined {
+  try {
+    return read(from);
+  } catch {
+    return undefined;
+  }
 }

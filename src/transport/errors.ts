@@ -1,7 +1,9 @@
 import { Metadata, status, type ServiceError } from '@grpc/grpc-js';
 import type { Logger } from 'pino';
+import { Status } from '../../gen/google/rpc/status.js';
 import { VigilError } from '../domain/errors.js';
-import { ERROR_DOMAIN, encodeStatus } from './status-details.js';
+import { errorStatus } from '../wire/error-status.js';
+import { STATUS_DETAILS_KEY } from '../wire/metadata.js';
 
 /** What grpc-js needs to end a call with a status. */
 export type CallError = Partial<ServiceError> & {
@@ -20,24 +22,28 @@ export type CallError = Partial<ServiceError> & {
  */
 export function toCallError(error: unknown, logger: Logger, method: string): CallError {
   const known = toKnownError(error, logger, method);
-  const code = status[known.codeName];
   const metadata = new Metadata();
-  metadata.set(
-    'grpc-status-details-bin',
-    Buffer.from(
-      encodeStatus({
-        code,
-        message: known.message,
-        errorInfos: [{ reason: known.reason, domain: ERROR_DOMAIN, metadata: known.metadata }],
-        retryDelayMs: known.retryAfterMs,
-      }),
-    ),
-  );
+  metadata.set(STATUS_DETAILS_KEY, Buffer.from(Status.encode(toRpcStatus(known)).finish()));
   return Object.assign(new Error(known.message), {
-    code,
+    code: status[known.codeName],
     details: known.message,
     metadata,
     reason: known.reason,
+  });
+}
+
+/**
+ * The google.rpc.Status of a VigilError: its code, message, one ErrorInfo and,
+ * with `retryAfterMs`, a RetryInfo. Calls send it encoded in
+ * `grpc-status-details-bin`.
+ */
+export function toRpcStatus(known: VigilError): Status {
+  return errorStatus({
+    code: status[known.codeName],
+    message: known.message,
+    reason: known.reason,
+    metadata: known.metadata,
+    retryAfterMs: known.retryAfterMs,
   });
 }
 

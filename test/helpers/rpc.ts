@@ -12,7 +12,8 @@ import {
   type WatchStatusResponse,
 } from '../../gen/vigil/v1/control_service.js';
 import { RuntimeServiceClient } from '../../gen/vigil/v1/runtime_service.js';
-import { decodeStatus, type ErrorInfo } from '../../src/transport/status-details.js';
+import type { ErrorInfo } from '../../gen/google/rpc/error_details.js';
+import { decodeErrorStatus } from '../../src/wire/error-status.js';
 
 /** Generated clients over a real socket, with promise-returning calls. */
 
@@ -61,9 +62,10 @@ export function createClients(port: number) {
 
 /** The ErrorInfo of a failed call (exactly one is required). */
 export function errorInfoOf(error: ServiceError): ErrorInfo {
+  // Spelled out rather than taken from src/wire: the test pins the wire names.
   const [details] = error.metadata.get('grpc-status-details-bin');
   expect(details, 'grpc-status-details-bin').to.be.instanceOf(Buffer);
-  const decoded = decodeStatus(details as Buffer);
+  const decoded = decodeErrorStatus(details as Buffer);
   expect(decoded.code).to.equal(error.code);
   expect(decoded.errorInfos).to.have.length(1);
   const [info] = decoded.errorInfos;
