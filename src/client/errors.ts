@@ -1,5 +1,6 @@
 import { status, type ServiceError } from '@grpc/grpc-js';
-import { decodeErrorStatus, type ErrorStatus } from '../wire/error-status.js';
+import type { HeartbeatError } from '../../gen/vigil/v1/runtime_service.js';
+import { decodeErrorStatus, readErrorStatus, type ErrorStatus } from '../wire/error-status.js';
 import { STATUS_DETAILS_KEY } from '../wire/metadata.js';
 
 /**
@@ -50,6 +51,26 @@ export function fromServiceError(error: ServiceError): VigilClientError {
     cause: error,
     retryAfterMs: decoded?.retryAfterMs,
   });
+}
+
+/**
+ * Converts the answer to a rejected streamed heartbeat into a VigilClientError.
+ * Its `status` is read exactly like a unary call's details (so RATE_LIMITED
+ * carries `retryAfterMs` on both paths); from a server that sends no `status`
+ * the plain code, reason and metadata fields are used.
+ */
+export function fromHeartbeatError(error: HeartbeatError): VigilClientError {
+  const decoded = error.status ? tolerantly(readErrorStatus, error.status) : undefined;
+  const info = decoded?.errorInfos[0];
+  return new VigilClientError(
+    // The wire carries the code as a plain int32 (google.rpc.Code).
+    // eslint-disable-next-line @typescript-eslint/no-unsafe-enum-assignment
+    decoded?.code ?? error.code,
+    info?.reason ?? error.reason,
+    decoded?.message ?? error.message,
+    info?.metadata ?? error.metadata,
+    { retryAfterMs: decoded?.retryAfterMs },
+  );
 }
 
 /** Undecodable details are dropped: the code and message still say what failed. */

@@ -6,7 +6,7 @@ import {
   type HeartbeatStreamResponse,
   type RuntimeServiceClient,
 } from '../../gen/vigil/v1/runtime_service.js';
-import { VigilClientError, fromServiceError } from './errors.js';
+import { VigilClientError, fromHeartbeatError, fromServiceError } from './errors.js';
 import type { HeartbeatInput } from './call-settings.js';
 
 /**
@@ -49,18 +49,8 @@ export function openHeartbeatStream(
     waiting.delete(response.requestId);
     const result = response.result;
     if (result?.$case === 'heartbeat') waiter.resolve(result.value);
-    else if (result?.$case === 'error') {
-      waiter.reject(
-        new VigilClientError(
-          // The wire carries the code as a plain int32 (google.rpc.Code).
-          // eslint-disable-next-line @typescript-eslint/no-unsafe-enum-assignment
-          result.value.code,
-          result.value.reason,
-          result.value.message,
-          result.value.metadata,
-        ),
-      );
-    } else
+    else if (result?.$case === 'error') waiter.reject(fromHeartbeatError(result.value));
+    else
       waiter.reject(
         new VigilClientError(status.INTERNAL, '', 'the server sent an empty response', {}),
       );

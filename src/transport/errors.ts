@@ -34,8 +34,9 @@ export function toCallError(error: unknown, logger: Logger, method: string): Cal
 
 /**
  * The google.rpc.Status of a VigilError: its code, message, one ErrorInfo and,
- * with `retryAfterMs`, a RetryInfo. Calls send it encoded in
- * `grpc-status-details-bin`.
+ * with `retryAfterMs`, a RetryInfo. Unary calls send it encoded in
+ * `grpc-status-details-bin`; a rejected streamed heartbeat carries the same
+ * message in HeartbeatError.status.
  */
 export function toRpcStatus(known: VigilError): Status {
   return errorStatus({

@@ -15,6 +15,7 @@ import {
   heartbeatResponse,
   workspaceToProto,
 } from './convert.js';
+import { toRpcStatus } from './errors.js';
 import { isMalformed } from './malformed.js';
 
 export interface RuntimeServiceDeps extends AdapterDeps {
@@ -89,6 +90,8 @@ export function createRuntimeService(deps: RuntimeServiceDeps): RuntimeServiceSe
               message: known.message,
               reason: known.reason,
               metadata: { ...known.metadata },
+              // What a unary Heartbeat sends in grpc-status-details-bin, RetryInfo included.
+              status: toRpcStatus(known),
             },
           },
         };

@@ -7,7 +7,8 @@ import { Status } from '../../gen/google/rpc/status.js';
  * google.rpc.ErrorInfo (domain `vigil`) and, when the caller should wait
  * before retrying, one google.rpc.RetryInfo. The server builds it with
  * `errorStatus`; it travels in the `grpc-status-details-bin` trailer of a
- * failed call; the SDK and the tests read it back with `decodeErrorStatus`.
+ * failed call and in HeartbeatError.status of a rejected streamed heartbeat;
+ * the SDK and the tests read it back with `readErrorStatus`.
  */
 
 /** The ErrorInfo domain of every error Vigil sends. */

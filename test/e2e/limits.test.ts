@@ -1,6 +1,10 @@
 import { Client, Metadata, credentials, status, type ServiceError } from '@grpc/grpc-js';
 import { expect } from 'chai';
-import { HeartbeatRequest } from '../../gen/vigil/v1/runtime_service.js';
+import { ErrorInfo, RetryInfo } from '../../gen/google/rpc/error_details.js';
+import {
+  HeartbeatRequest,
+  type HeartbeatStreamResponse,
+} from '../../gen/vigil/v1/runtime_service.js';
 import {
   VigilClientError,
   createControlClient,
@@ -93,6 +97,86 @@ describe('limits', () => {
         h.clock.advance(1_000);
         await stream.send({ workspaceId: 'ws-s' });
         expect(stream.closed).to.equal(false);
+      } finally {
+        stream.close();
+        runtime.close();
+      }
+    });
+
+    it('answers a streamed heartbeat over the limit with the unary error shape: a google.rpc.Status with ErrorInfo and RetryInfo', async () => {
+      const token = await onlineWorkspace('ws-st');
+      const stream = h.clients.runtime.heartbeatStream(bearer(token));
+      const responses: HeartbeatStreamResponse[] = [];
+      const fourth = new Promise<void>((resolve, reject) => {
+        stream.on('data', (response: HeartbeatStreamResponse) => {
+          responses.push(response);
+          if (responses.length === 4) resolve();
+        });
+        stream.on('error', reject);
+      });
+      try {
+        for (let requestId = 1; requestId <= 4; requestId += 1) {
+          stream.write({
+            requestId,
+            heartbeat: HeartbeatRequest.fromPartial({ workspaceId: 'ws-st' }),
+          });
+        }
+        await fourth;
+        const result = responses[3]?.result;
+        expect(result?.$case).to.equal('error');
+        const answer = result?.$case === 'error' ? result.value : undefined;
+        // The clock stands still: the bucket (2/s) is empty, one token is 500 ms away.
+        expect(answer?.status?.code).to.equal(status.RESOURCE_EXHAUSTED);
+        expect(answer?.status?.message).to.equal(answer?.message);
+        const details = answer?.status?.details ?? [];
+        expect(details.map((d) => d.typeUrl)).to.deep.equal([
+          'type.googleapis.com/google.rpc.ErrorInfo',
+          'type.googleapis.com/google.rpc.RetryInfo',
+        ]);
+        expect(ErrorInfo.decode(details[0]!.value)).to.deep.equal({
+          reason: 'RATE_LIMITED',
+          domain: 'vigil',
+          metadata: { workspaceId: 'ws-st', retryAfterMs: '500' },
+        });
+        expect(RetryInfo.decode(details[1]!.value).retryDelay).to.deep.equal({
+          seconds: 0,
+          nanos: 500_000_000,
+        });
+        // The plain fields repeat the status for clients that do not read it.
+        expect([answer?.code, answer?.reason, answer?.metadata]).to.deep.equal([
+          status.RESOURCE_EXHAUSTED,
+          'RATE_LIMITED',
+          { workspaceId: 'ws-st', retryAfterMs: '500' },
+        ]);
+      } finally {
+        stream.end();
+        stream.cancel();
+      }
+    });
+
+    it('surfaces retryAfterMs on the SDK heartbeat stream for a streamed RATE_LIMITED, like unary does', async () => {
+      const token = await onlineWorkspace('ws-sr');
+      const runtime = createRuntimeClient({ server: `127.0.0.1:${h.vigil.port}`, token });
+      const stream = runtime.openHeartbeatStream();
+      try {
+        const outcomes = await Promise.allSettled(
+          Array.from({ length: 4 }, () => stream.send({ workspaceId: 'ws-sr' })),
+        );
+        const rejected = outcomes[3];
+        expect(rejected?.status).to.equal('rejected');
+        const limited: unknown = rejected?.status === 'rejected' ? rejected.reason : undefined;
+        expect(limited).to.be.instanceOf(VigilClientError);
+        const error = limited as VigilClientError;
+        expect([error.code, error.reason]).to.deep.equal([
+          status.RESOURCE_EXHAUSTED,
+          'RATE_LIMITED',
+        ]);
+        expect(error.retryAfterMs).to.equal(500);
+        expect(error.metadata['retryAfterMs']).to.equal('500');
+        expect(stream.closed).to.equal(false);
+
+        h.clock.advance(error.retryAfterMs ?? 0);
+        await stream.send({ workspaceId: 'ws-sr' });
       } finally {
         stream.close();
         runtime.close();

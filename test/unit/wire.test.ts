@@ -60,6 +60,11 @@ describe('wire error status', () => {
       });
     });
 
+    it('puts the same message in the unary trailer and in a streamed HeartbeatError.status', () => {
+      const error = rateLimited(700);
+      expect(Status.decode(trailerOf(error))).to.deep.equal(toRpcStatus(error));
+    });
+
     it('rounds the delay to whole milliseconds and never sends a negative one', () => {
       expect(readErrorStatus(toRpcStatus(rateLimited(1.6))).retryAfterMs).to.equal(2);
       expect(readErrorStatus(toRpcStatus(rateLimited(-5))).retryAfterMs).to.equal(0);

@@ -22,6 +22,7 @@ import {
 } from "@grpc/grpc-js";
 import { Duration } from "../../google/protobuf/duration";
 import { Struct } from "../../google/protobuf/struct";
+import { Status } from "../../google/rpc/status";
 import {
   DeliveryMode,
   deliveryModeFromJSON,
@@ -133,14 +134,32 @@ export interface HeartbeatStreamResponse {
  * Heartbeat would have returned as its status and ErrorInfo.
  */
 export interface HeartbeatError {
-  /** The gRPC status code (google.rpc.Code) a unary call would have failed with. */
+  /**
+   * The gRPC status code (google.rpc.Code) a unary call would have failed with.
+   * Equal to `status.code`.
+   */
   code: number;
-  /** A readable message. */
+  /** A readable message. Equal to `status.message`. */
   message: string;
-  /** The ErrorInfo reason, such as AGENT_CARD_INVALID or WORKSPACE_REMOVED. */
+  /**
+   * The ErrorInfo reason, such as AGENT_CARD_INVALID or WORKSPACE_REMOVED.
+   * Equal to the reason of the ErrorInfo in `status`.
+   */
   reason: string;
-  /** The ErrorInfo metadata, such as the invalid `field`. */
+  /**
+   * The ErrorInfo metadata, such as the invalid `field`. Equal to the
+   * metadata of the ErrorInfo in `status`.
+   */
   metadata: { [key: string]: string };
+  /**
+   * The full error, exactly as a unary Heartbeat sends it in its
+   * `grpc-status-details-bin` trailer: code, message, one google.rpc.ErrorInfo
+   * (domain `vigil`) and, when the caller should wait before retrying (such as
+   * RATE_LIMITED), a google.rpc.RetryInfo. Clients that read error details
+   * from unary calls read this one the same way; fields 1-4 repeat its parts
+   * for clients that do not.
+   */
+  status: Status | undefined;
 }
 
 export interface HeartbeatError_MetadataEntry {
@@ -917,7 +936,7 @@ export const HeartbeatStreamResponse: MessageFns<HeartbeatStreamResponse> = {
 };
 
 function createBaseHeartbeatError(): HeartbeatError {
-  return { code: 0, message: "", reason: "", metadata: {} };
+  return { code: 0, message: "", reason: "", metadata: {}, status: undefined };
 }
 
 export const HeartbeatError: MessageFns<HeartbeatError> = {
@@ -934,6 +953,9 @@ export const HeartbeatError: MessageFns<HeartbeatError> = {
     globalThis.Object.entries(message.metadata).forEach(([key, value]: [string, string]) => {
       HeartbeatError_MetadataEntry.encode({ key: key as any, value }, writer.uint32(34).fork()).join();
     });
+    if (message.status !== undefined) {
+      Status.encode(message.status, writer.uint32(42).fork()).join();
+    }
     return writer;
   },
 
@@ -985,6 +1007,14 @@ export const HeartbeatError: MessageFns<HeartbeatError> = {
             }
             continue;
           }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.status = Status.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1016,6 +1046,7 @@ export const HeartbeatError: MessageFns<HeartbeatError> = {
           {},
         )
         : {},
+      status: isSet(object.status) ? Status.fromJSON(object.status) : undefined,
     };
   },
 
@@ -1039,6 +1070,9 @@ export const HeartbeatError: MessageFns<HeartbeatError> = {
         });
       }
     }
+    if (message.status !== undefined) {
+      obj.status = Status.toJSON(message.status);
+    }
     return obj;
   },
 
@@ -1059,6 +1093,9 @@ export const HeartbeatError: MessageFns<HeartbeatError> = {
       },
       {},
     );
+    message.status = (object.status !== undefined && object.status !== null)
+      ? Status.fromPartial(object.status)
+      : undefined;
     return message;
   },
 };
