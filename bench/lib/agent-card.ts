@@ -40,7 +40,8 @@ export function agentCard(workspaceId: string): Record<string, unknown> {
       {
         id: 'reproduce-failure',
         name: 'Reproduce a failure',
-        description: 'Runs the failing test or script in a sandbox and reports a minimal reproduction.',
+        description:
+          'Runs the failing test or script in a sandbox and reports a minimal reproduction.',
         tags: ['testing', 'debugging', 'sandbox'],
         examples: ['Reproduce the flaky login test', 'Why does build 881 fail on arm64?'],
         inputModes: ['text/plain'],

@@ -23,6 +23,12 @@ export interface BenchContext {
   /** Root of this run's temporary directories. */
   readonly tmpRoot: string;
   readonly controlToken: string;
+  /**
+   * Profiling mode (`--cpu-prof DIR`): the heartbeat scenario starts its Vigil
+   * server under `node --cpu-prof` writing to DIR, and records there which
+   * window to summarise. Undefined otherwise.
+   */
+  readonly cpuProfDir: string | undefined;
   /** One progress line on stderr. */
   progress(message: string): void;
   /** A fresh directory under tmpRoot. */
