@@ -323,13 +323,17 @@ export const heartbeatThroughput: Scenario = {
         path: string,
         items: LoadItem[],
       ) => {
+        // The unmeasured JIT warm-up passes need not be as long as a measured run.
+        const durationMs = label.startsWith('warm-up')
+          ? Math.min(3_000, config.durationMs)
+          : config.durationMs;
         context.progress(
-          `${label}: ${config.workers} workers x ${config.channelsPerWorker} channels x ${config.concurrencyPerChannel} in flight, ${config.durationMs / 1000} s`,
+          `${label}: ${config.workers} workers x ${config.channelsPerWorker} channels x ${config.concurrencyPerChannel} in flight, ${durationMs / 1000} s`,
         );
         const parts = split(items, config.workers);
         return attempts(label, async () => {
           const startAt = wallNow() + 300;
-          const window = measureWindow(pid, startAt, config.warmupMs, config.durationMs, undefined);
+          const window = measureWindow(pid, startAt, config.warmupMs, durationMs, undefined);
           const results = await Promise.all(
             workers.map((worker, i) => {
               const task: UnaryLoadTask = {
@@ -341,12 +345,12 @@ export const heartbeatThroughput: Scenario = {
                 items: parts[i] ?? [],
                 startAt,
                 warmupMs: config.warmupMs,
-                durationMs: config.durationMs,
+                durationMs,
               };
               return worker.run(task, timeoutMs);
             }),
           );
-          return summarizeRun(label, results, config.durationMs, await window());
+          return summarizeRun(label, results, durationMs, await window());
         });
       };
 
