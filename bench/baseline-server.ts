@@ -2,6 +2,7 @@ import {
   Server,
   ServerCredentials,
   type MethodDefinition,
+  type ServerDuplexStream,
   type ServerUnaryCall,
   type ServerWritableStream,
   type sendUnaryData,
@@ -13,6 +14,11 @@ import { identity } from './lib/wire.js';
  * The bare grpc-js baseline: what the same machine does with no application
  * work at all. Generic service definitions with identity serializers:
  * - /bench.Baseline/Echo (unary) returns the request bytes;
+ * - /bench.Baseline/EchoStream (bidi stream) answers every message with its
+ *   bytes, cut to the first `x-echo-bytes` bytes when the stream's metadata
+ *   says so (the bench sets the size of Vigil's HeartbeatStream answers, so
+ *   both directions carry what a HeartbeatStream carries); ends when the
+ *   client ends;
  * - /bench.Baseline/Subscribe (server stream) sends one hello frame, then
  *   every payload Trigger is given;
  * - /bench.Baseline/Trigger (unary) writes its request bytes to every open
@@ -21,10 +27,14 @@ import { identity } from './lib/wire.js';
  * `{"msg":"listening","address":...}` on stdout once bound; exits on SIGTERM.
  */
 
-function method(path: string, responseStream: boolean): MethodDefinition<Buffer, Buffer> {
+function method(
+  path: string,
+  responseStream: boolean,
+  requestStream = false,
+): MethodDefinition<Buffer, Buffer> {
   return {
     path,
-    requestStream: false,
+    requestStream,
     responseStream,
     requestSerialize: identity,
     requestDeserialize: identity,
@@ -35,6 +45,7 @@ function method(path: string, responseStream: boolean): MethodDefinition<Buffer,
 
 const BASELINE_SERVICE: ServiceDefinition = {
   Echo: method('/bench.Baseline/Echo', false),
+  EchoStream: method('/bench.Baseline/EchoStream', true, true),
   Subscribe: method('/bench.Baseline/Subscribe', true),
   Trigger: method('/bench.Baseline/Trigger', false),
 };
@@ -49,6 +60,19 @@ function main(): void {
   server.addService(BASELINE_SERVICE, {
     Echo(call: ServerUnaryCall<Buffer, Buffer>, callback: sendUnaryData<Buffer>) {
       callback(null, call.request);
+    },
+    EchoStream(call: ServerDuplexStream<Buffer, Buffer>) {
+      const limit = Number(call.metadata.get('x-echo-bytes')[0] ?? Number.NaN);
+      const cut = Number.isInteger(limit) && limit > 0 ? limit : Number.POSITIVE_INFINITY;
+      call.on('data', (message: Buffer) => {
+        call.write(message.length > cut ? message.subarray(0, cut) : message);
+      });
+      call.on('end', () => {
+        call.end();
+      });
+      call.on('error', () => {
+        // the client went away; nothing to clean up
+      });
     },
     Subscribe(call: ServerWritableStream<Buffer, Buffer>) {
       subscribers.add(call);

@@ -1,15 +1,23 @@
 import { performance } from 'node:perf_hooks';
-import type { Client, ClientDuplexStream, ClientReadableStream, Metadata } from '@grpc/grpc-js';
+import {
+  Metadata,
+  type Client,
+  type ClientDuplexStream,
+  type ClientReadableStream,
+  type StatusObject,
+} from '@grpc/grpc-js';
 import { HeartbeatStreamResponse } from '../gen/vigil/v1/runtime_service.js';
 import { WatchStatusResponse } from '../gen/vigil/v1/control_service.js';
 import { createLatencyRecorder } from './lib/stats.js';
 import type {
-  FleetOpenResult,
-  FleetOpenTask,
+  DuplexOpenResult,
+  DuplexOpenTask,
+  DuplexProtocol,
+  DuplexRunTask,
   FleetRunResult,
   FleetRunTask,
+  LoadItem,
   LoadResult,
-  StreamLoadTask,
   UnaryLoadTask,
   WatchArmTask,
   WatchCollectResult,
@@ -20,7 +28,15 @@ import type {
   WorkerRequest,
   WorkerTask,
 } from './lib/protocol.js';
-import { bearer, identity, isTransitionFrame, newClient, streamRequestBytes } from './lib/wire.js';
+import {
+  bearer,
+  identity,
+  isTransitionFrame,
+  leadingRequestId,
+  leaseKeepAliveTtl,
+  newClient,
+  streamRequestBytes,
+} from './lib/wire.js';
 
 /**
  * A load generator process, driven by the bench driver over IPC (see
@@ -29,7 +45,6 @@ import { bearer, identity, isTransitionFrame, newClient, streamRequestBytes } fr
  * calls with identity serializers, for the baseline and for Vigil alike.
  */
 
-const HEARTBEAT_STREAM_PATH = '/vigil.v1.RuntimeService/HeartbeatStream';
 const MAX_ERROR_SAMPLES = 5;
 
 /** Wall-clock epoch ms with sub-ms resolution, comparable across processes. */
@@ -184,18 +199,211 @@ function classify(frame: Buffer, expectedId: number): string {
   return 'empty response';
 }
 
-/** Heartbeats pipelined over one HeartbeatStream per workspace, as fast as they are answered. */
-async function runStream(task: StreamLoadTask): Promise<LoadResult> {
-  const clients = openClients(task.address, task.channels);
-  const latencies = createLatencyRecorder();
-  const errorSamples: string[] = [];
-  const note = (text: string) => {
-    if (errorSamples.length < MAX_ERROR_SAMPLES) errorSamples.push(text);
+/** One long-lived bidi stream of a set and its unanswered requests. */
+interface DuplexMember {
+  readonly call: ClientDuplexStream<Buffer, Buffer>;
+  readonly payload: Uint8Array;
+  /** The request sent every time (the `lease` protocol), else undefined. */
+  readonly fixed: Buffer | undefined;
+  readonly pending: Pending;
+  nextId: number;
+  failed: boolean;
+  /** The first request: 'pending' until it is answered or the stream fails. */
+  prime: 'pending' | 'ok' | 'failed';
+}
+
+/** What the phase under way (opening, a run) does with each answer and each failed stream. */
+interface Phase {
+  answer(member: DuplexMember, ok: boolean, latencyMs: number, doneAt: number): void;
+  failed(member: DuplexMember, pendingBefore: number): void;
+}
+
+interface DuplexSet {
+  readonly protocol: DuplexProtocol;
+  readonly clients: Client[];
+  readonly members: DuplexMember[];
+  phase: Phase | undefined;
+  acked: number;
+  errors: number;
+  streamErrors: number;
+  errorSamples: string[];
+  closing: boolean;
+  answerBytes: number;
+}
+
+const duplexSets = new Map<string, DuplexSet>();
+
+function duplexSet(name: string): DuplexSet {
+  const set = duplexSets.get(name);
+  if (!set) throw new Error(`no stream set "${name}"`);
+  return set;
+}
+
+function noteOn(set: DuplexSet, text: string): void {
+  if (set.errorSamples.length < MAX_ERROR_SAMPLES) set.errorSamples.push(text);
+}
+
+/** 'ok', or what is wrong with an answer to the request numbered `expectedId`. */
+function checkAnswer(protocol: DuplexProtocol, frame: Buffer, expectedId: number): string {
+  switch (protocol) {
+    case 'heartbeat':
+      return classify(frame, expectedId);
+    case 'echo': {
+      const id = leadingRequestId(frame);
+      return id === expectedId ? 'ok' : `echo of request ${id}, expected ${expectedId}`;
+    }
+    case 'lease': {
+      const ttl = leaseKeepAliveTtl(frame);
+      return ttl > 0 && ttl < 2 ** 32 ? 'ok' : `keepalive answered TTL ${ttl} (lease gone)`;
+    }
+  }
+}
+
+function sendOn(member: DuplexMember): void {
+  pushPending(member.pending, member.nextId, performance.now());
+  member.call.write(member.fixed ?? streamRequestBytes(member.nextId, member.payload));
+  member.nextId += 1;
+}
+
+/** Opens every stream of the set with one request each; resolves once all are answered. */
+async function openDuplexSet(task: DuplexOpenTask): Promise<DuplexOpenResult> {
+  if (duplexSets.has(task.set)) throw new Error(`stream set "${task.set}" is already open`);
+  const started = performance.now();
+  const set: DuplexSet = {
+    protocol: task.protocol,
+    clients: openClients(task.address, task.channels),
+    members: [],
+    phase: undefined,
+    acked: 0,
+    errors: 0,
+    streamErrors: 0,
+    errorSamples: [],
+    closing: false,
+    answerBytes: 0,
   };
+  duplexSets.set(task.set, set);
+  const baseMetadata = new Metadata();
+  for (const [key, value] of Object.entries(task.metadata ?? {})) baseMetadata.set(key, value);
+
+  const openOne = (index: number, item: LoadItem) => {
+    const client = set.clients[index % set.clients.length] as Client;
+    const metadata = baseMetadata.clone();
+    if (item.token !== '') metadata.set('authorization', `Bearer ${item.token}`);
+    const call: ClientDuplexStream<Buffer, Buffer> = client.makeBidiStreamRequest(
+      task.path,
+      identity,
+      identity,
+      metadata,
+      {},
+    );
+    const member: DuplexMember = {
+      call,
+      payload: item.payload,
+      fixed: task.protocol === 'lease' ? Buffer.from(item.payload) : undefined,
+      pending: { ids: [], sentAt: [], head: 0 },
+      nextId: 1,
+      failed: false,
+      prime: 'pending',
+    };
+    set.members.push(member);
+    call.on('data', (frame: Buffer) => {
+      const done = performance.now();
+      const sent = shiftPending(member.pending);
+      const outcome = sent
+        ? checkAnswer(set.protocol, frame, sent.id)
+        : 'answer with nothing outstanding';
+      set.answerBytes = frame.length;
+      const ok = outcome === 'ok';
+      if (ok) set.acked += 1;
+      else {
+        set.errors += 1;
+        noteOn(set, outcome);
+      }
+      set.phase?.answer(member, ok, sent ? done - sent.sentAt : Number.NaN, done);
+    });
+    const fail = (description: string) => {
+      if (member.failed) return;
+      member.failed = true;
+      const pendingBefore = pendingCount(member.pending);
+      member.pending.head = member.pending.ids.length;
+      if (set.closing) return;
+      set.streamErrors += 1;
+      noteOn(set, `stream: ${description}`);
+      set.phase?.failed(member, pendingBefore);
+    };
+    call.on('error', (error) => {
+      fail(describe(error));
+    });
+    call.on('status', (status: StatusObject) => {
+      fail(`ended by the server: code ${status.code} ${status.details}`);
+    });
+    sendOn(member);
+  };
+
+  let opened = 0;
+  let primed = 0;
+  let failedOpen = 0;
+  const deadline = started + task.timeoutMs;
+  try {
+    await new Promise<void>((resolve, reject) => {
+      const pump = () => {
+        while (opened < task.items.length && opened - primed - failedOpen < task.openConcurrency) {
+          const item = task.items[opened];
+          opened += 1;
+          if (item) openOne(opened - 1, item);
+        }
+        if (primed + failedOpen >= task.items.length) {
+          clearTimeout(timer);
+          resolve();
+        }
+      };
+      const settle = (member: DuplexMember, ok: boolean) => {
+        if (member.prime !== 'pending') return;
+        member.prime = ok ? 'ok' : 'failed';
+        if (ok) primed += 1;
+        else failedOpen += 1;
+        pump();
+      };
+      const timer = setTimeout(
+        () => {
+          reject(
+            new Error(
+              `${task.set}: ${primed} of ${task.items.length} streams answered their first request in time: ${set.errorSamples.join(' | ')}`,
+            ),
+          );
+        },
+        Math.max(1, deadline - performance.now()),
+      );
+      set.phase = {
+        answer(member, ok) {
+          settle(member, ok);
+        },
+        failed(member) {
+          settle(member, false);
+        },
+      };
+      pump();
+    });
+  } finally {
+    set.phase = undefined;
+  }
+  return {
+    primed,
+    failed: failedOpen,
+    errorSamples: [...set.errorSamples],
+    ms: performance.now() - started,
+    answerBytes: set.answerBytes,
+  };
+}
+
+/** Closed loop: every stream keeps `pipeline` requests outstanding, each answer sends the next. */
+async function runDuplex(task: DuplexRunTask): Promise<LoadResult> {
+  const set = duplexSet(task.set);
+  const latencies = createLatencyRecorder();
+  const base = { errors: set.errors, streamErrors: set.streamErrors };
+  set.errorSamples.length = 0;
   let ok = 0;
   let errors = 0;
-  let errorsTotal = 0;
-  let streamErrors = 0;
   await until(task.startAt);
   const start = performance.now();
   const windowStart = start + task.warmupMs;
@@ -206,90 +414,84 @@ async function runStream(task: StreamLoadTask): Promise<LoadResult> {
     cpuAtWindow = process.cpuUsage();
   }, task.warmupMs);
 
+  let inFlight = 0;
   await new Promise<void>((resolve) => {
-    let open = task.items.length;
-    const finished = () => {
-      open -= 1;
-      if (open === 0) resolve();
+    const finishIfDrained = () => {
+      if (inFlight <= 0 && performance.now() >= end) {
+        clearTimeout(endTimer);
+        clearTimeout(cutTimer);
+        resolve();
+      }
     };
-    task.items.forEach((item, index) => {
-      const client = clients[index % clients.length] as Client;
-      const call: ClientDuplexStream<Buffer, Buffer> = client.makeBidiStreamRequest(
-        HEARTBEAT_STREAM_PATH,
-        identity,
-        identity,
-        bearer(item.token),
-        {},
-      );
-      const pending: Pending = { ids: [], sentAt: [], head: 0 };
-      let nextId = 1;
-      let ending = false;
-      let closed = false;
-      const close = () => {
-        if (closed) return;
-        closed = true;
-        finished();
-      };
-      const send = () => {
-        if (performance.now() >= end) {
-          if (!ending) {
-            ending = true;
-            call.end();
-          }
-          return;
-        }
-        pushPending(pending, nextId, performance.now());
-        call.write(streamRequestBytes(nextId, item.payload));
-        nextId += 1;
-      };
-      call.on('data', (frame: Buffer) => {
-        const done = performance.now();
-        const sent = shiftPending(pending);
-        const outcome = sent ? classify(frame, sent.id) : 'response with nothing outstanding';
-        const inWindow = done >= windowStart && done <= end;
-        if (outcome === 'ok') {
-          if (inWindow && sent) {
+    set.phase = {
+      answer(member, good, latencyMs, doneAt) {
+        inFlight -= 1;
+        const inWindow = doneAt >= windowStart && doneAt <= end;
+        if (inWindow) {
+          if (good) {
             ok += 1;
-            latencies.add(done - sent.sentAt);
+            latencies.add(latencyMs);
+          } else {
+            errors += 1;
           }
-        } else {
-          errorsTotal += 1;
-          if (inWindow) errors += 1;
-          note(outcome);
         }
-        send();
-      });
-      call.on('error', (error) => {
-        streamErrors += 1;
-        note(`stream: ${describe(error)}`);
-        close();
-      });
-      call.on('end', close);
-      call.on('status', close);
-      for (let p = 0; p < task.pipeline; p += 1) send();
-    });
-    // Bounded: streams that do not finish within a grace period are cut.
-    setTimeout(
+        if (doneAt < end && !member.failed) {
+          sendOn(member);
+          inFlight += 1;
+        } else {
+          finishIfDrained();
+        }
+      },
+      failed(_member, pendingBefore) {
+        inFlight -= pendingBefore;
+        finishIfDrained();
+      },
+    };
+    for (const member of set.members) {
+      if (member.failed) continue;
+      for (let p = 0; p < task.pipeline; p += 1) {
+        sendOn(member);
+        inFlight += 1;
+      }
+    }
+    // Streams whose answers all came in before the end: checked once the window closes.
+    const endTimer = setTimeout(finishIfDrained, end - performance.now() + 1);
+    // Bounded: answers still missing 10 s after the run are given up on.
+    const cutTimer = setTimeout(
       () => {
-        if (open > 0) note(`${open} streams still open 10 s after the run; cancelled`);
+        noteOn(set, `${inFlight} requests still unanswered 10 s after the run`);
         resolve();
       },
       end - performance.now() + 10_000,
-    ).unref();
+    );
   });
+  set.phase = undefined;
   clearTimeout(windowTimer);
   const cpuMs = cpuMsSince(cpuAtWindow ?? cpu);
-  closeClients(clients);
   return {
     ok,
     errors,
-    errorsTotal,
-    streamErrors,
-    errorSamples,
+    errorsTotal: set.errors - base.errors,
+    streamErrors: set.streamErrors - base.streamErrors,
+    errorSamples: [...set.errorSamples],
     latenciesMs: latencies.samples(),
     windowMs: task.durationMs,
     cpuMs,
   };
+}
+
+function closeDuplexSet(name: string): null {
+  const set = duplexSets.get(name);
+  if (!set) return null;
+  set.closing = true;
+  set.phase = undefined;
+  for (const member of set.members) {
+    member.failed = true;
+    member.call.cancel();
+  }
+  closeClients(set.clients);
+  duplexSets.delete(name);
+  return null;
 }
 
 /** A set of open server streams used for fan-out trials. */
@@ -469,171 +671,35 @@ function closeWatchSet(name: string): null {
   return null;
 }
 
-/** One simulated workspace of the fleet: its stream and its unanswered heartbeats. */
-interface FleetMember {
-  readonly call: ClientDuplexStream<Buffer, Buffer>;
-  readonly payload: Uint8Array;
-  readonly pending: Pending;
-  nextId: number;
-  failed: boolean;
-  /** The first heartbeat: 'pending' until it is answered or the stream fails. */
-  prime: 'pending' | 'ok' | 'failed';
-}
-
-interface Fleet {
-  readonly clients: Client[];
-  readonly members: FleetMember[];
-  /** Set while a run measures; answers outside a run are only checked. */
-  recording: ReturnType<typeof createLatencyRecorder> | undefined;
-  acked: number;
-  errors: number;
-  streamErrors: number;
-  errorSamples: string[];
-  onAnswer: (() => void) | undefined;
-}
-
-let fleet: Fleet | undefined;
-
-async function openFleet(task: FleetOpenTask): Promise<FleetOpenResult> {
-  if (fleet) throw new Error('the fleet is already open');
-  const started = performance.now();
-  const current: Fleet = {
-    clients: openClients(task.address, task.channels),
-    members: [],
-    recording: undefined,
-    acked: 0,
-    errors: 0,
-    streamErrors: 0,
-    errorSamples: [],
-    onAnswer: undefined,
-  };
-  fleet = current;
-  const note = (text: string) => {
-    if (current.errorSamples.length < MAX_ERROR_SAMPLES) current.errorSamples.push(text);
-  };
-  let primed = 0;
-  let failedOpen = 0;
-
-  const sendHeartbeat = (member: FleetMember): void => {
-    pushPending(member.pending, member.nextId, performance.now());
-    member.call.write(streamRequestBytes(member.nextId, member.payload));
-    member.nextId += 1;
-  };
-
-  const openOne = (index: number, item: (typeof task.items)[number]) => {
-    const client = current.clients[index % current.clients.length] as Client;
-    const call: ClientDuplexStream<Buffer, Buffer> = client.makeBidiStreamRequest(
-      HEARTBEAT_STREAM_PATH,
-      identity,
-      identity,
-      bearer(item.token),
-      {},
-    );
-    const member: FleetMember = {
-      call,
-      payload: item.payload,
-      pending: { ids: [], sentAt: [], head: 0 },
-      nextId: 1,
-      failed: false,
-      prime: 'pending',
-    };
-    current.members.push(member);
-    call.on('data', (frame: Buffer) => {
-      const done = performance.now();
-      const sent = shiftPending(member.pending);
-      const outcome = sent ? classify(frame, sent.id) : 'response with nothing outstanding';
-      if (outcome === 'ok') {
-        current.acked += 1;
-        if (sent && current.recording) current.recording.add(done - sent.sentAt);
-      } else {
-        current.errors += 1;
-        note(outcome);
-      }
-      if (member.prime === 'pending') {
-        member.prime = outcome === 'ok' ? 'ok' : 'failed';
-        if (outcome === 'ok') primed += 1;
-        else failedOpen += 1;
-      }
-      current.onAnswer?.();
-    });
-    call.on('error', (error) => {
-      if (member.failed) return;
-      member.failed = true;
-      current.streamErrors += 1;
-      if (fleet === current) note(`stream: ${describe(error)}`);
-      if (member.prime === 'pending') {
-        member.prime = 'failed';
-        failedOpen += 1;
-      }
-      current.onAnswer?.();
-    });
-    sendHeartbeat(member);
-  };
-
-  const deadline = started + task.timeoutMs;
-  let opened = 0;
-  await new Promise<void>((resolve, reject) => {
-    const pump = () => {
-      while (opened < task.items.length && opened - primed - failedOpen < task.openConcurrency) {
-        const item = task.items[opened];
-        if (item) openOne(opened, item);
-        opened += 1;
-      }
-      if (primed + failedOpen >= task.items.length) {
-        current.onAnswer = undefined;
-        clearTimeout(timer);
-        resolve();
-      }
-    };
-    const timer = setTimeout(
-      () => {
-        current.onAnswer = undefined;
-        reject(
-          new Error(
-            `fleet open: ${primed} of ${task.items.length} streams primed in time: ${current.errorSamples.join(' | ')}`,
-          ),
-        );
-      },
-      Math.max(1, deadline - performance.now()),
-    );
-    current.onAnswer = pump;
-    pump();
-  });
-  // The sender of the runs.
-  fleetSend = sendHeartbeat;
-  return {
-    primed,
-    failed: failedOpen,
-    errorSamples: [...current.errorSamples],
-    ms: performance.now() - started,
-  };
-}
-
-let fleetSend: ((member: FleetMember) => void) | undefined;
-
 /**
- * Every member heartbeats once per interval at its own random phase, open
- * loop (on schedule whether or not the last one was answered, up to
- * `maxOutstanding` unanswered). Sends walk the members sorted by phase, so a
- * timer tick costs only the heartbeats that are due.
+ * Every stream of an open `heartbeat` set heartbeats once per interval at its
+ * own random phase, open loop (on schedule whether or not the last one was
+ * answered, up to `maxOutstanding` unanswered). Sends walk the members sorted
+ * by phase, so a timer tick costs only the heartbeats that are due.
  */
 async function runFleet(task: FleetRunTask): Promise<FleetRunResult> {
-  const current = fleet;
-  const send = fleetSend;
-  if (!current || !send) throw new Error('the fleet is not open');
-  const members = current.members;
+  const set = duplexSet(task.set);
+  const members = set.members;
   const phases = members.map(() => Math.random() * task.intervalMs);
   const order = members.map((_, i) => i).sort((a, b) => (phases[a] ?? 0) - (phases[b] ?? 0));
   const recorder = createLatencyRecorder(2_000_000);
-  const base = { acked: current.acked, errors: current.errors, streams: current.streamErrors };
-  current.errorSamples.length = 0;
+  const base = { acked: set.acked, errors: set.errors, streams: set.streamErrors };
+  set.errorSamples.length = 0;
+  let offered = 0;
   let sent = 0;
   let skipped = 0;
   let maxSendLagMs = 0;
 
   await until(task.startAt);
   const cpu = process.cpuUsage();
-  current.recording = recorder;
+  set.phase = {
+    answer(_member, ok, latencyMs) {
+      if (ok) recorder.add(latencyMs);
+    },
+    failed() {
+      // counted by the set
+    },
+  };
   const start = performance.now();
   const end = start + task.durationMs;
   let round = 0;
@@ -647,10 +713,11 @@ async function runFleet(task: FleetRunTask): Promise<FleetRunResult> {
         const due = start + round * task.intervalMs + (phases[index] ?? 0);
         if (due > now || due >= end) break;
         const member = members[index];
+        offered += 1;
         if (member && !member.failed) {
           if (pendingCount(member.pending) >= task.maxOutstanding) skipped += 1;
           else {
-            send(member);
+            sendOn(member);
             sent += 1;
             if (now - due > maxSendLagMs) maxSendLagMs = now - due;
           }
@@ -674,40 +741,32 @@ async function runFleet(task: FleetRunTask): Promise<FleetRunResult> {
     members.reduce((n, m) => n + (m.failed ? 0 : pendingCount(m.pending)), 0);
   const drainUntil = performance.now() + task.drainMs;
   while (outstanding() > 0 && performance.now() < drainUntil) await sleep(20);
-  current.recording = undefined;
+  set.phase = undefined;
   return {
+    offered,
     sent,
-    acked: current.acked - base.acked,
-    errors: current.errors - base.errors,
-    streamErrors: current.streamErrors - base.streams,
+    acked: set.acked - base.acked,
+    errors: set.errors - base.errors,
+    streamErrors: set.streamErrors - base.streams,
     skipped,
     unanswered: outstanding(),
-    errorSamples: [...current.errorSamples],
+    errorSamples: [...set.errorSamples],
     latenciesMs: recorder.samples(),
     maxSendLagMs,
     cpuMs: cpuMsSince(cpu),
   };
 }
 
-function closeFleet(): null {
-  const current = fleet;
-  if (!current) return null;
-  fleet = undefined;
-  fleetSend = undefined;
-  for (const member of current.members) {
-    member.failed = true;
-    member.call.cancel();
-  }
-  closeClients(current.clients);
-  return null;
-}
-
 async function perform(task: WorkerTask): Promise<unknown> {
   switch (task.kind) {
     case 'unary':
       return runUnary(task);
-    case 'stream':
-      return runStream(task);
+    case 'duplex-open':
+      return openDuplexSet(task);
+    case 'duplex-run':
+      return runDuplex(task);
+    case 'duplex-close':
+      return closeDuplexSet(task.set);
     case 'watch-open':
       return openWatchSet(task);
     case 'watch-arm':
@@ -716,12 +775,8 @@ async function perform(task: WorkerTask): Promise<unknown> {
       return collectWatchSet(task);
     case 'watch-close':
       return closeWatchSet(task.set);
-    case 'fleet-open':
-      return openFleet(task);
     case 'fleet-run':
       return runFleet(task);
-    case 'fleet-close':
-      return closeFleet();
   }
 }
 

@@ -1,6 +1,14 @@
 import { execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { copyFileSync, cpSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import {
+  copyFileSync,
+  cpSync,
+  mkdirSync,
+  mkdtempSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { cpus, tmpdir, totalmem } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -13,8 +21,10 @@ import {
   type Scenario,
 } from './lib/context.js';
 import { failedRow, formatTable, formatTarget, type Row } from './lib/report.js';
+import { formatSummary, summarizeProfileDir } from './profile-summary.js';
 import { fleet } from './scenarios/fleet.js';
 import { heartbeatThroughput } from './scenarios/heartbeat-throughput.js';
+import { memory } from './scenarios/memory.js';
 import { scale } from './scenarios/scale.js';
 import { watchFanout } from './scenarios/watch-fanout.js';
 
@@ -24,9 +34,10 @@ import { watchFanout } from './scenarios/watch-fanout.js';
  * prints one table of ratios and writes it as JSON. Not part of `npm test`.
  */
 
-const SCENARIOS: readonly Scenario[] = [heartbeatThroughput, watchFanout, scale, fleet];
+const SCENARIOS: readonly Scenario[] = [heartbeatThroughput, watchFanout, scale, fleet, memory];
 
 const USAGE = `Usage: node dist/bench/run.js [--quick] [--only NAME[,NAME]] [--out FILE] [--keep-temp]
+                             [--cpu-prof DIR]
 
   --quick       smoke run: shorter durations and smaller counts (labelled QUICK)
   --only NAME   run only these scenarios: ${SCENARIOS.map((s) => s.name).join(', ')}
@@ -34,7 +45,11 @@ const USAGE = `Usage: node dist/bench/run.js [--quick] [--only NAME[,NAME]] [--o
   --keep-temp   keep the temporary data directories and server logs
   --quiet-wait S  before each measured window, wait up to S seconds for other
                 processes to leave the CPU idle (default 60, quick 15; 0 = never wait)
-  --no-snapshot run the live dist/ instead of a private copy taken at start`;
+  --no-snapshot run the live dist/ instead of a private copy taken at start
+  --cpu-prof DIR  profiling mode (needs the heartbeat scenario): its Vigil server runs
+                under node --cpu-prof writing into DIR; at the end the profile's
+                HeartbeatStream window is summarised as CPU µs per heartbeat per
+                category (also: node dist/bench/profile-summary.js DIR)`;
 
 /** Set in the copy the bench runs from; it names the real repository. */
 const SNAPSHOT_ENV = 'VIGIL_BENCH_REPO_ROOT';
@@ -97,6 +112,7 @@ async function main(): Promise<number> {
       'keep-temp': { type: 'boolean', default: false },
       'quiet-wait': { type: 'string' },
       'no-snapshot': { type: 'boolean', default: false },
+      'cpu-prof': { type: 'string' },
       help: { type: 'boolean', short: 'h', default: false },
     },
     strict: true,
@@ -126,6 +142,14 @@ async function main(): Promise<number> {
   }
   const out =
     values.out === undefined ? join(REPO_ROOT, 'bench-results.json') : resolve(values.out);
+  const cpuProfDir = values['cpu-prof'] === undefined ? undefined : resolve(values['cpu-prof']);
+  if (cpuProfDir !== undefined) {
+    if (!selected.includes(heartbeatThroughput)) {
+      process.stderr.write(`--cpu-prof profiles the heartbeat scenario: add it to --only\n`);
+      return 2;
+    }
+    mkdirSync(cpuProfDir, { recursive: true });
+  }
 
   const tmpRoot = mkdtempSync(join(tmpdir(), 'vigil-bench-'));
   const began = Date.now();
@@ -138,6 +162,7 @@ async function main(): Promise<number> {
     quick,
     tmpRoot,
     controlToken: `vgc_${randomBytes(32).toString('base64url')}`,
+    cpuProfDir,
     progress,
     tempDir: (name) => makeTempDir(tmpRoot, name),
     async awaitQuiet(before) {
@@ -221,7 +246,18 @@ async function main(): Promise<number> {
   const missed = rows.filter((r) => r.pass === false);
   process.stdout.write(`\n${title}\n\n${formatTable(rows)}\n\n`);
   for (const r of rows) {
-    if (r.note !== undefined) process.stdout.write(`  ${r.metric}: ${r.note}\n`);
+    if (r.note !== undefined) process.stdout.write(`  ${r.id}: ${r.note}\n`);
+  }
+  if (cpuProfDir !== undefined) {
+    try {
+      const summary = summarizeProfileDir(cpuProfDir);
+      writeFileSync(join(cpuProfDir, 'summary.json'), `${JSON.stringify(summary, null, 2)}\n`);
+      process.stdout.write(`\nCPU profile of the Vigil server (--cpu-prof ${cpuProfDir}):\n`);
+      process.stdout.write(`${formatSummary(summary)}\n`);
+      details['profile'] = summary;
+    } catch (error) {
+      process.stdout.write(`\nno profile summary: ${describeError(error)}\n`);
+    }
   }
   const busy = foreignLoad.filter((l) => l.cores > BUSY_CORES);
   if (busy.length > 0) {
@@ -230,7 +266,7 @@ async function main(): Promise<number> {
     );
   }
   process.stdout.write(
-    `\n${missed.length === 0 ? 'every target met' : `targets missed: ${missed.map((r) => `${r.metric} (${formatTarget(r.target)})`).join('; ')}`}\n`,
+    `\n${missed.length === 0 ? 'every target met' : `targets missed: ${missed.map((r) => `${r.id} (${formatTarget(r.target)})`).join('; ')}`}\n`,
   );
 
   const cpu = cpus();

@@ -24,13 +24,13 @@ process.on('exit', () => {
   for (const child of live) child.kill('SIGKILL');
 });
 
-function track(child: ChildProcess): ChildProcess {
+function track<T extends ChildProcess>(child: T): T {
   live.add(child);
   child.once('exit', () => live.delete(child));
   return child;
 }
 
-function exited(child: ChildProcess): boolean {
+export function exited(child: ChildProcess): boolean {
   return child.exitCode !== null || child.signalCode !== null;
 }
 
@@ -136,9 +136,29 @@ function tail(file: string, lines = 20): string {
   }
 }
 
+/**
+ * Spawns a tracked child (killed with the others when the driver exits) with
+ * its stdout and stderr appended to `logFile`.
+ */
+export function spawnLogged(
+  command: string,
+  args: readonly string[],
+  logFile: string,
+  env: NodeJS.ProcessEnv = process.env,
+): ChildProcess {
+  const fd = openSync(logFile, 'a');
+  try {
+    return track(spawn(command, args, { env, stdio: ['ignore', fd, fd] }));
+  } finally {
+    closeSync(fd);
+  }
+}
+
 export interface VigilServer {
   readonly address: string;
   readonly pid: number;
+  /** HOST:PORT of /metrics, when started with `metrics: true`. */
+  readonly metricsAddress: string | undefined;
   readonly logFile: string;
   /** Spawn to the first SERVING health check, ms. */
   readonly coldStartMs: number;
@@ -155,6 +175,12 @@ export interface VigilOptions {
   readonly readyTimeoutMs?: number;
   /** Log file name inside the data directory. */
   readonly logName?: string;
+  /** Serve Prometheus metrics on a free 127.0.0.1 port (otherwise `--metrics-listen off`). */
+  readonly metrics?: boolean;
+  /** node options before the script, e.g. `--cpu-prof`. */
+  readonly nodeFlags?: readonly string[];
+  /** SIGTERM to SIGKILL on stop (default 8 s): a profiled server needs time to write its profile. */
+  readonly stopGraceMs?: number;
 }
 
 /**
@@ -165,9 +191,10 @@ export interface VigilOptions {
 export async function startVigil(options: VigilOptions): Promise<VigilServer> {
   const port = await freePort();
   const address = `127.0.0.1:${port}`;
+  const metricsAddress = options.metrics ? `127.0.0.1:${await freePort()}` : undefined;
   const logFile = join(options.dataDir, options.logName ?? 'vigil.log');
-  const fd = openSync(logFile, 'a');
   const args = [
+    ...(options.nodeFlags ?? []),
     VIGIL_MAIN,
     'serve',
     '--listen',
@@ -175,19 +202,16 @@ export async function startVigil(options: VigilOptions): Promise<VigilServer> {
     '--data-dir',
     options.dataDir,
     '--metrics-listen',
-    'off',
+    metricsAddress ?? 'off',
     '--log-level',
     'warn',
     ...(options.flags ?? []),
   ];
   const spawnedAt = performance.now();
-  const child = track(
-    spawn(process.execPath, args, {
-      env: { ...process.env, VIGIL_CONTROL_TOKEN: options.controlToken },
-      stdio: ['ignore', fd, fd],
-    }),
-  );
-  closeSync(fd);
+  const child = spawnLogged(process.execPath, args, logFile, {
+    ...process.env,
+    VIGIL_CONTROL_TOKEN: options.controlToken,
+  });
   const deadline = spawnedAt + (options.readyTimeoutMs ?? 30_000);
   for (;;) {
     if (exited(child)) {
@@ -208,10 +232,11 @@ export async function startVigil(options: VigilOptions): Promise<VigilServer> {
   return {
     address,
     pid,
+    metricsAddress,
     logFile,
     coldStartMs,
     alive: () => !exited(child),
-    stop: () => stopChild(child),
+    stop: () => stopChild(child, options.stopGraceMs),
   };
 }
 

@@ -6,6 +6,7 @@ import { ControlServiceService } from '../../gen/vigil/v1/control_service.js';
 import { HeartbeatRequest, RuntimeServiceService } from '../../gen/vigil/v1/runtime_service.js';
 import { DeliveryMode, RuntimeState } from '../../gen/vigil/v1/workspace.js';
 import type { Row } from './report.js';
+import { agentCard, RUNTIME_URL } from './agent-card.js';
 import { bearer, newClient, unaryCall } from './wire.js';
 
 /**
@@ -22,6 +23,12 @@ export interface BenchContext {
   /** Root of this run's temporary directories. */
   readonly tmpRoot: string;
   readonly controlToken: string;
+  /**
+   * Profiling mode (`--cpu-prof DIR`): the heartbeat scenario starts its Vigil
+   * server under `node --cpu-prof` writing to DIR, and records there which
+   * window to summarise. Undefined otherwise.
+   */
+  readonly cpuProfDir: string | undefined;
   /** One progress line on stderr. */
   progress(message: string): void;
   /** A fresh directory under tmpRoot. */
@@ -59,13 +66,7 @@ export function makeTempDir(root: string, name: string): string {
 /** Wall-clock epoch ms with sub-ms resolution, comparable across processes. */
 export const wallNow = (): number => performance.timeOrigin + performance.now();
 
-/** The URL every simulated runtime registers: loopback, allowed by the default policy. */
-export const RUNTIME_URL = 'http://127.0.0.1:8000';
-
-/** The small valid A2A card a simulated sidecar sends. */
-export function agentCard(workspaceId: string): Record<string, unknown> {
-  return { name: `bench agent ${workspaceId}`, url: RUNTIME_URL };
-}
+export { agentCard, RUNTIME_URL } from './agent-card.js';
 
 /** An encoded HeartbeatRequest as a healthy sidecar sends it, with or without its card. */
 export function heartbeatBytes(workspaceId: string, withCard: boolean): Uint8Array {

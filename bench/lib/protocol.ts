@@ -22,23 +22,71 @@ export interface UnaryLoadTask {
   readonly durationMs: number;
 }
 
-/** Heartbeats pipelined over one HeartbeatStream per item. */
-export interface StreamLoadTask {
-  readonly kind: 'stream';
+export interface LoadItem {
+  readonly payload: Uint8Array;
+  /** Bearer token sent as `authorization` metadata; '' sends none. */
+  readonly token: string;
+}
+
+/**
+ * What a long-lived bidi stream carries and how its answers are checked:
+ * - `heartbeat`: Vigil's HeartbeatStream; requests are HeartbeatStreamRequest
+ *   {request_id, heartbeat = payload}, answers decoded HeartbeatStreamResponses;
+ * - `echo`: the bare baseline's EchoStream, sent the same bytes as `heartbeat`;
+ *   an answer is good when it starts with the request's request_id field;
+ * - `lease`: etcd's Lease/LeaseKeepAlive; the payload is an encoded
+ *   LeaseKeepAliveRequest sent as is, an answer is good when its TTL is > 0.
+ */
+export type DuplexProtocol = 'heartbeat' | 'echo' | 'lease';
+
+/**
+ * Opens one bidi stream per item into a named set and sends one request on
+ * each (at most `openConcurrency` unanswered at a time). Resolves once every
+ * stream answered its first request: the streams are then open and idle.
+ */
+export interface DuplexOpenTask {
+  readonly kind: 'duplex-open';
+  readonly set: string;
   readonly address: string;
+  /** Full method path, e.g. /vigil.v1.RuntimeService/HeartbeatStream. */
+  readonly path: string;
+  readonly protocol: DuplexProtocol;
   readonly channels: number;
-  /** One stream per item; `payload` is an encoded HeartbeatRequest. */
   readonly items: readonly LoadItem[];
-  /** Requests kept outstanding on each stream. */
+  /** Extra metadata on every stream (e.g. the echo's reply size). */
+  readonly metadata?: Readonly<Record<string, string>>;
+  readonly openConcurrency: number;
+  readonly timeoutMs: number;
+}
+
+export interface DuplexOpenResult {
+  readonly primed: number;
+  readonly failed: number;
+  readonly errorSamples: readonly string[];
+  readonly ms: number;
+  /** Size of the last first answer received, bytes. */
+  readonly answerBytes: number;
+}
+
+/**
+ * Closed loop over an open set: from `startAt`, every stream keeps `pipeline`
+ * requests outstanding, sending the next as each answer arrives; answers
+ * after `warmupMs` and before the end count. Then sending stops and the last
+ * answers are awaited (bounded); the streams stay open.
+ */
+export interface DuplexRunTask {
+  readonly kind: 'duplex-run';
+  readonly set: string;
   readonly pipeline: number;
+  /** Wall-clock epoch ms at which every worker starts together. */
   readonly startAt: number;
   readonly warmupMs: number;
   readonly durationMs: number;
 }
 
-export interface LoadItem {
-  readonly payload: Uint8Array;
-  readonly token: string;
+export interface DuplexCloseTask {
+  readonly kind: 'duplex-close';
+  readonly set: string;
 }
 
 /** What a throughput run measured in one worker. */
@@ -113,27 +161,11 @@ export interface WatchCloseTask {
   readonly set: string;
 }
 
-/** Opens one HeartbeatStream per workspace and sends one heartbeat on each. */
-export interface FleetOpenTask {
-  readonly kind: 'fleet-open';
-  readonly address: string;
-  readonly channels: number;
-  readonly items: readonly LoadItem[];
-  /** Streams being opened (first heartbeat unanswered) at a time. */
-  readonly openConcurrency: number;
-  readonly timeoutMs: number;
-}
-
-export interface FleetOpenResult {
-  readonly primed: number;
-  readonly failed: number;
-  readonly errorSamples: readonly string[];
-  readonly ms: number;
-}
-
 /** Heartbeats every stream every `intervalMs`, each with a random phase. */
 export interface FleetRunTask {
   readonly kind: 'fleet-run';
+  /** An open `heartbeat` set (see {@link DuplexOpenTask}). */
+  readonly set: string;
   readonly startAt: number;
   readonly intervalMs: number;
   readonly durationMs: number;
@@ -144,6 +176,8 @@ export interface FleetRunTask {
 }
 
 export interface FleetRunResult {
+  /** Turns that came due during the run (sent + skipped + turns of failed streams). */
+  readonly offered: number;
   readonly sent: number;
   readonly acked: number;
   readonly errors: number;
@@ -157,32 +191,28 @@ export interface FleetRunResult {
   readonly cpuMs: number;
 }
 
-export interface FleetCloseTask {
-  readonly kind: 'fleet-close';
-}
-
 export interface TaskResults {
   unary: LoadResult;
-  stream: LoadResult;
+  'duplex-open': DuplexOpenResult;
+  'duplex-run': LoadResult;
+  'duplex-close': null;
   'watch-open': WatchOpenResult;
   'watch-arm': null;
   'watch-collect': WatchCollectResult;
   'watch-close': null;
-  'fleet-open': FleetOpenResult;
   'fleet-run': FleetRunResult;
-  'fleet-close': null;
 }
 
 export type WorkerTask =
   | UnaryLoadTask
-  | StreamLoadTask
+  | DuplexOpenTask
+  | DuplexRunTask
+  | DuplexCloseTask
   | WatchOpenTask
   | WatchArmTask
   | WatchCollectTask
   | WatchCloseTask
-  | FleetOpenTask
-  | FleetRunTask
-  | FleetCloseTask;
+  | FleetRunTask;
 
 export interface WorkerRequest {
   readonly id: number;

@@ -8,6 +8,8 @@ export interface Target {
 }
 
 export interface Row {
+  /** Stable identifier, e.g. `heartbeat.stream`: what tooling should key on. */
+  readonly id: string;
   readonly scenario: string;
   readonly metric: string;
   readonly value: number;
@@ -22,6 +24,8 @@ export interface Row {
 }
 
 export interface RowInput {
+  /** The part after the scenario name: `stream` gives the id `heartbeat.stream`. */
+  readonly id: string;
   readonly metric: string;
   readonly value: number;
   readonly unit: string;
@@ -42,6 +46,7 @@ export function row(scenario: string, input: RowInput): Row {
     else pass = subject === input.target.bound;
   }
   return {
+    id: `${scenario}.${input.id}`,
     scenario,
     metric: input.metric,
     value: input.value,
@@ -57,6 +62,7 @@ export function row(scenario: string, input: RowInput): Row {
 /** A row for a scenario that could not produce its numbers. */
 export function failedRow(scenario: string, error: string): Row {
   return {
+    id: `${scenario}.failed`,
     scenario,
     metric: `${scenario}: scenario failed`,
     value: Number.NaN,
@@ -82,10 +88,11 @@ export function formatTarget(target: Target | undefined): string {
   return `${target.on === 'ratio' ? 'ratio' : 'value'} ${target.op} ${formatNumber(target.bound)}`;
 }
 
-/** A plain-text table: metric, value, baseline, ratio, target, result. */
+/** A plain-text table: id, metric, value, baseline, ratio, target, result. */
 export function formatTable(rows: readonly Row[]): string {
-  const header = ['metric', 'value', 'baseline', 'ratio', 'target', 'result'];
+  const header = ['id', 'metric', 'value', 'baseline', 'ratio', 'target', 'result'];
   const body = rows.map((r) => [
+    r.id,
     r.metric,
     `${formatNumber(r.value)}${r.unit === '' ? '' : ` ${r.unit}`}`,
     r.baseline === undefined
@@ -100,7 +107,7 @@ export function formatTable(rows: readonly Row[]): string {
   );
   const line = (cells: readonly string[]) =>
     cells
-      .map((cell, i) => (i === 0 ? cell.padEnd(widths[i] ?? 0) : cell.padStart(widths[i] ?? 0)))
+      .map((cell, i) => (i <= 1 ? cell.padEnd(widths[i] ?? 0) : cell.padStart(widths[i] ?? 0)))
       .join('  ');
   const rule = widths.map((w) => '-'.repeat(w)).join('  ');
   return [line(header), rule, ...body.map(line)].join('\n');

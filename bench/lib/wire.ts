@@ -50,6 +50,71 @@ export function streamRequestBytes(requestId: number, heartbeat: Uint8Array): Bu
   return out;
 }
 
+/** Reads a protobuf varint at `offset`: [value, next offset], or undefined when truncated. */
+export function readVarint(bytes: Uint8Array, offset: number): [number, number] | undefined {
+  let value = 0;
+  let scale = 1;
+  for (let i = offset; i < bytes.length && i < offset + 10; i += 1) {
+    const byte = bytes[i] ?? 0;
+    value += (byte & 0x7f) * scale;
+    scale *= 0x80;
+    if (byte < 0x80) return [value, i + 1];
+  }
+  return undefined;
+}
+
+/**
+ * The request_id of a frame that starts with field 1 as a varint (a
+ * HeartbeatStreamRequest, or the baseline's echo of one); undefined otherwise.
+ */
+export function leadingRequestId(frame: Uint8Array): number | undefined {
+  if (frame[0] !== 0x08) return undefined;
+  return readVarint(frame, 1)?.[0];
+}
+
+/** An encoded etcd LeaseKeepAliveRequest {ID = 1 (int64)}. */
+export function leaseKeepAliveBytes(leaseId: bigint): Uint8Array {
+  const out = [0x08];
+  let v = BigInt.asUintN(64, leaseId);
+  while (v >= 0x80n) {
+    out.push(Number(v & 0x7fn) | 0x80);
+    v >>= 7n;
+  }
+  out.push(Number(v));
+  return Uint8Array.from(out);
+}
+
+/**
+ * The TTL (field 3, int64) of an etcd LeaseKeepAliveResponse {header = 1,
+ * ID = 2, TTL = 3}; 0 when absent. etcd answers TTL <= 0 for an unknown or
+ * expired lease (a negative int64 reads here as a huge number, also refused
+ * by the caller's `> 0 && < 2^32` check).
+ */
+export function leaseKeepAliveTtl(frame: Uint8Array): number {
+  let offset = 0;
+  let ttl = 0;
+  while (offset < frame.length) {
+    const tag = readVarint(frame, offset);
+    if (!tag) return Number.NaN;
+    const [key, next] = tag;
+    const field = Math.floor(key / 8);
+    const wireType = key % 8;
+    if (wireType === 0) {
+      const value = readVarint(frame, next);
+      if (!value) return Number.NaN;
+      if (field === 3) ttl = value[0];
+      offset = value[1];
+    } else if (wireType === 2) {
+      const length = readVarint(frame, next);
+      if (!length) return Number.NaN;
+      offset = length[1] + length[0];
+    } else {
+      return Number.NaN;
+    }
+  }
+  return ttl;
+}
+
 /**
  * True when a WatchStatusResponse (or the baseline's copy of one) carries a
  * `transition` (field 1, length-delimited: tag byte 0x0a) rather than a

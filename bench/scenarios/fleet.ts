@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { ControlServiceService } from '../../gen/vigil/v1/control_service.js';
+import { RuntimeServiceService } from '../../gen/vigil/v1/runtime_service.js';
 import { TransitionReason, WorkspaceStatus } from '../../gen/vigil/v1/workspace.js';
 import {
   cpuMsOf,
@@ -134,8 +135,11 @@ export const fleet: Scenario = {
         workers.map((worker, i) =>
           worker.run(
             {
-              kind: 'fleet-open',
+              kind: 'duplex-open',
+              set: 'fleet',
               address: vigil.address,
+              path: RuntimeServiceService.heartbeatStream.path,
+              protocol: 'heartbeat',
               channels: config.channelsPerWorker,
               items: parts[i] ?? [],
               openConcurrency: 1_000,
@@ -175,6 +179,7 @@ export const fleet: Scenario = {
             worker.run(
               {
                 kind: 'fleet-run',
+                set: 'fleet',
                 startAt,
                 intervalMs: config.intervalMs,
                 durationMs: config.durationMs,
@@ -214,14 +219,18 @@ export const fleet: Scenario = {
         { pageSize: 1000, pageToken: '', statuses: [WorkspaceStatus.WORKSPACE_STATUS_OFFLINE] },
         control.metadata(),
       );
-      await Promise.all(workers.map((w) => w.run({ kind: 'fleet-close' }, 30_000)));
+      await Promise.all(workers.map((w) => w.run({ kind: 'duplex-close', set: 'fleet' }, 30_000)));
       if (!vigil.alive()) throw new Error('vigil exited during the fleet run');
 
       const offered = config.workspaces / (config.intervalMs / 1000);
+      // Every turn of every workspace's schedule that came due, sent or not.
+      const offeredTotal = sum((r) => r.offered);
+      const rssMB = (memory.rssMiB * 1048576) / 1e6;
       const s = 'fleet';
       const label = `${config.workspaces.toLocaleString('en-US')} workspaces, ${config.durationMs / 1000} s`;
       const rows = [
         row(s, {
+          id: 'false_offline',
           metric: `false OFFLINE transitions (${label})`,
           value: transitions.offline,
           unit: '',
@@ -229,6 +238,7 @@ export const fleet: Scenario = {
           note: `transitions during the run: ${JSON.stringify(transitions.byReason)}; OFFLINE now: ${offlineNow.workspaces.length}${transitions.offline > 0 ? `; e.g. ${transitions.offlineWorkspaces.join(', ')}` : ''}`,
         }),
         row(s, {
+          id: 'ack_p99_ms',
           metric: `heartbeat ack latency p99 (${label})`,
           value: latency.p99,
           unit: 'ms',
@@ -236,12 +246,23 @@ export const fleet: Scenario = {
           note: `p50 ${round(latency.p50, 1)}, p90 ${round(latency.p90, 1)}, max ${round(latency.max, 1)} ms over ${latency.count} acks; client send lag max ${round(maxSendLagMs, 1)} ms`,
         }),
         row(s, {
-          metric: `fleet heartbeats acked/s (offered ${Math.round(offered)}/s)`,
-          value: acked / (config.durationMs / 1000),
-          unit: '/s',
-          note: `sent ${sent}, acked ${acked}, turns skipped because the previous heartbeat was still unanswered ${skipped}, unanswered at end ${unanswered}; server CPU ${Math.round(serverCpu * 100)}%, clients ${Math.round(clientCpu * 100)}%, other processes ${Math.round(foreignCores * 100)}%, server RSS ${round((memory.rssMiB * 1048576) / 1e6, 1)} MB`,
+          id: 'acked_ratio',
+          metric: `heartbeats acked / offered (${offeredTotal.toLocaleString('en-US')} offered, ${Math.round(offered)}/s)`,
+          value: acked / offeredTotal,
+          unit: '',
+          target: { on: 'value', op: '>=', bound: 0.99 },
+          note: `sent ${sent}, acked ${acked} (${Math.round(acked / (config.durationMs / 1000))}/s), turns skipped because the previous heartbeat was still unanswered ${skipped}, unanswered at end ${unanswered}; server CPU ${Math.round(serverCpu * 100)}%, clients ${Math.round(clientCpu * 100)}%, other processes ${Math.round(foreignCores * 100)}%`,
         }),
         row(s, {
+          id: 'rss_mb',
+          metric: `server RSS at the end (${label}, every stream open)`,
+          value: rssMB,
+          unit: 'MB',
+          target: { on: 'value', op: '<=', bound: 400 },
+          note: `peak (VmHWM) ${round((memory.peakMiB * 1048576) / 1e6, 1)} MB; ${round((rssMB * 1000) / config.workspaces, 1)} KB per open stream, all included`,
+        }),
+        row(s, {
+          id: 'errors',
           metric: 'fleet heartbeat errors (responses + streams)',
           value: errors + streamErrors,
           unit: '',
@@ -263,6 +284,7 @@ export const fleet: Scenario = {
           flags,
           seeded,
           opened,
+          offered: offeredTotal,
           sent,
           acked,
           errors,

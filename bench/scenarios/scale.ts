@@ -188,6 +188,7 @@ export const scale: Scenario = {
     const n = config.workspaces.toLocaleString('en-US');
     const rows = [
       row(s, {
+        id: 'rss_mb',
         metric: `server RSS, ${n} workspaces, after ListWorkspaces traffic`,
         value: mb(memory.rssMiB),
         unit: 'MB',
@@ -195,6 +196,7 @@ export const scale: Scenario = {
         note: `idle after start ${round(mb(rssIdle), 1)} MB; peak (VmHWM) ${round(mb(memory.peakMiB), 1)} MB`,
       }),
       row(s, {
+        id: 'cold_start_s',
         metric: `cold start to SERVING, ${n} workspaces (worst of ${config.starts})`,
         value: start.max / 1000,
         unit: 's',
@@ -202,6 +204,7 @@ export const scale: Scenario = {
         note: `each: ${coldStarts.map((ms) => Math.round(ms)).join(', ')} ms (spawn to first SERVING health check; page cache warm; ${discarded} disturbed starts discarded)`,
       }),
       row(s, {
+        id: 'list_p99_ms',
         metric: `ListWorkspaces page of 100, p99 (${list.count} calls)`,
         value: list.p99,
         unit: 'ms',

@@ -257,6 +257,7 @@ export const watchFanout: Scenario = {
       const label = `${config.streams.toLocaleString('en-US')} streams`;
       const rows = [
         row(s, {
+          id: 'p50',
           metric: `transition to all ${label}, p50`,
           value: v.p50,
           unit: 'ms',
@@ -265,6 +266,7 @@ export const watchFanout: Scenario = {
           note: `${config.trials} trials each, alternating; time = last arrival - just before CreateWorkspace / Trigger; ${discarded} disturbed pairs discarded, other processes <= ${Math.round(foreignCores * 100)}% of a core in kept pairs`,
         }),
         row(s, {
+          id: 'p99',
           metric: `transition to all ${label}, p99`,
           value: v.p99,
           unit: 'ms',
@@ -273,6 +275,7 @@ export const watchFanout: Scenario = {
           note: `server with ${flags.join(' ')}; p99 of ${config.trials} trials is their maximum; vigil min ${round(v.min, 1)}, baseline min ${round(b.min, 1)} ms`,
         }),
         row(s, {
+          id: 'failures',
           metric: 'fan-out delivery failures (missing / wrong frames)',
           value: failures.length,
           unit: '',
