@@ -171,7 +171,9 @@ export function createRuntimeUseCases(options: RuntimeOptions): RuntimeUseCases 
 
   async function heartbeat(caller: RuntimeCaller, command: HeartbeatCommand) {
     const { report, workspaceId: id } = command;
-    await tokens.authenticate(caller, id);
+    // Undefined for an open session checked at once: no await on the hot path.
+    const authenticating = tokens.authenticate(caller, id);
+    if (authenticating !== undefined) await authenticating;
     // After authentication, so nobody can spend another workspace's budget.
     const waitMs = limiter?.take(id) ?? 0;
     if (waitMs > 0) {

@@ -32,16 +32,23 @@ export interface WorkspaceTokens {
   /**
    * Checks that a session is still valid: unchanged since it was resolved,
    * unless a rotation or revocation happened since or its token expired, in
-   * which case the token is looked up again by its hash. Throws TOKEN_INVALID
-   * or AUTH_UNAVAILABLE. Records the use.
+   * which case the token is looked up again by its hash. Records the use.
+   * Returns undefined when that is decided at once (the steady case: no
+   * promise on the hot path), else a promise that rejects with TOKEN_INVALID
+   * or AUTH_UNAVAILABLE.
    */
-  checkSession(session: WorkspaceSession): Promise<void>;
+  checkSession(session: WorkspaceSession): Promise<void> | undefined;
   /**
    * Authenticates a call for `workspaceId`, by token or by an open session.
-   * Throws as `openSession`/`checkSession`, and WRONG_WORKSPACE when the
-   * token belongs to another workspace.
+   * Fails (rejecting the returned promise, or throwing) as
+   * `openSession`/`checkSession`, and with WRONG_WORKSPACE when the token
+   * belongs to another workspace. Returns undefined when a session was
+   * checked at once.
    */
-  authenticate(caller: string | undefined | WorkspaceSession, workspaceId: string): Promise<void>;
+  authenticate(
+    caller: string | undefined | WorkspaceSession,
+    workspaceId: string,
+  ): Promise<void> | undefined;
   /** A new token for a new workspace: the token (shown once) and the hash to store. */
   issue(): { readonly token: string; readonly hash: Buffer };
   /**
@@ -159,14 +166,26 @@ export function createWorkspaceTokens(options: WorkspaceTokensOptions): Workspac
     return session;
   }
 
-  async function checkSession(workspaceSession: WorkspaceSession): Promise<void> {
+  function checkSession(workspaceSession: WorkspaceSession): Promise<void> | undefined {
     const session = workspaceSession as Session;
     const now = clock.now();
     const current = session.token;
-    if (current.epoch !== epoch || (current.expiresAt ?? Infinity) <= now) {
-      session.token = await validToken(current.hash, current.key, now);
+    if (current.epoch === epoch && (current.expiresAt ?? Infinity) > now) {
+      recordUse(current, now);
+      return undefined;
     }
-    recordUse(session.token, now);
+    return validToken(current.hash, current.key, now).then((token) => {
+      session.token = token;
+      recordUse(token, now);
+    });
+  }
+
+  function checkOwner(owner: string, workspaceId: string): void {
+    if (owner !== workspaceId) {
+      throw new VigilError('WRONG_WORKSPACE', 'the workspace token belongs to another workspace', {
+        workspaceId,
+      });
+    }
   }
 
   function issue() {
@@ -177,23 +196,20 @@ export function createWorkspaceTokens(options: WorkspaceTokensOptions): Workspac
   return {
     openSession,
     checkSession,
-    async authenticate(caller, workspaceId) {
-      let owner: string;
-      if (typeof caller === 'object') {
-        await checkSession(caller);
-        owner = caller.workspaceId;
-      } else {
-        owner = (await openSession(caller)).workspaceId;
+    authenticate(caller, workspaceId) {
+      if (typeof caller !== 'object') {
+        return openSession(caller).then((session) => {
+          checkOwner(session.workspaceId, workspaceId);
+        });
       }
-      if (owner !== workspaceId) {
-        throw new VigilError(
-          'WRONG_WORKSPACE',
-          'the workspace token belongs to another workspace',
-          {
-            workspaceId,
-          },
-        );
+      const pending = checkSession(caller);
+      if (pending === undefined) {
+        checkOwner(caller.workspaceId, workspaceId);
+        return undefined;
       }
+      return pending.then(() => {
+        checkOwner(caller.workspaceId, workspaceId);
+      });
     },
     issue,
     async rotate(workspaceId, revokePrevious) {
