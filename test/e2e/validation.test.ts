@@ -1,3 +1,5 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { status } from '@grpc/grpc-js';
 import { expect } from 'chai';
 import {
@@ -7,6 +9,8 @@ import {
   WorkspaceStatus,
 } from '../../gen/vigil/v1/workspace.js';
 import type { ListWorkspacesRequest } from '../../gen/vigil/v1/control_service.js';
+import { ERROR_REASONS, type ErrorReason } from '../../src/domain/errors.js';
+import { authMatrixReasons } from '../helpers/auth-matrix.js';
 import {
   captureState,
   createWorkspace,
@@ -18,13 +22,33 @@ import {
   onlineWorkspace,
   registerRequest,
 } from '../helpers/e2e-fixtures.js';
-import { CONTROL_TOKEN, card, startHarness, type Harness } from '../helpers/harness.js';
-import { call, expectRpcError } from '../helpers/rpc.js';
+import { CONTROL_TOKEN, card, type Harness } from '../helpers/harness.js';
+import { harnessPerTest } from '../helpers/harness-per-test.js';
+import { describeRefusals, type Refusal, type RefusalContext } from '../helpers/refusals.js';
+import { call, openWatch, type WatchReader } from '../helpers/rpc.js';
 
 /**
  * Bad input over real gRPC: the right code and ErrorInfo reason (never the
- * message text), and nothing written.
+ * message text), and nothing written. Every refusal is a row run by
+ * test/helpers/refusals.ts; the last suite checks that the rows here and the
+ * auth matrix use every ErrorInfo reason a client can provoke.
  */
+
+interface Ctx extends RefusalContext {
+  /** The token of ws-a, in the suites that have it (or once a row's `arrange` creates it). */
+  token: string;
+}
+
+const OWN_TOKEN = (c: Ctx): string => c.token;
+
+/** Setups: ws-a created and registered (ONLINE), or nothing in the store. */
+async function withWorkspaceA(h: Harness): Promise<{ token: string }> {
+  return { token: (await onlineWorkspace(h, 'ws-a')).token };
+}
+
+function emptyStore(): { token: string } {
+  return { token: '' };
+}
 
 /** Agent cards the contract refuses, by what is wrong with them. */
 const INVALID_CARDS: { readonly what: string; readonly card: Record<string, unknown> }[] = [
@@ -59,45 +83,112 @@ const VALID_CARDS: { readonly what: string; readonly card: Record<string, unknow
   },
 ];
 
+/** Register on ws-a (ONLINE) refused for what it carries. */
+const REGISTER_REFUSALS: readonly Refusal<Ctx>[] = [
+  ...INVALID_CARDS.map((invalid): Refusal<Ctx> => ({
+    when: `the agent card ${invalid.what}`,
+    rpc: 'Register',
+    request: registerRequest('ws-a', { agentCard: invalid.card, url: 'http://localhost:9000' }),
+    token: OWN_TOKEN,
+    code: status.INVALID_ARGUMENT,
+    reason: 'AGENT_CARD_INVALID',
+    unchanged: ['ws-a'],
+  })),
+  {
+    when: 'there is no agent card',
+    rpc: 'Register',
+    request: registerRequest('ws-a', { agentCard: undefined }),
+    token: OWN_TOKEN,
+    code: status.INVALID_ARGUMENT,
+    reason: 'AGENT_CARD_INVALID',
+    unchanged: ['ws-a'],
+  },
+];
+
+/** The URL and card registered with ws-a stay; the failure is stamped and degrades it. */
+async function expectRegisterFailureStamped({ h }: Ctx): Promise<void> {
+  const after = await getWorkspace(h, 'ws-a');
+  expect(after.url).to.equal(registerRequest('ws-a').url);
+  expect(after.agentCard).to.deep.equal(card());
+  expect(after.lastRegisterFailureAt).to.deep.equal(new Date(h.clock.now()));
+  expect(after.status).to.equal(WorkspaceStatus.WORKSPACE_STATUS_DEGRADED);
+  const last = (await listTransitions(h, 'ws-a')).at(-1);
+  expect(last?.reason).to.equal(TransitionReason.TRANSITION_REASON_REGISTER_FAILED);
+  expect(last?.toStatus).to.equal(WorkspaceStatus.WORKSPACE_STATUS_DEGRADED);
+}
+
+const REFUSED_URLS: { readonly url: string; readonly why: string; readonly host?: string }[] = [
+  {
+    url: 'http://metadata.evil/',
+    why: 'its host resolves to the cloud metadata address',
+    host: 'metadata.evil',
+  },
+  { url: 'http://169.254.169.254/latest/', why: 'it is a link-local address literal' },
+  { url: 'ftp://x', why: 'its scheme is not http or https' },
+  {
+    url: 'http://nowhere.invalid:8000/',
+    why: 'its host does not resolve',
+    host: 'nowhere.invalid',
+  },
+  { url: 'not a url', why: 'it cannot be parsed' },
+];
+
+/** Register on ws-a (ONLINE) refused by the URL policy. */
+const URL_REFUSALS: readonly Refusal<Ctx>[] = [
+  ...REFUSED_URLS.map((refused): Refusal<Ctx> => ({
+    when: `the URL is refused because ${refused.why} (${refused.url})`,
+    rpc: 'Register',
+    request: registerRequest('ws-a', { url: refused.url, agentCard: card('other-agent') }),
+    token: OWN_TOKEN,
+    code: status.INVALID_ARGUMENT,
+    reason: 'URL_VALIDATE_FAILED',
+    ...(refused.host === undefined ? {} : { metadata: { host: refused.host } }),
+    unchanged: [],
+    writes: 'keeps the stored URL and card, stamps the marker and degrades the ONLINE workspace',
+    then: expectRegisterFailureStamped,
+  })),
+  {
+    when: 'the delivery mode is not a known value',
+    rpc: 'Register',
+    // eslint-disable-next-line @typescript-eslint/no-unsafe-enum-assignment -- an unknown wire value on purpose
+    request: registerRequest('ws-a', { deliveryMode: 99 as DeliveryMode }),
+    token: OWN_TOKEN,
+    code: status.INVALID_ARGUMENT,
+    reason: 'FIELD_INVALID',
+    metadata: { field: 'delivery_mode' },
+    unchanged: ['ws-a'],
+  },
+  {
+    when: 'the delivery mode is UNSPECIFIED and the URL is refused',
+    rpc: 'Register',
+    request: registerRequest('ws-a', {
+      url: 'ftp://x',
+      deliveryMode: DeliveryMode.DELIVERY_MODE_UNSPECIFIED,
+    }),
+    token: OWN_TOKEN,
+    code: status.INVALID_ARGUMENT,
+    reason: 'URL_VALIDATE_FAILED',
+    unchanged: [],
+    writes: 'stamps the marker: UNSPECIFIED is validated as PUSH',
+    then: expectRegisterFailureStamped,
+  },
+];
+
 describe('Register validation', () => {
-  let h: Harness;
-  let token: string;
-
-  beforeEach(async () => {
-    h = await startHarness();
-    token = (await onlineWorkspace(h, 'ws-a')).token;
-  });
-
-  afterEach(async () => {
-    await h.dispose();
-  });
+  const current = harnessPerTest(withWorkspaceA);
 
   function registerWith(overrides: Parameters<typeof registerRequest>[1]) {
-    return call(
-      h.clients.runtime,
-      h.clients.runtime.register,
-      registerRequest('ws-a', overrides),
-      token,
-    );
+    const { h, token } = current();
+    const { runtime } = h.clients;
+    return call(runtime, runtime.register, registerRequest('ws-a', overrides), token);
   }
 
-  for (const invalid of INVALID_CARDS) {
-    describe(`when the agent card ${invalid.what}`, () => {
-      it('fails INVALID_ARGUMENT / AGENT_CARD_INVALID and writes nothing', async () => {
-        const before = await captureState(h, 'ws-a');
-        await expectRpcError(
-          registerWith({ agentCard: invalid.card, url: 'http://localhost:9000' }),
-          status.INVALID_ARGUMENT,
-          'AGENT_CARD_INVALID',
-        );
-        await expectUnchanged(h, 'ws-a', before);
-      });
-    });
-  }
+  describeRefusals(REGISTER_REFUSALS, current);
 
   for (const valid of VALID_CARDS) {
     describe(`when the agent card ${valid.what}`, () => {
       it('stores it', async () => {
+        const { h } = current();
         const response = await registerWith({ agentCard: valid.card });
         expect(response.workspace?.agentCard).to.deep.equal(valid.card);
         expect((await getWorkspace(h, 'ws-a')).agentCard).to.deep.equal(valid.card);
@@ -105,89 +196,8 @@ describe('Register validation', () => {
     });
   }
 
-  describe('when there is no agent card', () => {
-    it('fails INVALID_ARGUMENT / AGENT_CARD_INVALID and writes nothing', async () => {
-      const before = await captureState(h, 'ws-a');
-      await expectRpcError(
-        registerWith({ agentCard: undefined }),
-        status.INVALID_ARGUMENT,
-        'AGENT_CARD_INVALID',
-      );
-      await expectUnchanged(h, 'ws-a', before);
-    });
-  });
-
   describe('URL policy', () => {
-    const REFUSED: { readonly url: string; readonly why: string; readonly host?: string }[] = [
-      {
-        url: 'http://metadata.evil/',
-        why: 'its host resolves to the cloud metadata address',
-        host: 'metadata.evil',
-      },
-      { url: 'http://169.254.169.254/latest/', why: 'it is a link-local address literal' },
-      { url: 'ftp://x', why: 'its scheme is not http or https' },
-      {
-        url: 'http://nowhere.invalid:8000/',
-        why: 'its host does not resolve',
-        host: 'nowhere.invalid',
-      },
-      { url: 'not a url', why: 'it cannot be parsed' },
-    ];
-
-    for (const refused of REFUSED) {
-      describe(`when the URL is refused because ${refused.why} (${refused.url})`, () => {
-        it('fails INVALID_ARGUMENT / URL_VALIDATE_FAILED', async () => {
-          const info = await expectRpcError(
-            registerWith({ url: refused.url }),
-            status.INVALID_ARGUMENT,
-            'URL_VALIDATE_FAILED',
-          );
-          if (refused.host !== undefined) expect(info.metadata['host']).to.equal(refused.host);
-        });
-
-        it('keeps the stored URL and card, stamps the marker and degrades the ONLINE workspace', async () => {
-          const stored = await getWorkspace(h, 'ws-a');
-          h.clock.advance(1_000);
-          await expectRpcError(
-            registerWith({ url: refused.url, agentCard: card('other-agent') }),
-            status.INVALID_ARGUMENT,
-            'URL_VALIDATE_FAILED',
-          );
-          const after = await getWorkspace(h, 'ws-a');
-          expect(after.url).to.equal(stored.url);
-          expect(after.agentCard).to.deep.equal(stored.agentCard);
-          expect(after.lastRegisterFailureAt).to.deep.equal(new Date(h.clock.now()));
-          expect(after.status).to.equal(WorkspaceStatus.WORKSPACE_STATUS_DEGRADED);
-          const last = (await listTransitions(h, 'ws-a')).at(-1);
-          expect(last?.reason).to.equal(TransitionReason.TRANSITION_REASON_REGISTER_FAILED);
-          expect(last?.toStatus).to.equal(WorkspaceStatus.WORKSPACE_STATUS_DEGRADED);
-        });
-      });
-    }
-
-    describe('when the delivery mode is not a known value', () => {
-      it('fails INVALID_ARGUMENT / FIELD_INVALID naming delivery_mode, and writes nothing', async () => {
-        const before = await captureState(h, 'ws-a');
-        const info = await expectRpcError(
-          // eslint-disable-next-line @typescript-eslint/no-unsafe-enum-assignment -- an unknown wire value on purpose
-          registerWith({ deliveryMode: 99 as DeliveryMode }),
-          status.INVALID_ARGUMENT,
-          'FIELD_INVALID',
-        );
-        expect(info.metadata['field']).to.equal('delivery_mode');
-        await expectUnchanged(h, 'ws-a', before);
-      });
-    });
-
-    describe('when the delivery mode is UNSPECIFIED', () => {
-      it('treats it as PUSH and validates the URL', async () => {
-        await expectRpcError(
-          registerWith({ url: 'ftp://x', deliveryMode: DeliveryMode.DELIVERY_MODE_UNSPECIFIED }),
-          status.INVALID_ARGUMENT,
-          'URL_VALIDATE_FAILED',
-        );
-      });
-    });
+    describeRefusals(URL_REFUSALS, current);
 
     const ALLOWED = [
       'http://runtime.internal:8080/a2a',
@@ -197,6 +207,7 @@ describe('Register validation', () => {
     for (const url of ALLOWED) {
       describe(`when the URL is allowed by the local policy (${url})`, () => {
         it('registers and stores it', async () => {
+          const { h } = current();
           const response = await registerWith({ url });
           expect(response.workspace?.status).to.equal(WorkspaceStatus.WORKSPACE_STATUS_ONLINE);
           expect((await getWorkspace(h, 'ws-a')).url).to.equal(url);
@@ -206,6 +217,7 @@ describe('Register validation', () => {
 
     describe('when the delivery mode is POLL and the URL is empty', () => {
       it('registers the workspace ONLINE without a URL', async () => {
+        const { h } = current();
         const created = await createWorkspace(h, 'ws-poll');
         const response = await call(
           h.clients.runtime,
@@ -224,60 +236,95 @@ describe('Register validation', () => {
   });
 });
 
+function heartbeatFieldRefusal(
+  when: string,
+  overrides: Parameters<typeof heartbeatRequest>[1],
+  field: string,
+): Refusal<Ctx> {
+  return {
+    when,
+    rpc: 'Heartbeat',
+    request: heartbeatRequest('ws-a', overrides),
+    token: OWN_TOKEN,
+    code: status.INVALID_ARGUMENT,
+    reason: 'FIELD_INVALID',
+    metadata: { field },
+    unchanged: ['ws-a'],
+  };
+}
+
+/** Heartbeat on ws-a (ONLINE) refused for what it carries. */
+const HEARTBEAT_REFUSALS: readonly Refusal<Ctx>[] = [
+  ...INVALID_CARDS.map((invalid): Refusal<Ctx> => ({
+    when: `the agent card ${invalid.what}`,
+    rpc: 'Heartbeat',
+    request: heartbeatRequest('ws-a', { agentCard: invalid.card, activeTasks: 7, errorRate: 0.9 }),
+    token: OWN_TOKEN,
+    code: status.INVALID_ARGUMENT,
+    reason: 'AGENT_CARD_INVALID',
+    unchanged: ['ws-a'],
+    outcome: 'applies nothing of the heartbeat',
+  })),
+  ...[1.5, -0.1, Number.NaN, Number.POSITIVE_INFINITY].map((errorRate) =>
+    heartbeatFieldRefusal(`error_rate is ${errorRate}`, { errorRate }, 'error_rate'),
+  ),
+  heartbeatFieldRefusal(
+    'sample_error is over 4096 bytes (ASCII)',
+    { sampleError: 'x'.repeat(4097) },
+    'sample_error',
+  ),
+  heartbeatFieldRefusal(
+    'sample_error is over 4096 bytes counted in UTF-8 bytes, not characters',
+    { sampleError: 'é'.repeat(2049) },
+    'sample_error',
+  ),
+  heartbeatFieldRefusal(
+    'runtime_state is not a known value',
+    // eslint-disable-next-line @typescript-eslint/no-unsafe-enum-assignment -- an unknown wire value on purpose
+    { runtimeState: 99 as RuntimeState },
+    'runtime_state',
+  ),
+  heartbeatFieldRefusal(
+    'current_task is over 1024 bytes',
+    { currentTask: 'x'.repeat(1025) },
+    'current_task',
+  ),
+  {
+    when: 'the request bytes are not a HeartbeatRequest',
+    rpc: 'Heartbeat',
+    // Field 1 (workspace_id) announces 5 bytes and ends after one.
+    request: { raw: Uint8Array.from([0x0a, 0x05, 0x77]) },
+    token: OWN_TOKEN,
+    code: status.INVALID_ARGUMENT,
+    reason: 'MESSAGE_MALFORMED',
+    unchanged: ['ws-a'],
+  },
+  {
+    when: 'the request is over the 1 MiB message limit',
+    rpc: 'Heartbeat',
+    request: heartbeatRequest('ws-a', { currentTask: 'x'.repeat(1536 * 1024) }),
+    token: OWN_TOKEN,
+    code: status.RESOURCE_EXHAUSTED,
+    reason: 'MESSAGE_TOO_LARGE',
+    unchanged: ['ws-a'],
+  },
+];
+
 describe('Heartbeat validation', () => {
-  let h: Harness;
-  let token: string;
-
-  beforeEach(async () => {
-    h = await startHarness();
-    token = (await onlineWorkspace(h, 'ws-a')).token;
-  });
-
-  afterEach(async () => {
-    await h.dispose();
-  });
+  const current = harnessPerTest(withWorkspaceA);
 
   function heartbeatWith(overrides: Parameters<typeof heartbeatRequest>[1]) {
-    return call(
-      h.clients.runtime,
-      h.clients.runtime.heartbeat,
-      heartbeatRequest('ws-a', overrides),
-      token,
-    );
+    const { h, token } = current();
+    const { runtime } = h.clients;
+    return call(runtime, runtime.heartbeat, heartbeatRequest('ws-a', overrides), token);
   }
 
-  for (const invalid of INVALID_CARDS) {
-    describe(`when the agent card ${invalid.what}`, () => {
-      it('fails INVALID_ARGUMENT / AGENT_CARD_INVALID and applies nothing of the heartbeat', async () => {
-        const before = await captureState(h, 'ws-a');
-        await expectRpcError(
-          heartbeatWith({ agentCard: invalid.card, activeTasks: 7, errorRate: 0.9 }),
-          status.INVALID_ARGUMENT,
-          'AGENT_CARD_INVALID',
-        );
-        await expectUnchanged(h, 'ws-a', before);
-      });
-    });
-  }
-
-  for (const errorRate of [1.5, -0.1, Number.NaN, Number.POSITIVE_INFINITY]) {
-    describe(`when error_rate is ${errorRate}`, () => {
-      it('fails INVALID_ARGUMENT / FIELD_INVALID naming error_rate, and writes nothing', async () => {
-        const before = await captureState(h, 'ws-a');
-        const info = await expectRpcError(
-          heartbeatWith({ errorRate }),
-          status.INVALID_ARGUMENT,
-          'FIELD_INVALID',
-        );
-        expect(info.metadata['field']).to.equal('error_rate');
-        await expectUnchanged(h, 'ws-a', before);
-      });
-    });
-  }
+  describeRefusals(HEARTBEAT_REFUSALS, current);
 
   for (const errorRate of [0, 1]) {
     describe(`when error_rate is ${errorRate} (a bound)`, () => {
       it('applies the heartbeat', async () => {
+        const { h } = current();
         h.clock.advance(1_000);
         await heartbeatWith({ errorRate });
         const stored = await getWorkspace(h, 'ws-a');
@@ -287,134 +334,64 @@ describe('Heartbeat validation', () => {
     });
   }
 
-  describe('when sample_error is over 4096 bytes', () => {
-    for (const [what, sampleError] of [
-      ['ASCII', 'x'.repeat(4097)],
-      ['counted in UTF-8 bytes, not characters', 'é'.repeat(2049)],
-    ] as const) {
-      it(`fails INVALID_ARGUMENT / FIELD_INVALID naming sample_error (${what}), and writes nothing`, async () => {
-        const before = await captureState(h, 'ws-a');
-        const info = await expectRpcError(
-          heartbeatWith({ sampleError }),
-          status.INVALID_ARGUMENT,
-          'FIELD_INVALID',
-        );
-        expect(info.metadata['field']).to.equal('sample_error');
-        await expectUnchanged(h, 'ws-a', before);
-      });
-    }
-  });
-
   describe('when sample_error is exactly 4096 bytes', () => {
     it('applies the heartbeat and stores it', async () => {
+      const { h } = current();
       const sampleError = 'x'.repeat(4096);
       await heartbeatWith({ sampleError });
       expect((await getWorkspace(h, 'ws-a')).sampleError).to.equal(sampleError);
     });
   });
-
-  describe('when runtime_state is not a known value', () => {
-    it('fails INVALID_ARGUMENT / FIELD_INVALID naming runtime_state, and writes nothing', async () => {
-      const before = await captureState(h, 'ws-a');
-      const info = await expectRpcError(
-        // eslint-disable-next-line @typescript-eslint/no-unsafe-enum-assignment -- an unknown wire value on purpose
-        heartbeatWith({ runtimeState: 99 as RuntimeState }),
-        status.INVALID_ARGUMENT,
-        'FIELD_INVALID',
-      );
-      expect(info.metadata['field']).to.equal('runtime_state');
-      await expectUnchanged(h, 'ws-a', before);
-    });
-  });
-
-  describe('when current_task is over 1024 bytes', () => {
-    it('fails INVALID_ARGUMENT / FIELD_INVALID naming current_task, and writes nothing', async () => {
-      const before = await captureState(h, 'ws-a');
-      const info = await expectRpcError(
-        heartbeatWith({ currentTask: 'x'.repeat(1025) }),
-        status.INVALID_ARGUMENT,
-        'FIELD_INVALID',
-      );
-      expect(info.metadata['field']).to.equal('current_task');
-      await expectUnchanged(h, 'ws-a', before);
-    });
-  });
 });
 
-describe('CreateWorkspace validation', () => {
-  let h: Harness;
-
-  beforeEach(async () => {
-    h = await startHarness();
-  });
-
-  afterEach(async () => {
-    await h.dispose();
-  });
-
-  function create(workspaceId: string) {
-    return call(
-      h.clients.control,
-      h.clients.control.createWorkspace,
-      { workspaceId, name: '' },
-      CONTROL_TOKEN,
-    );
-  }
-
-  for (const [what, workspaceId] of [
-    ['has upper case', 'UPPER'],
-    ['starts with a dash', '-x'],
-    ['ends with a dash', 'x-'],
-    ['has an underscore', 'a_b'],
-    ['is 64 characters long', 'a'.repeat(64)],
-  ] as const) {
-    describe(`when the workspace id ${what}`, () => {
-      it('fails INVALID_ARGUMENT / FIELD_INVALID naming workspace_id, and creates nothing', async () => {
-        const info = await expectRpcError(
-          create(workspaceId),
-          status.INVALID_ARGUMENT,
-          'FIELD_INVALID',
-        );
-        expect(info.metadata['field']).to.equal('workspace_id');
-        expect(await listTransitions(h)).to.deep.equal([]);
-        const listed = await call(
-          h.clients.control,
-          h.clients.control.listWorkspaces,
-          { pageSize: 0, pageToken: '', statuses: [] },
-          CONTROL_TOKEN,
-        );
-        expect(listed.workspaces).to.deep.equal([]);
-      });
-    });
-  }
-
-  describe('when the workspace id is 63 characters long', () => {
-    it('creates the workspace', async () => {
-      const id = 'a'.repeat(63);
-      const response = await create(id);
-      expect(response.workspace?.id).to.equal(id);
-    });
-  });
-
-  describe('when the workspace id already exists', () => {
-    it('fails ALREADY_EXISTS / WORKSPACE_EXISTS and leaves the existing workspace and its token alone', async () => {
-      const first = await createWorkspace(h, 'ws-a', 'First');
-      const before = await captureState(h, 'ws-a');
-      await expectRpcError(create('ws-a'), status.ALREADY_EXISTS, 'WORKSPACE_EXISTS');
-      await expectUnchanged(h, 'ws-a', before);
+/** CreateWorkspace on a store that starts empty. */
+const CREATE_REFUSALS: readonly Refusal<Ctx>[] = [
+  ...(
+    [
+      ['has upper case', 'UPPER'],
+      ['starts with a dash', '-x'],
+      ['ends with a dash', 'x-'],
+      ['has an underscore', 'a_b'],
+      ['is 64 characters long', 'a'.repeat(64)],
+    ] as const
+  ).map(([what, workspaceId]): Refusal<Ctx> => ({
+    when: `the workspace id ${what}`,
+    rpc: 'CreateWorkspace',
+    request: { workspaceId, name: '' },
+    token: CONTROL_TOKEN,
+    code: status.INVALID_ARGUMENT,
+    reason: 'FIELD_INVALID',
+    metadata: { field: 'workspace_id' },
+    unchanged: [],
+    outcome: 'creates nothing',
+  })),
+  {
+    when: 'the workspace id already exists',
+    rpc: 'CreateWorkspace',
+    arrange: async (c) => {
+      c.token = (await createWorkspace(c.h, 'ws-a', 'First')).token;
+    },
+    request: { workspaceId: 'ws-a', name: '' },
+    token: CONTROL_TOKEN,
+    code: status.ALREADY_EXISTS,
+    reason: 'WORKSPACE_EXISTS',
+    unchanged: ['ws-a'],
+    outcome: 'leaves the existing workspace and its token alone',
+    then: async ({ h, token }) => {
       expect((await getWorkspace(h, 'ws-a')).name).to.equal('First');
       const beat = await call(
         h.clients.runtime,
         h.clients.runtime.heartbeat,
         heartbeatRequest('ws-a'),
-        first.token,
+        token,
       );
       expect(beat.status).to.equal(WorkspaceStatus.WORKSPACE_STATUS_ONLINE);
-    });
-  });
-
-  describe('when the workspace id belongs to a deleted workspace', () => {
-    it('fails ALREADY_EXISTS / WORKSPACE_EXISTS: a tombstone id is never reused', async () => {
+    },
+  },
+  {
+    when: 'the workspace id belongs to a deleted workspace',
+    rpc: 'CreateWorkspace',
+    arrange: async ({ h }) => {
       await createWorkspace(h, 'ws-a');
       await call(
         h.clients.control,
@@ -422,15 +399,43 @@ describe('CreateWorkspace validation', () => {
         { workspaceId: 'ws-a' },
         CONTROL_TOKEN,
       );
-      await expectRpcError(create('ws-a'), status.ALREADY_EXISTS, 'WORKSPACE_EXISTS');
+    },
+    request: { workspaceId: 'ws-a', name: '' },
+    token: CONTROL_TOKEN,
+    code: status.ALREADY_EXISTS,
+    reason: 'WORKSPACE_EXISTS',
+    unchanged: ['ws-a'],
+    outcome: 'leaves the tombstone: an id is never reused',
+    then: async ({ h }) => {
       expect((await getWorkspace(h, 'ws-a')).status).to.equal(
         WorkspaceStatus.WORKSPACE_STATUS_REMOVED,
       );
+    },
+  },
+];
+
+describe('CreateWorkspace validation', () => {
+  const current = harnessPerTest(emptyStore);
+
+  describeRefusals(CREATE_REFUSALS, current);
+
+  describe('when the workspace id is 63 characters long', () => {
+    it('creates the workspace', async () => {
+      const { h } = current();
+      const id = 'a'.repeat(63);
+      const response = await call(
+        h.clients.control,
+        h.clients.control.createWorkspace,
+        { workspaceId: id, name: '' },
+        CONTROL_TOKEN,
+      );
+      expect(response.workspace?.id).to.equal(id);
     });
   });
 
   describe('when the workspace id is empty', () => {
     it('creates the workspace under a server-picked UUID whose token works', async () => {
+      const { h } = current();
       const created = await createWorkspace(h, '');
       const id = created.workspace.id;
       expect(id).to.match(/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/);
@@ -446,6 +451,7 @@ describe('CreateWorkspace validation', () => {
     });
 
     it('picks a different id each time', async () => {
+      const { h } = current();
       const a = await createWorkspace(h, '');
       const b = await createWorkspace(h, '');
       expect(a.workspace.id).to.not.equal(b.workspace.id);
@@ -453,65 +459,110 @@ describe('CreateWorkspace validation', () => {
   });
 });
 
+/** GetWorkspace on an empty store. */
+const GET_REFUSALS: readonly Refusal<Ctx>[] = [
+  {
+    when: 'the workspace does not exist',
+    rpc: 'GetWorkspace',
+    request: { workspaceId: 'ws-nowhere' },
+    token: CONTROL_TOKEN,
+    code: status.NOT_FOUND,
+    reason: 'WORKSPACE_NOT_FOUND',
+    unchanged: [],
+  },
+  {
+    when: 'the workspace id is malformed',
+    rpc: 'GetWorkspace',
+    request: { workspaceId: 'UPPER' },
+    token: CONTROL_TOKEN,
+    code: status.INVALID_ARGUMENT,
+    reason: 'FIELD_INVALID',
+    metadata: { field: 'workspace_id' },
+    unchanged: [],
+  },
+];
+
 describe('GetWorkspace validation', () => {
-  let h: Harness;
+  const current = harnessPerTest(emptyStore);
 
-  beforeEach(async () => {
-    h = await startHarness();
-  });
-
-  afterEach(async () => {
-    await h.dispose();
-  });
-
-  describe('when the workspace does not exist', () => {
-    it('fails NOT_FOUND / WORKSPACE_NOT_FOUND', async () => {
-      await expectRpcError(
-        call(
-          h.clients.control,
-          h.clients.control.getWorkspace,
-          { workspaceId: 'ws-nowhere' },
-          CONTROL_TOKEN,
-        ),
-        status.NOT_FOUND,
-        'WORKSPACE_NOT_FOUND',
-      );
-    });
-  });
-
-  describe('when the workspace id is malformed', () => {
-    it('fails INVALID_ARGUMENT / FIELD_INVALID naming workspace_id', async () => {
-      const info = await expectRpcError(
-        call(
-          h.clients.control,
-          h.clients.control.getWorkspace,
-          { workspaceId: 'UPPER' },
-          CONTROL_TOKEN,
-        ),
-        status.INVALID_ARGUMENT,
-        'FIELD_INVALID',
-      );
-      expect(info.metadata['field']).to.equal('workspace_id');
-    });
-  });
+  describeRefusals(GET_REFUSALS, current);
 });
 
+function listWorkspacesRequest(request: Partial<ListWorkspacesRequest>): ListWorkspacesRequest {
+  return { pageSize: 0, pageToken: '', statuses: [], ...request };
+}
+
+function listWorkspacesRefusal(
+  when: string,
+  request: Partial<ListWorkspacesRequest>,
+  reason: 'FIELD_INVALID' | 'PAGE_TOKEN_INVALID',
+  field?: string,
+): Refusal<Ctx> {
+  return {
+    when,
+    rpc: 'ListWorkspaces',
+    request: listWorkspacesRequest(request),
+    token: CONTROL_TOKEN,
+    code: status.INVALID_ARGUMENT,
+    reason,
+    ...(field === undefined ? {} : { metadata: { field } }),
+    unchanged: [],
+  };
+}
+
+/** ListWorkspaces on an empty store. */
+const LIST_WORKSPACES_REFUSALS: readonly Refusal<Ctx>[] = [
+  listWorkspacesRefusal('page_size is negative', { pageSize: -1 }, 'FIELD_INVALID', 'page_size'),
+  ...['garbage!!', 'bm90LWpzb24', '%%%'].map((pageToken) =>
+    listWorkspacesRefusal(
+      `page_token is garbage (${pageToken})`,
+      { pageToken },
+      'PAGE_TOKEN_INVALID',
+    ),
+  ),
+  listWorkspacesRefusal(
+    'the status filter is UNSPECIFIED',
+    { statuses: [WorkspaceStatus.WORKSPACE_STATUS_UNSPECIFIED] },
+    'FIELD_INVALID',
+    'statuses',
+  ),
+];
+
+/** ListWorkspaces over 7 workspaces, 3 to a page. */
+const PAGED_LIST_WORKSPACES_REFUSALS: readonly Refusal<Ctx>[] = [
+  {
+    when: 'the filter changes between pages',
+    rpc: 'ListWorkspaces',
+    request: async ({ h }) => {
+      const first = await call(
+        h.clients.control,
+        h.clients.control.listWorkspaces,
+        listWorkspacesRequest({ pageSize: 3 }),
+        CONTROL_TOKEN,
+      );
+      expect(first.nextPageToken).to.not.equal('');
+      return listWorkspacesRequest({
+        pageSize: 3,
+        pageToken: first.nextPageToken,
+        statuses: [WorkspaceStatus.WORKSPACE_STATUS_ONLINE],
+      });
+    },
+    token: CONTROL_TOKEN,
+    code: status.INVALID_ARGUMENT,
+    reason: 'PAGE_TOKEN_INVALID',
+    unchanged: [],
+  },
+];
+
 describe('ListWorkspaces', () => {
-  let h: Harness;
-
-  beforeEach(async () => {
-    h = await startHarness();
-  });
-
-  afterEach(async () => {
-    await h.dispose();
-  });
+  const current = harnessPerTest(emptyStore);
 
   function list(request: Partial<ListWorkspacesRequest>) {
+    const { h } = current();
     return call(
       h.clients.control,
       h.clients.control.listWorkspaces,
-      { pageSize: 0, pageToken: '', statuses: [], ...request },
+      listWorkspacesRequest(request),
       CONTROL_TOKEN,
     );
   }
@@ -528,40 +579,13 @@ describe('ListWorkspaces', () => {
     throw new Error('ListWorkspaces did not finish paging');
   }
 
-  describe('when page_size is negative', () => {
-    it('fails INVALID_ARGUMENT / FIELD_INVALID naming page_size', async () => {
-      const info = await expectRpcError(
-        list({ pageSize: -1 }),
-        status.INVALID_ARGUMENT,
-        'FIELD_INVALID',
-      );
-      expect(info.metadata['field']).to.equal('page_size');
-    });
-  });
-
-  describe('when page_token is garbage', () => {
-    for (const pageToken of ['garbage!!', 'bm90LWpzb24', '%%%']) {
-      it(`fails INVALID_ARGUMENT / PAGE_TOKEN_INVALID (${pageToken})`, async () => {
-        await expectRpcError(list({ pageToken }), status.INVALID_ARGUMENT, 'PAGE_TOKEN_INVALID');
-      });
-    }
-  });
-
-  describe('when the status filter is UNSPECIFIED', () => {
-    it('fails INVALID_ARGUMENT / FIELD_INVALID naming statuses', async () => {
-      const info = await expectRpcError(
-        list({ statuses: [WorkspaceStatus.WORKSPACE_STATUS_UNSPECIFIED] }),
-        status.INVALID_ARGUMENT,
-        'FIELD_INVALID',
-      );
-      expect(info.metadata['field']).to.equal('statuses');
-    });
-  });
+  describeRefusals(LIST_WORKSPACES_REFUSALS, current);
 
   describe('when there are 7 workspaces and page_size is 3', () => {
     const IDS = ['ws-g', 'ws-c', 'ws-e', 'ws-a', 'ws-f', 'ws-b', 'ws-d'];
 
     beforeEach(async () => {
+      const { h } = current();
       for (const id of IDS) await createWorkspace(h, id);
     });
 
@@ -571,23 +595,12 @@ describe('ListWorkspaces', () => {
       expect(pages.flat()).to.deep.equal([...IDS].sort());
     });
 
-    it('refuses a page token when the filter changes between pages', async () => {
-      const first = await list({ pageSize: 3 });
-      expect(first.nextPageToken).to.not.equal('');
-      await expectRpcError(
-        list({
-          pageSize: 3,
-          pageToken: first.nextPageToken,
-          statuses: [WorkspaceStatus.WORKSPACE_STATUS_ONLINE],
-        }),
-        status.INVALID_ARGUMENT,
-        'PAGE_TOKEN_INVALID',
-      );
-    });
+    describeRefusals(PAGED_LIST_WORKSPACES_REFUSALS, current);
   });
 
   describe('when workspaces have different statuses', () => {
     beforeEach(async () => {
+      const { h } = current();
       await onlineWorkspace(h, 'ws-online-1');
       await onlineWorkspace(h, 'ws-online-2');
       await createWorkspace(h, 'ws-provisioning');
@@ -629,20 +642,57 @@ describe('ListWorkspaces', () => {
   });
 });
 
+/** DeleteWorkspace with ws-a ONLINE. */
+const DELETE_REFUSALS: readonly Refusal<Ctx>[] = [
+  {
+    when: 'the workspace does not exist',
+    rpc: 'DeleteWorkspace',
+    request: { workspaceId: 'ws-nowhere' },
+    token: CONTROL_TOKEN,
+    code: status.NOT_FOUND,
+    reason: 'WORKSPACE_NOT_FOUND',
+    unchanged: ['ws-a'],
+  },
+];
+
+/** What every call of the removed ws-a is answered with. */
+const REMOVED = {
+  token: OWN_TOKEN,
+  code: status.FAILED_PRECONDITION,
+  reason: 'WORKSPACE_REMOVED',
+  unchanged: ['ws-a'],
+} as const;
+
+/** Register and Heartbeat of ws-a after it was deleted. */
+const REMOVED_REFUSALS: readonly Refusal<Ctx>[] = [
+  { ...REMOVED, when: 'it registers', rpc: 'Register', request: registerRequest('ws-a') },
+  {
+    ...REMOVED,
+    when: 'it registers with a blocked URL',
+    rpc: 'Register',
+    request: registerRequest('ws-a', { url: 'http://metadata.evil/' }),
+    outcome: 'stamps no marker',
+  },
+  {
+    ...REMOVED,
+    when: 'it heartbeats',
+    rpc: 'Heartbeat',
+    request: heartbeatRequest('ws-a', { agentCard: card(), activeTasks: 3 }),
+  },
+  {
+    ...REMOVED,
+    when: 'it heartbeats on a stream',
+    rpc: 'HeartbeatStream',
+    request: heartbeatRequest('ws-a', { agentCard: card(), activeTasks: 3 }),
+    answers: 'message',
+  },
+];
+
 describe('DeleteWorkspace', () => {
-  let h: Harness;
-  let token: string;
-
-  beforeEach(async () => {
-    h = await startHarness();
-    token = (await onlineWorkspace(h, 'ws-a')).token;
-  });
-
-  afterEach(async () => {
-    await h.dispose();
-  });
+  const current = harnessPerTest(withWorkspaceA);
 
   function remove(workspaceId: string) {
+    const { h } = current();
     return call(
       h.clients.control,
       h.clients.control.deleteWorkspace,
@@ -651,14 +701,11 @@ describe('DeleteWorkspace', () => {
     );
   }
 
-  describe('when the workspace does not exist', () => {
-    it('fails NOT_FOUND / WORKSPACE_NOT_FOUND', async () => {
-      await expectRpcError(remove('ws-nowhere'), status.NOT_FOUND, 'WORKSPACE_NOT_FOUND');
-    });
-  });
+  describeRefusals(DELETE_REFUSALS, current);
 
   describe('when it is called twice', () => {
     it('succeeds both times and logs exactly one DELETED transition', async () => {
+      const { h } = current();
       const first = await remove('ws-a');
       expect(first.workspace?.status).to.equal(WorkspaceStatus.WORKSPACE_STATUS_REMOVED);
       const before = await captureState(h, 'ws-a');
@@ -674,90 +721,53 @@ describe('DeleteWorkspace', () => {
     });
   });
 
-  describe('when the removed workspace registers or heartbeats', () => {
+  describe('when the workspace has been removed', () => {
     beforeEach(async () => {
       await remove('ws-a');
     });
 
-    it('refuses Register with FAILED_PRECONDITION / WORKSPACE_REMOVED and writes nothing', async () => {
-      const before = await captureState(h, 'ws-a');
-      await expectRpcError(
-        call(h.clients.runtime, h.clients.runtime.register, registerRequest('ws-a'), token),
-        status.FAILED_PRECONDITION,
-        'WORKSPACE_REMOVED',
-      );
-      await expectUnchanged(h, 'ws-a', before);
-    });
-
-    it('refuses a Register with a blocked URL with WORKSPACE_REMOVED and stamps no marker', async () => {
-      const before = await captureState(h, 'ws-a');
-      await expectRpcError(
-        call(
-          h.clients.runtime,
-          h.clients.runtime.register,
-          registerRequest('ws-a', { url: 'http://metadata.evil/' }),
-          token,
-        ),
-        status.FAILED_PRECONDITION,
-        'WORKSPACE_REMOVED',
-      );
-      await expectUnchanged(h, 'ws-a', before);
-    });
-
-    it('refuses Heartbeat with FAILED_PRECONDITION / WORKSPACE_REMOVED and writes nothing', async () => {
-      const before = await captureState(h, 'ws-a');
-      await expectRpcError(
-        call(
-          h.clients.runtime,
-          h.clients.runtime.heartbeat,
-          heartbeatRequest('ws-a', { agentCard: card(), activeTasks: 3 }),
-          token,
-        ),
-        status.FAILED_PRECONDITION,
-        'WORKSPACE_REMOVED',
-      );
-      await expectUnchanged(h, 'ws-a', before);
-    });
+    describeRefusals(REMOVED_REFUSALS, current);
   });
 });
 
-describe('WatchStatus validation', () => {
-  let h: Harness;
-
-  beforeEach(async () => {
-    h = await startHarness();
-    await createWorkspace(h, 'ws-a');
-  });
-
-  afterEach(async () => {
-    await h.dispose();
-  });
-
-  describe('when after_seq is beyond the head', () => {
-    it('fails OUT_OF_RANGE / CURSOR_AHEAD', async () => {
+/** WatchStatus with ws-a created. */
+const WATCH_REFUSALS: readonly Refusal<Ctx>[] = [
+  {
+    when: 'after_seq is beyond the head',
+    rpc: 'WatchStatus',
+    request: async ({ h }) => {
       const head = (await listTransitions(h)).at(-1)?.seq ?? 0;
       expect(head).to.be.greaterThan(0);
-      await expectRpcError(
-        firstWatchEvent(h.clients.control, { afterSeq: head + 1 }, CONTROL_TOKEN),
-        status.OUT_OF_RANGE,
-        'CURSOR_AHEAD',
-      );
-    });
+      return { afterSeq: head + 1 };
+    },
+    token: CONTROL_TOKEN,
+    code: status.OUT_OF_RANGE,
+    reason: 'CURSOR_AHEAD',
+    unchanged: ['ws-a'],
+  },
+  {
+    when: 'workspace_ids holds a malformed id',
+    rpc: 'WatchStatus',
+    request: { workspaceIds: ['ws-a', 'NOT_AN_ID'] },
+    token: CONTROL_TOKEN,
+    code: status.INVALID_ARGUMENT,
+    reason: 'FIELD_INVALID',
+    metadata: { field: 'workspace_ids' },
+    unchanged: ['ws-a'],
+  },
+];
+
+describe('WatchStatus validation', () => {
+  const current = harnessPerTest(async (h) => {
+    await createWorkspace(h, 'ws-a');
+    return { token: '' };
   });
 
-  describe('when workspace_ids holds a malformed id', () => {
-    it('fails INVALID_ARGUMENT / FIELD_INVALID naming workspace_ids', async () => {
-      const info = await expectRpcError(
-        firstWatchEvent(h.clients.control, { workspaceIds: ['ws-a', 'NOT_AN_ID'] }, CONTROL_TOKEN),
-        status.INVALID_ARGUMENT,
-        'FIELD_INVALID',
-      );
-      expect(info.metadata['field']).to.equal('workspace_ids');
-    });
-  });
+  describeRefusals(WATCH_REFUSALS, current);
 
   describe('when after_seq is the head', () => {
     it('opens the stream and delivers the next transition', async () => {
+      const { h } = current();
       const head = (await listTransitions(h)).at(-1)?.seq ?? 0;
       const first = firstWatchEvent(h.clients.control, { afterSeq: head }, CONTROL_TOKEN);
       await createWorkspace(h, 'ws-b');
@@ -771,59 +781,68 @@ describe('WatchStatus validation', () => {
   });
 });
 
-describe('ListTransitions validation', () => {
-  let h: Harness;
+/** ListTransitions with ws-a and ws-b ONLINE. */
+const LIST_TRANSITIONS_REFUSALS: readonly Refusal<Ctx>[] = [
+  {
+    when: 'page_size is negative',
+    rpc: 'ListTransitions',
+    request: { workspaceId: '', pageSize: -5, pageToken: '' },
+    token: CONTROL_TOKEN,
+    code: status.INVALID_ARGUMENT,
+    reason: 'FIELD_INVALID',
+    metadata: { field: 'page_size' },
+    unchanged: ['ws-a', 'ws-b'],
+  },
+  {
+    when: 'page_token is garbage',
+    rpc: 'ListTransitions',
+    request: { workspaceId: '', pageSize: 0, pageToken: 'garbage!!' },
+    token: CONTROL_TOKEN,
+    code: status.INVALID_ARGUMENT,
+    reason: 'PAGE_TOKEN_INVALID',
+    unchanged: ['ws-a', 'ws-b'],
+  },
+  {
+    when: 'a page token is reused for another workspace',
+    rpc: 'ListTransitions',
+    request: async ({ h }) => {
+      const first = await call(
+        h.clients.control,
+        h.clients.control.listTransitions,
+        { workspaceId: 'ws-a', pageSize: 1, pageToken: '' },
+        CONTROL_TOKEN,
+      );
+      expect(first.nextPageToken).to.not.equal('');
+      return { workspaceId: 'ws-b', pageSize: 1, pageToken: first.nextPageToken };
+    },
+    token: CONTROL_TOKEN,
+    code: status.INVALID_ARGUMENT,
+    reason: 'PAGE_TOKEN_INVALID',
+    unchanged: ['ws-a', 'ws-b'],
+  },
+];
 
-  beforeEach(async () => {
-    h = await startHarness();
+describe('ListTransitions validation', () => {
+  const current = harnessPerTest(async (h) => {
     await onlineWorkspace(h, 'ws-a');
     await onlineWorkspace(h, 'ws-b');
+    return { token: '' };
   });
 
-  afterEach(async () => {
-    await h.dispose();
-  });
-
-  function page(workspaceId: string, pageSize: number, pageToken: string) {
-    return call(
-      h.clients.control,
-      h.clients.control.listTransitions,
-      { workspaceId, pageSize, pageToken },
-      CONTROL_TOKEN,
-    );
-  }
-
-  describe('when page_size is negative', () => {
-    it('fails INVALID_ARGUMENT / FIELD_INVALID naming page_size', async () => {
-      const info = await expectRpcError(page('', -5, ''), status.INVALID_ARGUMENT, 'FIELD_INVALID');
-      expect(info.metadata['field']).to.equal('page_size');
-    });
-  });
-
-  describe('when page_token is garbage', () => {
-    it('fails INVALID_ARGUMENT / PAGE_TOKEN_INVALID', async () => {
-      await expectRpcError(page('', 0, 'garbage!!'), status.INVALID_ARGUMENT, 'PAGE_TOKEN_INVALID');
-    });
-  });
-
-  describe('when a page token is reused for another workspace', () => {
-    it('fails INVALID_ARGUMENT / PAGE_TOKEN_INVALID', async () => {
-      const first = await page('ws-a', 1, '');
-      expect(first.nextPageToken).to.not.equal('');
-      await expectRpcError(
-        page('ws-b', 1, first.nextPageToken),
-        status.INVALID_ARGUMENT,
-        'PAGE_TOKEN_INVALID',
-      );
-    });
-  });
+  describeRefusals(LIST_TRANSITIONS_REFUSALS, current);
 
   describe('when paging one transition at a time', () => {
     it('returns every transition exactly once, in seq order', async () => {
+      const { h } = current();
       const seqs: number[] = [];
       let pageToken = '';
       for (let i = 0; i < 100; i += 1) {
-        const response = await page('', 1, pageToken);
+        const response = await call(
+          h.clients.control,
+          h.clients.control.listTransitions,
+          { workspaceId: '', pageSize: 1, pageToken },
+          CONTROL_TOKEN,
+        );
         seqs.push(...response.transitions.map((t) => t.seq));
         if (response.nextPageToken === '') break;
         pageToken = response.nextPageToken;
@@ -832,6 +851,132 @@ describe('ListTransitions validation', () => {
       expect(seqs).to.have.length(4);
       expect(seqs).to.deep.equal([...seqs].sort((a, b) => a - b));
       expect(new Set(seqs).size).to.equal(4);
+    });
+  });
+});
+
+/** Heartbeat on ws-a (ONLINE) with one heartbeat allowed per 100 s (test/e2e/limits.test.ts has the rate itself). */
+const RATE_LIMIT_REFUSALS: readonly Refusal<Ctx>[] = [
+  {
+    when: 'the workspace has spent its heartbeat budget',
+    rpc: 'Heartbeat',
+    arrange: async ({ h, token }) => {
+      await call(h.clients.runtime, h.clients.runtime.heartbeat, heartbeatRequest('ws-a'), token);
+    },
+    request: heartbeatRequest('ws-a', { activeTasks: 9 }),
+    token: OWN_TOKEN,
+    code: status.RESOURCE_EXHAUSTED,
+    reason: 'RATE_LIMITED',
+    unchanged: ['ws-a'],
+  },
+];
+
+interface WatchCapCtx extends Ctx {
+  readonly watches: WatchReader[];
+}
+
+/** WatchStatus with one open stream allowed per token (test/e2e/limits.test.ts has the cap itself). */
+const WATCH_CAP_REFUSALS: readonly Refusal<WatchCapCtx>[] = [
+  {
+    when: 'the token already has its one stream open',
+    rpc: 'WatchStatus',
+    arrange: async ({ h, watches }) => {
+      const open = openWatch(h.clients.control, {}, CONTROL_TOKEN);
+      watches.push(open);
+      await open.next();
+    },
+    request: {},
+    token: CONTROL_TOKEN,
+    code: status.RESOURCE_EXHAUSTED,
+    reason: 'WATCH_LIMIT',
+    metadata: { tokenName: 'test', limit: '1' },
+    unchanged: ['ws-a'],
+  },
+];
+
+describe('limits', () => {
+  describe('Heartbeat rate limit', () => {
+    const current = harnessPerTest(withWorkspaceA, {
+      settings: { heartbeatRateLimit: { ratePerSecond: 0.01, burst: 1 } },
+    });
+
+    describeRefusals(RATE_LIMIT_REFUSALS, current);
+  });
+
+  describe('WatchStatus stream cap', () => {
+    const watches: WatchReader[] = [];
+    afterEach(() => {
+      for (const watch of watches.splice(0)) watch.cancel();
+    });
+    const current = harnessPerTest(async (h) => ({ ...(await withWorkspaceA(h)), watches }), {
+      settings: { maxWatchStreamsPerToken: 1 },
+    });
+
+    describeRefusals(WATCH_CAP_REFUSALS, current);
+  });
+});
+
+/**
+ * Reasons no client call can provoke, each with the suite that asserts it
+ * (the check below reads that suite for the reason).
+ */
+const NOT_FROM_A_CLIENT: Readonly<Partial<Record<ErrorReason, { suite: string; how: string }>>> = {
+  AUTH_UNAVAILABLE: {
+    suite: 'test/integration/registry-storage.test.ts',
+    how: 'the token store failing under authentication',
+  },
+  STORE_UNAVAILABLE: {
+    suite: 'test/e2e/storage-faults.test.ts',
+    how: 'database files turned immutable under a running server',
+  },
+  SHUTTING_DOWN: {
+    suite: 'test/e2e/watch.test.ts',
+    how: 'the server stopping with streams open',
+  },
+  INTERNAL: {
+    suite: 'test/unit/wire.test.ts',
+    how: 'a handler throwing something that is not a VigilError',
+  },
+};
+
+const REFUSAL_TABLES: readonly (readonly { readonly reason: ErrorReason }[])[] = [
+  REGISTER_REFUSALS,
+  URL_REFUSALS,
+  HEARTBEAT_REFUSALS,
+  CREATE_REFUSALS,
+  GET_REFUSALS,
+  LIST_WORKSPACES_REFUSALS,
+  PAGED_LIST_WORKSPACES_REFUSALS,
+  DELETE_REFUSALS,
+  REMOVED_REFUSALS,
+  WATCH_REFUSALS,
+  LIST_TRANSITIONS_REFUSALS,
+  RATE_LIMIT_REFUSALS,
+  WATCH_CAP_REFUSALS,
+];
+
+describe('ErrorInfo reasons', () => {
+  const refused = new Set([
+    ...REFUSAL_TABLES.flat().map((row) => row.reason),
+    ...authMatrixReasons(),
+  ]);
+  const excepted = Object.keys(NOT_FROM_A_CLIENT) as ErrorReason[];
+
+  describe('when the refusal rows here and the auth matrix are taken together', () => {
+    it('refuse with every reason in ERROR_REASONS but the few no client call can provoke', () => {
+      expect(
+        excepted.filter((reason) => refused.has(reason)),
+        'listed as not provoked, yet some row provokes it',
+      ).to.deep.equal([]);
+      expect([...refused, ...excepted].sort()).to.deep.equal(Object.keys(ERROR_REASONS).sort());
+    });
+
+    it('leave out only reasons whose named suite asserts them', () => {
+      const root = join(__dirname, '..', '..', '..');
+      for (const [reason, { suite }] of Object.entries(NOT_FROM_A_CLIENT)) {
+        const text = readFileSync(join(root, suite), 'utf8');
+        expect(text, `${suite} asserts ${reason}`).to.include(`'${reason}'`);
+      }
     });
   });
 });
