@@ -1,10 +1,9 @@
-import type { Clock } from './clock.js';
-import type { Timings } from './config.js';
 import { createLiveness, type Liveness } from './liveness.js';
-import type { RateLimit } from './rate-limiter.js';
-import type { RegistryStore } from './registry-store.js';
-import { createRuntimeUseCases, type RuntimeUseCases } from './runtime-use-cases.js';
-import type { HostResolver, UrlPolicyName } from './url-policy.js';
+import {
+  createRuntimeUseCases,
+  type RuntimeOptions,
+  type RuntimeUseCases,
+} from './runtime-use-cases.js';
 import { createWorkspaceAdmin, type WorkspaceAdmin } from './workspace-admin.js';
 import { createWorkspaceTokens, type WorkspaceTokens } from './workspace-tokens.js';
 
@@ -19,18 +18,10 @@ export interface UseCases {
   readonly liveness: Liveness;
 }
 
-export interface UseCaseOptions {
-  readonly store: RegistryStore;
-  readonly clock: Clock;
-  readonly timings: Timings;
-  readonly urlPolicy: UrlPolicyName;
-  readonly resolveHost: HostResolver;
+/** What the runtime use-cases take, but the capabilities composed here. */
+export interface UseCaseOptions extends Omit<RuntimeOptions, 'tokens' | 'liveness'> {
   /** When this process started: it owns every workspace's liveness from then on. */
   readonly serverStartedAt: number;
-  readonly fieldLimits?:
-    { readonly sampleErrorBytes: number; readonly currentTaskBytes: number } | undefined;
-  readonly heartbeatRateLimit?: RateLimit | undefined;
-  readonly random?: (() => number) | undefined;
   /** How often the liveness sweep runs; derived from offline_after when unset. */
   readonly sweepIntervalMs?: number | undefined;
   /** Told when periodic work (sweep, flushes, compaction) failed; it is retried. */

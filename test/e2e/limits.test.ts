@@ -75,14 +75,20 @@ describe('limits', () => {
       }
     });
 
-    it('answers a streamed heartbeat over the limit with an error response and keeps the stream', async () => {
-      const token = await onlineWorkspace('ws-s');
+    /** An SDK heartbeat stream for a new ONLINE workspace, and `count` heartbeats sent on it at once. */
+    async function burstOnStream(workspaceId: string, count: number) {
+      const token = await onlineWorkspace(workspaceId);
       const runtime = createRuntimeClient({ server: `127.0.0.1:${h.vigil.port}`, token });
       const stream = runtime.openHeartbeatStream();
+      const outcomes = await Promise.allSettled(
+        Array.from({ length: count }, () => stream.send({ workspaceId })),
+      );
+      return { runtime, stream, outcomes };
+    }
+
+    it('answers a streamed heartbeat over the limit with an error response and keeps the stream', async () => {
+      const { runtime, stream, outcomes } = await burstOnStream('ws-s', 5);
       try {
-        const outcomes = await Promise.allSettled(
-          Array.from({ length: 5 }, () => stream.send({ workspaceId: 'ws-s' })),
-        );
         expect(outcomes.map((o) => o.status)).to.deep.equal([
           'fulfilled',
           'fulfilled',
@@ -155,13 +161,8 @@ describe('limits', () => {
     });
 
     it('surfaces retryAfterMs on the SDK heartbeat stream for a streamed RATE_LIMITED, like unary does', async () => {
-      const token = await onlineWorkspace('ws-sr');
-      const runtime = createRuntimeClient({ server: `127.0.0.1:${h.vigil.port}`, token });
-      const stream = runtime.openHeartbeatStream();
+      const { runtime, stream, outcomes } = await burstOnStream('ws-sr', 4);
       try {
-        const outcomes = await Promise.allSettled(
-          Array.from({ length: 4 }, () => stream.send({ workspaceId: 'ws-sr' })),
-        );
         const rejected = outcomes[3];
         expect(rejected?.status).to.equal('rejected');
         const limited: unknown = rejected?.status === 'rejected' ? rejected.reason : undefined;

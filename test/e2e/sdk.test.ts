@@ -117,34 +117,27 @@ describe('TypeScript SDK', () => {
     it('keeps heartbeating with the card after Register is rejected, which recovers the workspace', async () => {
       const { workspaceToken } = await control.createWorkspace('ws-loop');
       const runtime = createRuntimeClient({ server, token: workspaceToken });
-      const first = new AbortController();
-      const seen: SidecarEvent[] = [];
+      /** One life of the runtime: the loop until its first heartbeat; its events. */
+      const life = async (url: string): Promise<SidecarEvent[]> => {
+        const stop = new AbortController();
+        const events: SidecarEvent[] = [];
+        await runHeartbeatLoop({
+          client: runtime,
+          workspaceId: 'ws-loop',
+          url,
+          agentCard: card(),
+          signal: stop.signal,
+          onEvent: (e) => {
+            events.push(e);
+            if (e.type === 'heartbeat') stop.abort();
+          },
+        });
+        return events;
+      };
       // A healthy first life: registered, ONLINE.
-      await runHeartbeatLoop({
-        client: runtime,
-        workspaceId: 'ws-loop',
-        url: 'http://127.0.0.1:8000',
-        agentCard: card(),
-        signal: first.signal,
-        onEvent: (e) => {
-          seen.push(e);
-          if (e.type === 'heartbeat') first.abort();
-        },
-      });
+      const seen = await life('http://127.0.0.1:8000');
       // The restarted runtime advertises an unresolvable URL.
-      const second = new AbortController();
-      const events: SidecarEvent[] = [];
-      await runHeartbeatLoop({
-        client: runtime,
-        workspaceId: 'ws-loop',
-        url: 'http://212851b5693d:8000',
-        agentCard: card(),
-        signal: second.signal,
-        onEvent: (e) => {
-          events.push(e);
-          if (e.type === 'heartbeat') second.abort();
-        },
-      });
+      const events = await life('http://212851b5693d:8000');
       runtime.close();
       expect(seen.map((e) => e.type)).to.deep.equal(['registered', 'heartbeat']);
       expect(events.map((e) => e.type)).to.deep.equal(['register-failed', 'heartbeat']);

@@ -28,6 +28,20 @@ describe('storage faults', function () {
   let server: Proc | undefined;
   let control: ControlClient | undefined;
 
+  /** Starts `vigil serve` on `dataDir` and a control client for it (both closed after each test). */
+  async function serveOn(dataDir: string) {
+    const address = `127.0.0.1:${await freePort()}`;
+    const proc = vigil(
+      ['serve', '--listen', address, '--data-dir', dataDir, '--metrics-listen', 'off'],
+      { VIGIL_CONTROL_TOKEN: CONTROL_TOKEN },
+    );
+    server = proc;
+    await proc.waitForLine((l) => l.includes('"listening"'));
+    const client = createControlClient({ server: address, token: CONTROL_TOKEN });
+    control = client;
+    return { address, server: proc, control: client };
+  }
+
   function sh(command: string, args: string[]): void {
     execFileSync(command, args, { stdio: ['ignore', 'ignore', 'pipe'] });
   }
@@ -54,21 +68,7 @@ describe('storage faults', function () {
   });
 
   async function start(): Promise<{ address: string; token: string }> {
-    const address = `127.0.0.1:${await freePort()}`;
-    server = vigil(
-      [
-        'serve',
-        '--listen',
-        address,
-        '--data-dir',
-        join(mountPoint, 'data'),
-        '--metrics-listen',
-        'off',
-      ],
-      { VIGIL_CONTROL_TOKEN: CONTROL_TOKEN },
-    );
-    await server.waitForLine((l) => l.includes('"listening"'));
-    control = createControlClient({ server: address, token: CONTROL_TOKEN });
+    const { address, control } = await serveOn(join(mountPoint, 'data'));
     const { workspaceToken } = await control.createWorkspace('ws-disk');
     const runtime = createRuntimeClient({ server: address, token: workspaceToken });
     await runtime.register({
@@ -166,21 +166,7 @@ describe('storage faults', function () {
     });
 
     it('answers writes UNAVAILABLE / STORE_UNAVAILABLE, stays up, and recovers when they are writable again', async () => {
-      const address = `127.0.0.1:${await freePort()}`;
-      server = vigil(
-        [
-          'serve',
-          '--listen',
-          address,
-          '--data-dir',
-          join(extMount, 'data'),
-          '--metrics-listen',
-          'off',
-        ],
-        { VIGIL_CONTROL_TOKEN: CONTROL_TOKEN },
-      );
-      await server.waitForLine((l) => l.includes('"listening"'));
-      control = createControlClient({ server: address, token: CONTROL_TOKEN });
+      const { server, control } = await serveOn(join(extMount, 'data'));
       await control.createWorkspace('ws-before');
 
       for (const file of ['vigil.db', 'vigil.db-wal'])
