@@ -14,7 +14,7 @@ import {
 } from '../helpers/e2e-fixtures.js';
 import { CONTROL_TOKEN, startHarness, tempDir, type Harness } from '../helpers/harness.js';
 import { scrape, scrapeUntil, type Scrape } from '../helpers/prometheus-text.js';
-import { call, createClients, expectRpcError, openWatch } from '../helpers/rpc.js';
+import { bearer, call, createClients, expectRpcError, openWatch } from '../helpers/rpc.js';
 
 /** Prometheus metrics at /metrics, and the structured logs of `vigil serve`. */
 
@@ -207,6 +207,43 @@ describe('metrics', () => {
         expect(
           m.value('vigil_rpc_requests_total', { method: 'WatchStatus', code: 'UNAUTHENTICATED' }),
         ).to.equal(1);
+      });
+    });
+
+    describe('when streams end', () => {
+      it('records HeartbeatStream and WatchStatus with their real duration, cancellations counted', async () => {
+        const { token } = await createWorkspace(harness, 'm-s');
+        await register(harness, 'm-s', token);
+        const { runtime, control } = harness.clients;
+        const stream = runtime.heartbeatStream(bearer(token));
+        stream.on('error', () => undefined);
+        await new Promise<void>((resolve) => {
+          stream.once('data', () => {
+            resolve();
+          });
+          stream.write({ requestId: 1, heartbeat: heartbeatRequest('m-s') });
+        });
+        const watch = openWatch(control, {}, CONTROL_TOKEN);
+        await watch.next();
+        const openFor = 200;
+        await new Promise((resolve) => setTimeout(resolve, openFor));
+        stream.cancel();
+        watch.cancel();
+        const m = await scrapeUntil(
+          url,
+          (s) =>
+            s.value('vigil_rpc_requests_total', {
+              method: 'HeartbeatStream',
+              code: 'CANCELLED',
+            }) === 1 &&
+            s.value('vigil_rpc_requests_total', { method: 'WatchStatus', code: 'CANCELLED' }) === 1,
+        );
+        for (const method of ['HeartbeatStream', 'WatchStatus']) {
+          expect(m.value('vigil_rpc_duration_seconds_count', { method }), method).to.equal(1);
+          const seconds = m.value('vigil_rpc_duration_seconds_sum', { method }) ?? 0;
+          expect(seconds, `${method} duration`).to.be.at.least(openFor / 1000);
+          expect(seconds, `${method} duration`).to.be.below(10);
+        }
       });
     });
 
