@@ -87,6 +87,8 @@ interface CachedToken extends TokenRecord {
   readonly epoch: number;
   readonly key: string;
   readonly hash: Buffer;
+  /** Its use waiting to be written, while it waits (so a heartbeat records it without a lookup). */
+  use: PendingUse | undefined;
 }
 
 interface Session extends WorkspaceSession {
@@ -99,6 +101,8 @@ interface PendingUse {
   at: number;
   /** When it was first seen since the last write. */
   readonly since: number;
+  /** False once taken by a flush. */
+  queued: boolean;
 }
 
 export function createWorkspaceTokens(options: WorkspaceTokensOptions): WorkspaceTokens {
@@ -133,22 +137,28 @@ export function createWorkspaceTokens(options: WorkspaceTokensOptions): Workspac
     }
     if (cache.size >= TOKEN_CACHE_SIZE) cache.clear();
     // Cached under the epoch the lookup started in: a rotation meanwhile makes it miss.
-    const record: CachedToken = { ...found, epoch: lookedUpIn, key, hash };
+    const record: CachedToken = { ...found, epoch: lookedUpIn, key, hash, use: undefined };
     cache.set(key, record);
     return record;
   }
 
   /** Kept in memory and written in bulk: a write per call would double the heartbeat cost. */
   function recordUse(token: CachedToken, now: number): void {
-    const use = uses.get(token.key);
-    if (use) use.at = now;
-    else
-      uses.set(token.key, {
-        tokenHash: token.hash,
-        workspaceId: token.workspaceId,
-        at: now,
-        since: now,
-      });
+    const known = token.use ?? uses.get(token.key);
+    if (known?.queued) {
+      known.at = now;
+      token.use = known;
+      return;
+    }
+    const use: PendingUse = {
+      tokenHash: token.hash,
+      workspaceId: token.workspaceId,
+      at: now,
+      since: now,
+      queued: true,
+    };
+    uses.set(token.key, use);
+    token.use = use;
   }
 
   async function openSession(token: string | undefined): Promise<WorkspaceSession> {
@@ -231,6 +241,7 @@ export function createWorkspaceTokens(options: WorkspaceTokensOptions): Workspac
       for (const [key, use] of uses) {
         if (use.since > cutoff || due.length >= FLUSH_BATCH) break;
         uses.delete(key);
+        use.queued = false;
         due.push({ tokenHash: use.tokenHash, workspaceId: use.workspaceId, at: use.at });
       }
       if (due.length > 0) await store.touchTokens(due);

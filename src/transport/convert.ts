@@ -14,7 +14,7 @@ import {
   type Workspace,
 } from '../../gen/vigil/v1/workspace.js';
 import type { WatchEvent } from '../watch/watch-session.js';
-import { heartbeatCard } from './lazy-card.js';
+import { heartbeatCard } from './heartbeat-wire.js';
 
 /** Conversions between generated protobuf types and domain values. The only place that knows both. */
 

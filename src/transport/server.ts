@@ -8,7 +8,7 @@ import { createControlService } from './control-service.js';
 import { addReflection } from './reflection.js';
 import { tolerant } from './malformed.js';
 import type { CallObserver } from './observer.js';
-import { runtimeServiceDefinition } from './lazy-card.js';
+import { runtimeServiceDefinition } from './heartbeat-wire.js';
 import { createRuntimeService } from './runtime-service.js';
 import { createShutdown } from './shutdown.js';
 import { controlServiceDefinition } from './watch-encoding.js';

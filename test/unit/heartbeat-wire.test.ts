@@ -1,13 +1,19 @@
 import { BinaryWriter } from '@bufbuild/protobuf/wire';
 import { expect } from 'chai';
-import { HeartbeatRequest, HeartbeatStreamRequest } from '../../gen/vigil/v1/runtime_service.js';
+import fc from 'fast-check';
+import {
+  HeartbeatRequest,
+  HeartbeatStreamRequest,
+  HeartbeatStreamResponse,
+} from '../../gen/vigil/v1/runtime_service.js';
 import { RuntimeState } from '../../gen/vigil/v1/workspace.js';
 import { VigilError } from '../../src/domain/errors.js';
 import {
   decodeHeartbeatRequest,
   decodeHeartbeatStreamRequest,
+  encodeHeartbeatStreamResponse,
   heartbeatCard,
-} from '../../src/transport/lazy-card.js';
+} from '../../src/transport/heartbeat-wire.js';
 
 const CARD = { name: 'agent', url: 'http://127.0.0.1:8000', skills: [{ id: 's', tags: ['a'] }] };
 
@@ -95,5 +101,96 @@ describe('heartbeat decoding with the card set aside', () => {
       expect(lazy).to.deep.equal(HeartbeatRequest.decode(encode(request(undefined))));
       expect(heartbeatCard(lazy)).to.equal(undefined);
     });
+  });
+});
+
+describe('hand-written heartbeat wire paths, byte for byte against the generated code', () => {
+  it('encodes an applied heartbeat answer exactly as HeartbeatStreamResponse.encode does', () => {
+    fc.assert(
+      fc.property(
+        fc.oneof(fc.constant(0), fc.integer({ min: 1, max: 300 }), fc.maxSafeNat()),
+        fc.integer({ min: 0, max: 6 }),
+        fc.option(
+          fc.record({
+            seconds: fc.oneof(fc.constant(0), fc.integer({ min: 0, max: 1_000_000 })),
+            nanos: fc.oneof(fc.constant(0), fc.integer({ min: 0, max: 999_999_999 })),
+          }),
+          { nil: undefined },
+        ),
+        (requestId, status, heartbeatInterval) => {
+          const message: HeartbeatStreamResponse = {
+            requestId,
+            result: { $case: 'heartbeat', value: { status, heartbeatInterval } },
+          };
+          expect(encodeHeartbeatStreamResponse(message)).to.deep.equal(
+            Buffer.from(HeartbeatStreamResponse.encode(message).finish()),
+          );
+        },
+      ),
+    );
+  });
+
+  it('leaves error answers to the generated encoder', () => {
+    const message: HeartbeatStreamResponse = {
+      requestId: 3,
+      result: {
+        $case: 'error',
+        value: {
+          code: 8,
+          message: 'slow down',
+          reason: 'RATE_LIMITED',
+          metadata: {},
+          status: undefined,
+        },
+      },
+    };
+    expect(encodeHeartbeatStreamResponse(message)).to.deep.equal(
+      Buffer.from(HeartbeatStreamResponse.encode(message).finish()),
+    );
+  });
+
+  it('decodes stream requests as the generated decoder does, repeated and unknown fields included', () => {
+    fc.assert(
+      fc.property(
+        fc.array(
+          fc.oneof(
+            fc.record({ requestId: fc.maxSafeNat(), heartbeat: fc.constant(undefined) }),
+            fc.record({
+              requestId: fc.constant(0),
+              heartbeat: fc.record({
+                workspaceId: fc.string(),
+                agentCard: fc.constant(undefined),
+                errorRate: fc.double({ noNaN: true }),
+                sampleError: fc.string(),
+                activeTasks: fc.nat(),
+                uptimeSeconds: fc.maxSafeNat(),
+                currentTask: fc.string(),
+                runtimeState: fc.integer({ min: 0, max: 2 }),
+                nativeStatusManagement: fc.boolean(),
+              }),
+            }),
+          ),
+          { minLength: 0, maxLength: 4 },
+        ),
+        fc.uint8Array({ maxLength: 8 }),
+        (parts, junk) => {
+          // Concatenated messages merge field by field; a trailing unknown field is skipped.
+          const unknown = new BinaryWriter()
+            .uint32((15 << 3) | 2)
+            .bytes(junk)
+            .finish();
+          const bytes = Buffer.concat([
+            ...parts.map((p) => HeartbeatStreamRequest.encode(p).finish()),
+            unknown,
+          ]);
+          const lazy = decodeHeartbeatStreamRequest(bytes);
+          const eager = HeartbeatStreamRequest.decode(bytes);
+          expect(lazy.requestId).to.equal(eager.requestId);
+          expect(
+            lazy.heartbeat && Object.fromEntries(Object.entries(lazy.heartbeat)),
+          ).to.deep.equal(eager.heartbeat);
+        },
+      ),
+    );
   });
 });
