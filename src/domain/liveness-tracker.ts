@@ -1,5 +1,6 @@
 import type { HeartbeatReport, WorkspaceStatus } from './model.js';
 import type { LivenessRecord, WorkspaceState } from './registry-store.js';
+import { silentTooLong } from './status-machine.js';
 
 /**
  * Liveness in memory. The process that owns a workspace's liveness (in
@@ -127,7 +128,7 @@ export function createLivenessTracker(ownedSince: number): LivenessTracker {
       const found: LivenessEntry[] = [];
       for (const entry of entries.values()) {
         if (entry.status !== 'ONLINE' && entry.status !== 'DEGRADED') continue;
-        if (now - Math.max(entry.lastSeen, entry.ownedSince) > offlineAfterMs) found.push(entry);
+        if (silentTooLong(now, entry.lastSeen, entry.ownedSince, offlineAfterMs)) found.push(entry);
       }
       return found
         .sort((a, b) => Math.max(a.lastSeen, a.ownedSince) - Math.max(b.lastSeen, b.ownedSince))

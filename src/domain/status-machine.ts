@@ -134,6 +134,20 @@ export function markerActive(state: MachineState, now: number, timings: Timings)
   return at !== undefined && now - at < timings.registerFailureWindowMs;
 }
 
+/**
+ * The liveness rule, the one place it is written: a workspace is silent too
+ * long when `now − max(lastSeen, ownedSince) > offlineAfterMs`, where
+ * ownedSince is when the deciding process took charge of its liveness.
+ */
+export function silentTooLong(
+  now: number,
+  lastSeen: number,
+  ownedSince: number,
+  offlineAfterMs: number,
+): boolean {
+  return now - Math.max(lastSeen, ownedSince) > offlineAfterMs;
+}
+
 function onSweep(
   state: MachineState,
   ownedSince: number,
@@ -152,7 +166,7 @@ function onSweep(
         seenInMemory,
         ownedSince,
       );
-      return now - lastSeen > timings.offlineAfterMs
+      return silentTooLong(now, lastSeen, ownedSince, timings.offlineAfterMs)
         ? { to: 'OFFLINE', reason: 'HEARTBEAT_TIMEOUT' }
         : undefined;
     }
