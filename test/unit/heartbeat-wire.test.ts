@@ -6,7 +6,7 @@ import {
   HeartbeatStreamRequest,
   HeartbeatStreamResponse,
 } from '../../gen/vigil/v1/runtime_service.js';
-import { RuntimeState } from '../../gen/vigil/v1/workspace.js';
+import { RuntimeState, WorkspaceStatus } from '../../gen/vigil/v1/workspace.js';
 import { VigilError } from '../../src/domain/errors.js';
 import {
   decodeHeartbeatRequest,
@@ -109,7 +109,11 @@ describe('hand-written heartbeat wire paths, byte for byte against the generated
     fc.assert(
       fc.property(
         fc.oneof(fc.constant(0), fc.integer({ min: 1, max: 300 }), fc.maxSafeNat()),
-        fc.integer({ min: 0, max: 6 }),
+        fc.constantFrom(
+          ...Object.values(WorkspaceStatus).filter(
+            (v): v is WorkspaceStatus => typeof v === 'number',
+          ),
+        ),
         fc.option(
           fc.record({
             seconds: fc.oneof(fc.constant(0), fc.integer({ min: 0, max: 1_000_000 })),
