@@ -116,7 +116,10 @@ export function createLivenessTracker(ownedSince: number): LivenessTracker {
       if (now >= entry.lastSeen) entry.lastSeen = now;
       if (entry.lastHeartbeatAt === undefined || now >= entry.lastHeartbeatAt) {
         entry.lastHeartbeatAt = now;
-        entry.health = report;
+        // Copied into the entry's own object: a new object per heartbeat would live until the
+        // next one, survive young-generation GCs and be promoted, feeding major GCs.
+        if (entry.health) Object.assign(entry.health, report);
+        else entry.health = { ...report };
         if (!entry.dirty) {
           entry.dirty = true;
           entry.dirtySince = now;
@@ -145,7 +148,7 @@ export function createLivenessTracker(ownedSince: number): LivenessTracker {
         dirty.delete(id);
         if (!entry?.dirty || entry.lastHeartbeatAt === undefined || !entry.health) continue;
         entry.dirty = false;
-        taken.push({ id, lastHeartbeatAt: entry.lastHeartbeatAt, report: entry.health });
+        taken.push({ id, lastHeartbeatAt: entry.lastHeartbeatAt, report: { ...entry.health } });
       }
       return taken;
     },

@@ -202,7 +202,10 @@ export function createRuntimeUseCases(options: RuntimeOptions): RuntimeUseCases 
     ) {
       // Nothing durable would change: answer from memory.
       liveness.beat(id, now, report);
-      if (fingerprint !== undefined) entry.cardFingerprint = fingerprint;
+      // Kept as it is when equal: an equal new string would only be garbage to promote.
+      if (fingerprint !== undefined && entry.cardFingerprint !== fingerprint) {
+        entry.cardFingerprint = fingerprint;
+      }
       stats.answeredFromMemory += 1;
       return {
         status: entry.status,

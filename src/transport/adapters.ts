@@ -203,6 +203,8 @@ export interface PipelinedHandler<Req, Res, Session> {
   readonly maxInFlight: number;
 }
 
+const SETTLED: Promise<void> = Promise.resolve();
+
 export function handlePipelinedBidi<Req, Res, Session>(
   deps: AdapterDeps,
   method: string,
@@ -213,7 +215,7 @@ export function handlePipelinedBidi<Req, Res, Session>(
     const { context, release } = streamContext(deps, call);
     const session = handler.open(context);
     // Answers are written in request order: each waits for the one before it.
-    let answered: Promise<void> = Promise.resolve();
+    let answered: Promise<void> = SETTLED;
     let inFlight = 0;
     let paused = false;
     let ended = false;
@@ -270,6 +272,9 @@ export function handlePipelinedBidi<Req, Res, Session>(
           paused = false;
           call.resume();
         }
+        // Nothing queued behind this one: hold no promise until the next request (an idle
+        // stream's last promise would otherwise be promoted to the old generation).
+        if (inFlight === 0) answered = SETTLED;
       });
     });
     call.on('end', () => {
