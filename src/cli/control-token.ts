@@ -1,6 +1,7 @@
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { CONTROL_TOKEN_PREFIX, generateToken } from '../domain/tokens.js';
+import { createPrivateDirectory } from '../storage/database.js';
 
 export const CONTROL_TOKEN_FILE = 'control-token';
 
@@ -20,9 +21,11 @@ export function loadOrCreateControlToken(dataDir: string): {
       throw new Error(`${file} is empty; delete it to generate a new control token`);
     return { token, file, created: false };
   }
-  mkdirSync(dataDir, { recursive: true });
+  createPrivateDirectory(dataDir);
   const token = generateToken(CONTROL_TOKEN_PREFIX);
   // 'wx': never overwrite a token another process just wrote.
   writeFileSync(file, `${token}\n`, { mode: 0o600, flag: 'wx' });
+  // The mode above is filtered by the umask; this is not.
+  chmodSync(file, 0o600);
   return { token, file, created: true };
 }

@@ -1,5 +1,5 @@
 import Database from 'better-sqlite3';
-import { mkdirSync } from 'node:fs';
+import { chmodSync, closeSync, existsSync, mkdirSync, openSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { migrate } from './migrations.js';
 
@@ -14,9 +14,31 @@ export interface OpenOptions {
   readonly synchronous?: Synchronous;
 }
 
+/** Creates `dir` (and missing parents) 0700 whatever the umask, unless it exists. */
+export function createPrivateDirectory(dir: string): void {
+  if (existsSync(dir)) return;
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  // mkdir's mode is filtered by the umask; chmod's is not.
+  chmodSync(dir, 0o700);
+}
+
+/**
+ * Creates what is missing for `file` so that only its owner can read it,
+ * whatever the umask: the directory 0700, the file 0600. SQLite gives the
+ * `-wal` and `-shm` files it creates later the main file's mode. Existing
+ * directories and files keep the mode their operator gave them.
+ */
+function createPrivately(file: string): void {
+  createPrivateDirectory(dirname(file));
+  if (!existsSync(file)) {
+    closeSync(openSync(file, 'a', 0o600));
+    chmodSync(file, 0o600);
+  }
+}
+
 /** Opens (creating if needed) and migrates the database file, with WAL and foreign keys on. */
 export function openDatabase(file: string, options: OpenOptions = {}): Database.Database {
-  if (file !== ':memory:') mkdirSync(dirname(file), { recursive: true });
+  if (file !== ':memory:') createPrivately(file);
   let db: Database.Database | undefined;
   try {
     db = new Database(file);

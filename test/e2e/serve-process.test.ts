@@ -92,6 +92,34 @@ describe('vigil serve (a real process)', () => {
       expect(log).not.to.include(token.slice(4));
     });
 
+    it('creates the data directory 0700 and the database, its WAL and the token 0600, whatever the umask', async () => {
+      const dataDir = join(dir, 'data');
+      const previous = process.umask(0o000);
+      try {
+        served = await serve(['--data-dir', dataDir], { VIGIL_CONTROL_TOKEN: undefined });
+      } finally {
+        process.umask(previous);
+      }
+      const token = readFileSync(join(dataDir, 'control-token'), 'utf8').trim();
+      const clients = createClients(served.port);
+      try {
+        // A write, so the WAL and its index exist.
+        await call(
+          clients.control,
+          clients.control.createWorkspace,
+          { workspaceId: 'ws-perm', name: '' },
+          token,
+        );
+      } finally {
+        clients.close();
+      }
+      const mode = (path: string) => statSync(path).mode & 0o777;
+      expect(mode(dataDir), 'data directory').to.equal(0o700);
+      for (const name of ['control-token', 'vigil.db', 'vigil.db-wal', 'vigil.db-shm']) {
+        expect(mode(join(dataDir, name)), name).to.equal(0o600);
+      }
+    });
+
     it('reuses the generated token on the next start', async () => {
       served = await serve(['--data-dir', dir], { VIGIL_CONTROL_TOKEN: undefined });
       const first = readFileSync(join(dir, 'control-token'), 'utf8');
