@@ -42,7 +42,9 @@ export interface RegisterRequest {
   workspaceId: string;
   /**
    * URL the platform calls for PUSH delivery: http or https, with a host that
-   * resolves to allowed addresses. Optional for POLL delivery.
+   * resolves to allowed addresses. Optional for POLL delivery, and then stored
+   * unchecked (only its length is limited): consumers must never call the URL
+   * of a POLL workspace.
    */
   url: string;
   /**

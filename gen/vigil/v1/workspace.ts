@@ -238,7 +238,10 @@ export enum DeliveryMode {
   DELIVERY_MODE_UNSPECIFIED = 0,
   /** DELIVERY_MODE_PUSH - The platform calls the runtime at its advertised URL, which Register validates. */
   DELIVERY_MODE_PUSH = 1,
-  /** DELIVERY_MODE_POLL - The runtime polls for work; Register skips URL checks. */
+  /**
+   * DELIVERY_MODE_POLL - The runtime polls for work; Register skips URL checks, so the stored URL is
+   * unchecked and consumers must never call it.
+   */
   DELIVERY_MODE_POLL = 2,
   UNRECOGNIZED = -1,
 }
@@ -289,7 +292,11 @@ export interface Workspace {
   name: string;
   /** Current status. */
   status: WorkspaceStatus;
-  /** URL advertised by the last successful Register; empty before that. */
+  /**
+   * URL advertised by the last successful Register; empty before that. Checked
+   * against the URL policy only for PUSH delivery: never call it when
+   * `delivery_mode` is POLL.
+   */
   url: string;
   /** Delivery mode of the last successful Register. */
   deliveryMode: DeliveryMode;
