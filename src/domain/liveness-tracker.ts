@@ -33,6 +33,12 @@ export interface LivenessEntry {
   cardFingerprint: string | undefined;
   /** True while `lastHeartbeatAt`/`health` are newer than what the store holds. */
   dirty: boolean;
+  /**
+   * Heartbeat writes of this workspace waiting for their commit. While any
+   * is, the mirror may be behind what they will commit, so no heartbeat is
+   * answered from memory.
+   */
+  writesInFlight: number;
   /** When it last became dirty. */
   dirtySince: number;
 }
@@ -102,6 +108,7 @@ export function createLivenessTracker(ownedSince: number): LivenessTracker {
           cardFingerprint: undefined,
           dirty: false,
           dirtySince: 0,
+          writesInFlight: 0,
         });
       }
     }

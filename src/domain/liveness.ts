@@ -114,7 +114,8 @@ export function createLiveness(options: LivenessOptions): Liveness {
       );
       all.push(...batch);
       const provisioned = batch.filter((t) => t.reason === 'PROVISION_TIMEOUT').length;
-      // Silent candidates the machine left alone were re-read into the tracker, so they do not come back.
+      // Silent candidates the machine left alone were told to the tracker as stored; a batch that
+      // moved nothing ends the loop either way.
       if ((silent.length < SWEEP_BATCH && provisioned < SWEEP_BATCH) || batch.length === 0) {
         return all;
       }

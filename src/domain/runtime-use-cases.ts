@@ -197,6 +197,8 @@ export function createRuntimeUseCases(options: RuntimeOptions): RuntimeUseCases 
     const event: StatusEvent = { type: 'HEARTBEAT', health: report };
     if (
       entry &&
+      // A write of this workspace still waiting for its commit may change what the mirror says.
+      entry.writesInFlight === 0 &&
       (!card || (entry.hasCard && entry.lastRegisterFailureAt === undefined)) &&
       nextStatus(entry, event, now, timings) === undefined
     ) {
@@ -221,15 +223,19 @@ export function createRuntimeUseCases(options: RuntimeOptions): RuntimeUseCases 
     // The backfill statement needs the serialized card even when its bytes are unchanged.
     if (card && serialized === undefined) serialized = validateCard(card);
     stats.written += 1;
-    const applied = await store.applyHeartbeat(
-      { id, report, agentCard: serialized, now },
-      decider(event, now),
-    );
-    const after = liveness.entry(id);
-    if (after) {
-      if (fingerprint !== undefined) after.cardFingerprint = fingerprint;
-      liveness.beat(id, now, report);
+    if (entry) entry.writesInFlight += 1;
+    let applied: HeartbeatApplied;
+    try {
+      applied = await store.applyHeartbeat(
+        { id, report, agentCard: serialized, now },
+        decider(event, now),
+      );
+    } finally {
+      if (entry) entry.writesInFlight -= 1;
     }
+    // Accepted: its card is the one that skips validation from now on.
+    const after = liveness.entry(id);
+    if (after && fingerprint !== undefined) after.cardFingerprint = fingerprint;
     return { ...applied, heartbeatIntervalMs: heartbeatHintMs(), fromMemory: false };
   }
 

@@ -378,6 +378,9 @@ export function createSqliteStore(db: Database, options: SqliteStoreOptions = {}
       if (decision) {
         const applied = applyDecision(row, decision, input.now, '');
         if (applied.transition) transitions.push(applied.transition);
+      } else {
+        // Left alone: tell listeners its state as stored, so a liveness mirror behind it catches up.
+        wrote(row, row.status);
       }
     }
     return transitions;

@@ -232,15 +232,14 @@ export function handlePipelinedBidi<Req, Res, Session>(
       if (!deps.shutdown.started) logFailure(deps.logger, method, callError, context.peer);
       call.emit('error', callError);
     };
-    context.signal.addEventListener(
-      'abort',
-      () => {
-        if (ended) return;
-        if (call.cancelled) finish(status.CANCELLED);
-        else fail(shuttingDown());
-      },
-      { once: true },
-    );
+    const onAbort = () => {
+      if (ended) return;
+      if (call.cancelled) finish(status.CANCELLED);
+      else fail(shuttingDown());
+    };
+    // Already aborted when the stream opened during shutdown: the hook ran before this listener.
+    if (context.signal.aborted) onAbort();
+    else context.signal.addEventListener('abort', onAbort, { once: true });
     session.catch(fail);
 
     async function answer(request: Req): Promise<Res | undefined> {
@@ -267,7 +266,15 @@ export function handlePipelinedBidi<Req, Res, Session>(
         const message = await response;
         inFlight -= 1;
         if (ended || message === undefined) return;
-        if (!call.write(message)) await once(call, 'drain');
+        if (!call.write(message)) {
+          // Ends when the client reads again, or the stream ends or errors meanwhile. The chain
+          // must never reject: nothing would handle it, and Node ends the process on that.
+          try {
+            await once(call, 'drain', { signal: context.signal });
+          } catch {
+            return;
+          }
+        }
         if (paused && inFlight < handler.maxInFlight / 2) {
           paused = false;
           call.resume();

@@ -54,6 +54,8 @@ function findOnce(
   while (reader.pos < reader.len) {
     const start = reader.pos;
     const tag = reader.uint32();
+    // Where the generated decoders stop reading: tag 0, or an end-group marker.
+    if (tag === 0 || (tag & 7) === 4) break;
     const wireType = WIRE_TYPES[tag & 7];
     if (wireType === undefined) throw new Error(`invalid wire type ${tag & 7}`);
     if (tag >>> 3 === field && wireType === WireType.LengthDelimited) {
@@ -99,9 +101,11 @@ export function decodeHeartbeatRequest(bytes: Uint8Array): HeartbeatRequest {
 export function decodeHeartbeatStreamRequest(bytes: Uint8Array): HeartbeatStreamRequest {
   const reader = new BinaryReader(bytes);
   let requestId = 0;
-  let heartbeat: Uint8Array | undefined;
+  let heartbeat: HeartbeatRequest | undefined;
   while (reader.pos < reader.len) {
     const tag = reader.uint32();
+    // Where the generated decoder stops reading: tag 0, or an end-group marker.
+    if (tag === 0 || (tag & 7) === 4) break;
     const wireType = WIRE_TYPES[tag & 7];
     if (wireType === undefined) throw new Error(`invalid wire type ${tag & 7}`);
     if (tag === 8) {
@@ -109,15 +113,13 @@ export function decodeHeartbeatStreamRequest(bytes: Uint8Array): HeartbeatStream
       if (value > Number.MAX_SAFE_INTEGER) throw new Error('request_id beyond MAX_SAFE_INTEGER');
       requestId = value;
     } else if (tag === 18) {
-      heartbeat = reader.bytes();
+      // Every occurrence is decoded, as the generated decoder does (a bad one fails the message).
+      heartbeat = decodeHeartbeatRequest(reader.bytes());
     } else {
       reader.skip(wireType, tag >>> 3);
     }
   }
-  return {
-    requestId,
-    heartbeat: heartbeat === undefined ? undefined : decodeHeartbeatRequest(heartbeat),
-  };
+  return { requestId, heartbeat };
 }
 
 /** Bytes of a varint holding `value` (a non-negative safe integer). */

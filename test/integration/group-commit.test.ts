@@ -166,6 +166,27 @@ describe('heartbeat group commit in the store', () => {
     ]).to.deep.equal(['HEARTBEAT_RESUMED', 'ERROR_RATE_HIGH', 'RECOVERED']);
   });
 
+  it('answers no heartbeat from memory while an earlier one of the same workspace waits for its commit', async () => {
+    await beat('ws-1');
+    expect((await beat('ws-1')).fromMemory, 'a steady heartbeat').to.equal(true);
+    // The first changes the status and waits for the shared commit; the second, in the same
+    // turn, must be judged on what that commit leaves, not on the mirror before it.
+    const [wedged, healthy] = await Promise.all([
+      beat('ws-1', { runtimeState: 'WEDGED' }),
+      beat('ws-1', { runtimeState: 'HEALTHY' }),
+    ]);
+    expect([wedged.status, wedged.transition?.reason]).to.deep.equal([
+      'DEGRADED',
+      'RUNTIME_WEDGED',
+    ]);
+    expect([healthy.status, healthy.fromMemory, healthy.transition?.reason]).to.deep.equal([
+      'ONLINE',
+      false,
+      'RECOVERED',
+    ]);
+    expect((await store.getWorkspace('ws-1'))?.status).to.equal('ONLINE');
+  });
+
   it('answers only after the commit, and a failed commit fails every heartbeat in it', async () => {
     const failing: RegistryStore = {
       ...store,

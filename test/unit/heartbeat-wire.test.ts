@@ -198,3 +198,37 @@ describe('hand-written heartbeat wire paths, byte for byte against the generated
     );
   });
 });
+
+describe('non-canonical bytes, read as the generated decoders read them', () => {
+  const streamCases: [string, Uint8Array][] = [
+    ['a top-level end-group marker', Uint8Array.of(0x0c)],
+    ['tag 0 followed by garbage', Uint8Array.of(0x08, 0x05, 0x00, 0xff, 0xff)],
+  ];
+  for (const [name, bytes] of streamCases) {
+    it(`stops at ${name} like HeartbeatStreamRequest.decode`, () => {
+      expect(decodeHeartbeatStreamRequest(bytes)).to.deep.equal(
+        HeartbeatStreamRequest.decode(bytes),
+      );
+    });
+  }
+
+  it('ignores a card after tag 0 in a HeartbeatRequest, like HeartbeatRequest.decode', () => {
+    const card = encode(request(CARD));
+    const bytes = new Uint8Array([0x0a, 0x01, 0x41, 0x00, ...card]);
+    const lazy = decodeHeartbeatRequest(bytes);
+    expect(Object.fromEntries(Object.entries(lazy))).to.deep.equal(HeartbeatRequest.decode(bytes));
+    expect(heartbeatCard(lazy)).to.equal(undefined);
+  });
+
+  it('refuses a message whose first heartbeat is bad even when a later one is good', () => {
+    const good = HeartbeatStreamRequest.encode({
+      requestId: 1,
+      heartbeat: request(undefined),
+    }).finish();
+    // A heartbeat holding one tag of wire type 7, which no decoder can skip.
+    const bad = Uint8Array.of(0x12, 0x01, 0x0f);
+    const bytes = new Uint8Array([...bad, ...good]);
+    expect(() => HeartbeatStreamRequest.decode(bytes)).to.throw();
+    expect(() => decodeHeartbeatStreamRequest(bytes)).to.throw();
+  });
+});
