@@ -1,4 +1,5 @@
 import { Client, Metadata, credentials, type MethodDefinition } from '@grpc/grpc-js';
+import { AUTHORIZATION_KEY, bearerAuthorization } from '../../src/wire/metadata.js';
 
 /**
  * Small wire helpers shared by the driver and the load workers. Both the
@@ -21,7 +22,7 @@ export function newClient(address: string): Client {
 
 export function bearer(token: string): Metadata {
   const metadata = new Metadata();
-  metadata.set('authorization', `Bearer ${token}`);
+  metadata.set(AUTHORIZATION_KEY, bearerAuthorization(token));
   return metadata;
 }
 
