@@ -45,8 +45,6 @@ export interface Liveness {
   flush(all?: boolean): Promise<number>;
   /** Drops transitions older than the retention (watchers behind it get a reset snapshot). */
   compactHistory(): Promise<number>;
-  /** Workspaces whose liveness this process tracks. */
-  readonly tracked: number;
 }
 
 export interface LivenessOptions {
@@ -206,8 +204,5 @@ export function createLiveness(options: LivenessOptions): Liveness {
     sweep,
     flush,
     compactHistory,
-    get tracked() {
-      return tracker.size;
-    },
   };
 }

@@ -4,6 +4,7 @@ import { WORKSPACE_STATUSES } from '../domain/model.js';
 import type {
   AgentCard,
   DeliveryMode,
+  HeartbeatReport,
   RuntimeState,
   Transition,
   TransitionReason,
@@ -280,17 +281,7 @@ export function createSqliteStore(db: Database, options: SqliteStoreOptions = {}
   function heartbeatBody(input: HeartbeatInput, decide: Decide): HeartbeatApplied {
     const { id, report, now } = input;
     // (1) liveness, guarded: a missing or removed workspace changes nothing and says why.
-    const live = stmt.updateLiveness.run({
-      id,
-      now,
-      errorRate: report.errorRate,
-      sampleError: report.sampleError,
-      activeTasks: report.activeTasks,
-      uptimeSeconds: report.uptimeSeconds,
-      currentTask: report.currentTask,
-      runtimeState: report.runtimeState,
-      native: report.nativeStatusManagement ? 1 : 0,
-    });
+    const live = stmt.updateLiveness.run({ id, now, ...reportParams(report) });
     if (live.changes === 0) requireLiveStatus(id);
     let cardBackfillChanges = 0;
     let markerClearChanges = 0;
@@ -388,17 +379,7 @@ export function createSqliteStore(db: Database, options: SqliteStoreOptions = {}
 
   const recordLivenessTx = db.transaction((records: readonly LivenessRecord[]) => {
     for (const { id, lastHeartbeatAt, report } of records) {
-      stmt.recordLiveness.run({
-        id,
-        at: lastHeartbeatAt,
-        errorRate: report.errorRate,
-        sampleError: report.sampleError,
-        activeTasks: report.activeTasks,
-        uptimeSeconds: report.uptimeSeconds,
-        currentTask: report.currentTask,
-        runtimeState: report.runtimeState,
-        native: report.nativeStatusManagement ? 1 : 0,
-      });
+      stmt.recordLiveness.run({ id, at: lastHeartbeatAt, ...reportParams(report) });
     }
   });
 
@@ -723,6 +704,19 @@ type MachineStateRow = Pick<
   'status' | 'last_heartbeat_at' | 'last_registered_at' | 'last_register_failure_at' | 'created_at'
 > &
   ({ agent_card: string | null } | { has_card: number });
+
+/** The statement parameters of a reported health (the liveness columns). */
+function reportParams(report: HeartbeatReport) {
+  return {
+    errorRate: report.errorRate,
+    sampleError: report.sampleError,
+    activeTasks: report.activeTasks,
+    uptimeSeconds: report.uptimeSeconds,
+    currentTask: report.currentTask,
+    runtimeState: report.runtimeState,
+    native: report.nativeStatusManagement ? 1 : 0,
+  };
+}
 
 function cardStored(row: MachineStateRow): boolean {
   return 'has_card' in row ? row.has_card !== 0 : row.agent_card !== null;

@@ -8,7 +8,7 @@ import {
 } from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import type { VigilError } from '../domain/errors.js';
-import { bearerToken } from './call-helpers.js';
+import { bearerToken } from '../wire/metadata.js';
 import { shuttingDown, toCallError, toKnownError, type CallError } from './errors.js';
 import { wellFormed } from './malformed.js';
 import type { CallObserver } from './observer.js';
@@ -119,7 +119,7 @@ function streamContext(
     getPeer(): string;
     on(event: 'cancelled', f: () => void): unknown;
   },
-): { context: CallContext; controller: AbortController; release: () => void } {
+): { context: CallContext; release: () => void } {
   const controller = new AbortController();
   const abort = () => {
     controller.abort();
@@ -128,7 +128,6 @@ function streamContext(
   const removeHook = deps.shutdown.onShutdown(abort);
   return {
     context: { token: bearerToken(call.metadata), signal: controller.signal, peer: call.getPeer() },
-    controller,
     release: removeHook,
   };
 }
