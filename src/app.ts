@@ -8,7 +8,8 @@ import { createUseCases, type UseCases } from './domain/use-cases.js';
 import type { RateLimit } from './domain/rate-limiter.js';
 import type { HostResolver, UrlPolicyName } from './domain/url-policy.js';
 import { MAX_CURRENT_TASK_BYTES, MAX_SAMPLE_ERROR_BYTES } from './domain/validation.js';
-import { createMetrics, serveMetrics } from './metrics/prometheus.js';
+import { serveHttp, type HttpListener, type HttpRoute } from './http/http-listener.js';
+import { createMetrics, metricsRoute } from './metrics/prometheus.js';
 import { openDatabase, type Synchronous } from './storage/database.js';
 import { createSqliteStore } from './storage/sqlite-store.js';
 import { startGrpcServer, type ServerTls } from './transport/server.js';
@@ -203,10 +204,12 @@ export async function startVigil(
     db.close();
     throw error;
   }
-  let metricsServer: Awaited<ReturnType<typeof serveMetrics>> | undefined;
+  let metricsServer: HttpListener | undefined;
   if (settings.metricsListen !== '') {
+    // Everything the HTTP port serves, in match order.
+    const routes: HttpRoute[] = [metricsRoute(metrics.registry)];
     try {
-      metricsServer = await serveMetrics(metrics.registry, settings.metricsListen);
+      metricsServer = await serveHttp(settings.metricsListen, routes);
     } catch (error) {
       await server.shutdown(0);
       await useCases.liveness.stop();

@@ -1,6 +1,6 @@
-import { createServer, type Server } from 'node:http';
 import { status } from '@grpc/grpc-js';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { exactRoute, type HttpRoute } from '../http/http-listener.js';
 import { WORKSPACE_STATUSES, type Transition, type WorkspaceStatus } from '../domain/model.js';
 import type { HeartbeatStats } from '../domain/runtime-use-cases.js';
 import type { CallObserver } from '../transport/observer.js';
@@ -189,44 +189,16 @@ function counterFrom<L extends string>(
   });
 }
 
-/** Serves `registry` at GET /metrics on `listen` (HOST:PORT). Resolves with the bound port. */
-export async function serveMetrics(
-  registry: Registry,
-  listen: string,
-): Promise<{ port: number; close(): Promise<void> }> {
-  const server: Server = createServer((request, response) => {
-    if (request.method !== 'GET' || request.url?.split('?')[0] !== '/metrics') {
-      response.writeHead(404, { 'content-type': 'text/plain' }).end('not found: try /metrics\n');
+/** The GET /metrics route of the HTTP listener, serving `registry` in the text format. */
+export function metricsRoute(registry: Registry): HttpRoute {
+  return exactRoute('/metrics', async (request, response) => {
+    if (request.method !== 'GET' && request.method !== 'HEAD') {
+      response
+        .writeHead(405, { allow: 'GET, HEAD', 'content-type': 'text/plain' })
+        .end('use GET\n');
       return;
     }
-    registry.metrics().then(
-      (text) => {
-        response.writeHead(200, { 'content-type': registry.contentType }).end(text);
-      },
-      (error: unknown) => {
-        response.writeHead(500, { 'content-type': 'text/plain' }).end(`${String(error)}\n`);
-      },
-    );
+    const text = await registry.metrics();
+    response.writeHead(200, { 'content-type': registry.contentType }).end(text);
   });
-  const separator = listen.lastIndexOf(':');
-  const host = listen.slice(0, separator).replace(/^\[(.*)\]$/, '$1');
-  const port = Number(listen.slice(separator + 1));
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(port, host, () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
-  const address = server.address();
-  return {
-    port: typeof address === 'object' && address ? address.port : port,
-    close: () =>
-      new Promise<void>((resolve) => {
-        server.close(() => {
-          resolve();
-        });
-        server.closeAllConnections();
-      }),
-  };
 }
