@@ -11,6 +11,9 @@ import { MAX_CURRENT_TASK_BYTES, MAX_SAMPLE_ERROR_BYTES } from './domain/validat
 import { serveHttp, type HttpListener, type HttpRoute } from './http/http-listener.js';
 import { createMetrics, metricsRoute } from './metrics/prometheus.js';
 import { openDatabase, type Synchronous } from './storage/database.js';
+import type { RegistryStore } from './domain/registry-store.js';
+import { createEtcdConnection, type EtcdTls } from './storage/etcd/etcd-connection.js';
+import { createEtcdStore } from './storage/etcd/etcd-store.js';
 import { createSqliteStore } from './storage/sqlite-store.js';
 import { startGrpcServer, type ServerTls } from './transport/server.js';
 import { createTransitionHub } from './watch/transition-hub.js';
@@ -21,9 +24,25 @@ import { createTransitionHub } from './watch/transition-hub.js';
  * server from one settings object; liveness runs its own sweep loop.
  */
 
+/** Cluster mode: replicas sharing one etcd cluster. */
+export interface EtcdSettings {
+  /** `http(s)://host:port` of each etcd member. */
+  readonly endpoints: readonly string[];
+  /** Key prefix of this Vigil cell. */
+  readonly prefix: string;
+  /** This replica's id (unique in the cell). */
+  readonly replicaId: string;
+  /** HOST:PORT other replicas reach this one at (forwarded heartbeats). */
+  readonly advertise: string;
+  readonly tls?: EtcdTls | undefined;
+}
+
 export interface VigilSettings {
   readonly listen: string;
+  /** Directory of the generated control token and, in SQLite mode, of the database. */
   readonly dataDir: string;
+  /** Cluster mode on etcd; the embedded SQLite database when unset. */
+  readonly etcd?: EtcdSettings | undefined;
   readonly controlTokens: readonly ControlTokenSpec[];
   readonly timings: Timings;
   readonly urlPolicy: UrlPolicyName;
@@ -116,13 +135,39 @@ export async function startVigil(
 ): Promise<RunningVigil> {
   const logger = overrides.logger ?? pino({ name: 'vigil' });
   const clock = overrides.clock ?? systemClock;
-  const databaseFile = join(settings.dataDir, 'vigil.db');
-  const db = openDatabase(databaseFile, { synchronous: settings.synchronous });
-  const store = createSqliteStore(db, {
-    onListenerError: (error) => {
-      logger.error({ err: error }, 'a commit listener failed; the write stands');
-    },
-  });
+  const onListenerError = (error: unknown) => {
+    logger.error({ err: error }, 'a commit listener failed; the write stands');
+  };
+  let store: RegistryStore;
+  let storeMetrics: Pick<Parameters<typeof createMetrics>[0], 'sqlStatements' | 'etcdRequests'>;
+  let databaseFile: string;
+  if (settings.etcd) {
+    const etcd = settings.etcd;
+    const etcdStore = createEtcdStore({
+      connection: createEtcdConnection({ endpoints: etcd.endpoints, tls: etcd.tls }),
+      prefix: etcd.prefix,
+      replicaId: etcd.replicaId,
+      onListenerError,
+      onWatchError: (error) => {
+        logger.warn({ err: error }, 'etcd watch interrupted; resuming from its last revision');
+      },
+    });
+    try {
+      await etcdStore.start();
+    } catch (error) {
+      await etcdStore.close();
+      throw error;
+    }
+    store = etcdStore;
+    storeMetrics = { etcdRequests: () => etcdStore.requests() };
+    databaseFile = `etcd ${etcd.endpoints.join(',')} prefix ${etcd.prefix}`;
+  } else {
+    databaseFile = join(settings.dataDir, 'vigil.db');
+    const db = openDatabase(databaseFile, { synchronous: settings.synchronous });
+    const sqlite = createSqliteStore(db, { onListenerError });
+    store = sqlite;
+    storeMetrics = { sqlStatements: () => sqlite.statementsExecuted() };
+  }
   const hub = createTransitionHub({
     store,
     clock,
@@ -153,7 +198,7 @@ export async function startVigil(
     headSeq: () => hub.head(),
     countByStatus: () => store.countByStatus(),
     heartbeatStats: () => useCases.runtime.heartbeatStats(),
-    sqlStatements: () => store.statementsExecuted(),
+    ...storeMetrics,
   });
   // Told by the store itself after every commit, in commit order.
   store.subscribe(({ transitions }) => {
@@ -176,7 +221,7 @@ export async function startVigil(
   try {
     await useCases.liveness.start();
   } catch (error) {
-    db.close();
+    await store.close();
     throw error;
   }
 
@@ -201,7 +246,7 @@ export async function startVigil(
     });
   } catch (error) {
     await useCases.liveness.stop();
-    db.close();
+    await store.close();
     throw error;
   }
   let metricsServer: HttpListener | undefined;
@@ -213,7 +258,7 @@ export async function startVigil(
     } catch (error) {
       await server.shutdown(0);
       await useCases.liveness.stop();
-      db.close();
+      await store.close();
       throw error;
     }
   }

@@ -19,6 +19,8 @@ export interface MetricsSources {
   readonly heartbeatStats?: () => HeartbeatStats;
   /** SQL statements the store has executed. */
   readonly sqlStatements?: () => number;
+  /** Requests the store has sent to etcd, by operation (cluster mode). */
+  readonly etcdRequests?: () => Readonly<Record<string, number>>;
 }
 
 export interface Metrics {
@@ -67,7 +69,7 @@ export function createMetrics(sources: MetricsSources): Metrics {
     },
   });
 
-  const { heartbeatStats, sqlStatements } = sources;
+  const { heartbeatStats, sqlStatements, etcdRequests } = sources;
   if (heartbeatStats) {
     counterFrom(
       registry,
@@ -97,6 +99,15 @@ export function createMetrics(sources: MetricsSources): Metrics {
       'SQL statements executed by the store (BEGIN and COMMIT included).',
       [],
       () => [[{}, sqlStatements()]],
+    );
+  }
+  if (etcdRequests) {
+    counterFrom(
+      registry,
+      'vigil_etcd_requests_total',
+      'Requests sent to etcd by operation (a message on a lease or watch stream counts as one).',
+      ['op'],
+      () => Object.entries(etcdRequests()).map(([op, n]) => [{ op }, n]),
     );
   }
 

@@ -1,5 +1,4 @@
 import { status, type ClientDuplexStream } from '@grpc/grpc-js';
-import Database from 'better-sqlite3';
 import { expect } from 'chai';
 import type {
   HeartbeatRequest,
@@ -18,17 +17,8 @@ import {
 } from '../helpers/e2e-fixtures.js';
 import { card, startHarness, type Harness } from '../helpers/harness.js';
 import { scrape } from '../helpers/prometheus-text.js';
+import { storeRequests, storedRow } from '../helpers/stored.js';
 import { bearer, call, expectRpcError } from '../helpers/rpc.js';
-
-/** The `workspaces` row as it is in the file, bypassing the server. */
-function storedRow(h: Harness, id: string): Record<string, unknown> {
-  const db = new Database(h.vigil.databaseFile, { readonly: true, fileMustExist: true });
-  try {
-    return db.prepare('SELECT * FROM workspaces WHERE id = ?').get(id) as Record<string, unknown>;
-  } finally {
-    db.close();
-  }
-}
 
 /** A HeartbeatStream answering one request at a time. */
 function openStream(h: Harness, token: string) {
@@ -68,7 +58,7 @@ describe('liveness in memory', () => {
   const counters = async () => {
     const m = await scrape(metricsUrl);
     return {
-      sql: m.value('vigil_sql_statements_total') ?? NaN,
+      sql: storeRequests(h, m),
       memory: m.value('vigil_heartbeats_applied_total', { path: 'memory' }) ?? NaN,
       store: m.value('vigil_heartbeats_applied_total', { path: 'store' }) ?? NaN,
       validated: m.value('vigil_agent_cards_validated_total') ?? NaN,
@@ -76,7 +66,7 @@ describe('liveness in memory', () => {
   };
 
   describe('when heartbeats change no status, marker or card', () => {
-    it('answers unary and streamed heartbeats, with and without the stored card, without one SQL statement', async () => {
+    it('answers unary and streamed heartbeats, with and without the stored card, without one store request (SQL statement or etcd request)', async () => {
       const { token } = await onlineWorkspace(h, 'ws-1');
       const stream = openStream(h, token);
       // The first card-bearing heartbeat after Register is validated once and remembered.
@@ -105,7 +95,7 @@ describe('liveness in memory', () => {
       const after = await counters();
       expect(
         after.sql - before.sql - scrapeCost,
-        'SQL statements for 40 steady heartbeats',
+        'store requests (SQL statements or etcd requests) for 40 steady heartbeats',
       ).to.equal(0);
       expect(after.memory - before.memory).to.equal(40);
       expect(after.store - before.store).to.equal(0);
@@ -116,7 +106,7 @@ describe('liveness in memory', () => {
 
     it('shows the latest liveness on reads at once, and persists it lazily', async () => {
       const { token } = await onlineWorkspace(h, 'ws-1');
-      const registeredAt = storedRow(h, 'ws-1')['last_registered_at'] as number;
+      const registeredAt = (await storedRow(h, 'ws-1'))['last_registered_at'] as number;
       h.clock.advance(5_000);
       await call(
         h.clients.runtime,
@@ -133,7 +123,7 @@ describe('liveness in memory', () => {
       );
       const beatAt = h.clock.now();
       // The file still has what Register wrote …
-      expect(storedRow(h, 'ws-1')['active_tasks']).to.equal(0);
+      expect((await storedRow(h, 'ws-1'))['active_tasks']).to.equal(0);
       // … while reads show what the server knows.
       const read = await getWorkspace(h, 'ws-1');
       expect(read.lastHeartbeatAt?.getTime()).to.equal(beatAt);
@@ -144,7 +134,7 @@ describe('liveness in memory', () => {
       expect(await h.vigil.useCases.liveness.flush(false)).to.equal(0);
       h.clock.advance(LIVENESS_FLUSH_MS);
       expect(await h.vigil.useCases.liveness.flush(false)).to.equal(1);
-      const row = storedRow(h, 'ws-1');
+      const row = await storedRow(h, 'ws-1');
       expect(row['last_heartbeat_at']).to.equal(beatAt);
       expect(row['active_tasks']).to.equal(7);
       expect(row['current_task']).to.equal('indexing');
@@ -161,7 +151,7 @@ describe('liveness in memory', () => {
         token,
       );
       await h.stop();
-      const row = storedRow(h, 'ws-1');
+      const row = await storedRow(h, 'ws-1');
       expect(row['last_heartbeat_at']).to.equal(h.clock.now());
       expect(row['uptime_seconds']).to.equal(99);
     });
@@ -179,8 +169,8 @@ describe('liveness in memory', () => {
         token,
       );
       expect(wedged.status).to.equal(WorkspaceStatus.WORKSPACE_STATUS_DEGRADED);
-      expect(storedRow(h, 'ws-1')['status']).to.equal('DEGRADED');
-      expect(storedRow(h, 'ws-1')['last_heartbeat_at']).to.equal(h.clock.now());
+      expect((await storedRow(h, 'ws-1'))['status']).to.equal('DEGRADED');
+      expect((await storedRow(h, 'ws-1'))['last_heartbeat_at']).to.equal(h.clock.now());
       const after = await counters();
       expect(after.store - before.store).to.equal(1);
       expect(after.sql - before.sql).to.be.greaterThan(0);
@@ -236,7 +226,7 @@ describe('liveness in memory', () => {
         status.INVALID_ARGUMENT,
         'URL_VALIDATE_FAILED',
       );
-      expect(storedRow(h, 'ws-1')['status']).to.equal('DEGRADED');
+      expect((await storedRow(h, 'ws-1'))['status']).to.equal('DEGRADED');
       const without = await stream.send(heartbeatRequest('ws-1'));
       expect(without.result?.$case === 'heartbeat' && without.result.value.status).to.equal(
         WorkspaceStatus.WORKSPACE_STATUS_DEGRADED,
@@ -245,7 +235,7 @@ describe('liveness in memory', () => {
       expect(recovered.result?.$case === 'heartbeat' && recovered.result.value.status).to.equal(
         WorkspaceStatus.WORKSPACE_STATUS_ONLINE,
       );
-      const row = storedRow(h, 'ws-1');
+      const row = await storedRow(h, 'ws-1');
       expect(row['status']).to.equal('ONLINE');
       expect(row['last_register_failure_at']).to.equal(null);
       stream.close();

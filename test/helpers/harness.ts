@@ -5,6 +5,7 @@ import pino from 'pino';
 import {
   DEFAULT_SETTINGS,
   startVigil,
+  type EtcdSettings,
   type RunningVigil,
   type VigilSettings,
 } from '../../src/app.js';
@@ -12,6 +13,7 @@ import { hashToken } from '../../src/domain/tokens.js';
 import type { HostResolver } from '../../src/domain/url-policy.js';
 import { createManualClock, type ManualClock } from './manual-clock.js';
 import { createClients } from './rpc.js';
+import { suiteEtcdSettings } from './suite-store.js';
 
 export const CONTROL_TOKEN = 'vgc_test-control-token';
 
@@ -32,6 +34,8 @@ export function tempDir(prefix = 'vigil-test-'): string {
 
 export interface Harness {
   readonly vigil: RunningVigil;
+  /** The etcd the server runs on, when the suite runs on etcd (VIGIL_TEST_STORE=etcd). */
+  readonly etcd: EtcdSettings | undefined;
   readonly clock: ManualClock;
   readonly dataDir: string;
   readonly clients: ReturnType<typeof createClients>;
@@ -54,6 +58,7 @@ export interface HarnessOptions {
 export async function startHarness(options: HarnessOptions = {}): Promise<Harness> {
   const dataDir = options.dataDir ?? tempDir();
   const clock = options.clock ?? createManualClock();
+  const etcd = await suiteEtcdSettings(dataDir);
   const vigil = await startVigil(
     {
       ...DEFAULT_SETTINGS,
@@ -66,6 +71,7 @@ export async function startHarness(options: HarnessOptions = {}): Promise<Harnes
       // Sweeps are driven by the tests through the registry.
       sweepIntervalMs: 3_600_000,
       progressIntervalMs: 60_000,
+      ...(etcd ? { etcd } : {}),
       ...options.settings,
     },
     {
@@ -85,6 +91,7 @@ export async function startHarness(options: HarnessOptions = {}): Promise<Harnes
   };
   return {
     vigil,
+    etcd,
     clock,
     dataDir,
     clients,

@@ -1,0 +1,223 @@
+import type { IEvent, IKeyValue, IWatchResponse } from 'etcd3';
+import type { CountedStream, EtcdConnection } from './etcd-connection.js';
+import { prefixEnd, revision } from './etcd-keys.js';
+import type { IWatchRequest } from 'etcd3';
+
+/** The events of one etcd revision, in the order etcd applied them. */
+export interface RevisionEvents {
+  readonly revision: number;
+  readonly events: readonly IEvent[];
+}
+
+/** The cached keys as they stood at one revision. */
+export interface Listing {
+  readonly revision: number;
+  readonly kvs: readonly IKeyValue[];
+}
+
+export interface EtcdWatchOptions {
+  readonly connection: EtcdConnection;
+  /** Everything under this prefix is watched. */
+  readonly prefix: string;
+  /** Full prefixes listed at start (and after a compaction): the keys a replica caches. */
+  readonly listed: readonly string[];
+  /** The listing at revision R; events follow from R + 1. Called again after a compaction. */
+  onListing(listing: Listing): Promise<void> | void;
+  /** Each revision once, in revision order, after the listing it follows. */
+  onRevision(events: RevisionEvents): void;
+  /** A stream failed (it is reopened from the cursor). */
+  onError?: (error: unknown) => void;
+}
+
+/**
+ * One prefix watch that owns its cursor. It resumes from the last revision it
+ * delivered + 1 and drops anything at or below it, whatever member it lands
+ * on; it does not rely on a client library's own resume (which can set the
+ * resume point from response headers and skip events when the member serving
+ * it dies mid catch-up). A compaction past the cursor is answered by listing
+ * the cached keys again at a new revision R and watching from R + 1.
+ */
+export interface EtcdWatch {
+  /** Lists, then starts watching; resolves after the first listing was delivered. */
+  start(): Promise<void>;
+  /** The last revision delivered (events, progress or listing). */
+  revision(): number;
+  /** Resolves once every revision up to `rev` has been delivered. */
+  reached(rev: number): Promise<void>;
+  stop(): void;
+}
+
+const PAGE = 1_000;
+const RETRY_MIN_MS = 50;
+const RETRY_MAX_MS = 1_000;
+
+export function createEtcdWatch(options: EtcdWatchOptions): EtcdWatch {
+  const { connection } = options;
+  let cursor = 0;
+  let stopped = false;
+  const isStopped = () => stopped;
+  let stream: CountedStream<IWatchRequest, IWatchResponse> | undefined;
+  let retryMs = RETRY_MIN_MS;
+  let retryTimer: NodeJS.Timeout | undefined;
+  let waiters: { rev: number; resolve: () => void }[] = [];
+
+  function advance(rev: number): void {
+    if (rev <= cursor) return;
+    cursor = rev;
+    const due = waiters.filter((waiter) => waiter.rev <= cursor);
+    if (due.length === 0) return;
+    waiters = waiters.filter((waiter) => waiter.rev > cursor);
+    for (const waiter of due) waiter.resolve();
+  }
+
+  async function list(): Promise<Listing> {
+    let at = 0;
+    const kvs: IKeyValue[] = [];
+    for (const prefix of options.listed) {
+      let from = Buffer.from(prefix);
+      const end = prefixEnd(prefix);
+      for (;;) {
+        const page = await connection.range({
+          key: from,
+          range_end: end,
+          limit: PAGE,
+          ...(at === 0 ? {} : { revision: at }),
+        });
+        if (at === 0) at = revision(page.header.revision);
+        kvs.push(...page.kvs);
+        const last = page.kvs[page.kvs.length - 1];
+        if (!page.more || !last) break;
+        from = Buffer.concat([last.key, Buffer.from([0])]);
+      }
+    }
+    if (at === 0) {
+      // Nothing listed: take the current revision from an empty range.
+      const head = await connection.range({
+        key: Buffer.from(options.prefix),
+        limit: 1,
+        count_only: true,
+      });
+      at = revision(head.header.revision);
+    }
+    return { revision: at, kvs };
+  }
+
+  async function relist(): Promise<void> {
+    const listing = await list();
+    await options.onListing(listing);
+    cursor = Math.max(cursor, listing.revision);
+    advance(listing.revision);
+  }
+
+  function scheduleReopen(error: unknown): void {
+    if (stopped || retryTimer) return;
+    options.onError?.(error);
+    retryTimer = setTimeout(() => {
+      retryTimer = undefined;
+      void open();
+    }, retryMs);
+    retryMs = Math.min(RETRY_MAX_MS, retryMs * 2);
+  }
+
+  function onResponse(response: IWatchResponse): void {
+    if (response.canceled) {
+      stream?.cancel();
+      stream = undefined;
+      if (revision(response.compact_revision) > 0) {
+        // Our cursor was compacted away: start over from a fresh listing.
+        relist().then(
+          () => {
+            void open();
+          },
+          (error: unknown) => {
+            scheduleReopen(error);
+          },
+        );
+      } else {
+        scheduleReopen(new Error(`etcd canceled the watch: ${response.cancel_reason}`));
+      }
+      return;
+    }
+    if (response.created) retryMs = RETRY_MIN_MS;
+    // Group by revision; a response carries whole revisions, oldest first.
+    let group: IEvent[] = [];
+    let groupRev = 0;
+    const flush = () => {
+      if (group.length > 0 && groupRev > cursor) {
+        options.onRevision({ revision: groupRev, events: group });
+        advance(groupRev);
+      }
+      group = [];
+    };
+    for (const event of response.events) {
+      const rev = revision(event.kv.mod_revision);
+      if (rev !== groupRev) {
+        flush();
+        groupRev = rev;
+      }
+      group.push(event);
+    }
+    flush();
+    // A progress notification (or any response) says every event up to its header revision was sent.
+    if (response.events.length === 0 && !response.created) {
+      advance(revision(response.header.revision));
+    }
+  }
+
+  async function open(): Promise<void> {
+    if (stopped) return;
+    let opened: CountedStream<IWatchRequest, IWatchResponse>;
+    try {
+      opened = await connection.watch();
+    } catch (error) {
+      scheduleReopen(error);
+      return;
+    }
+    // stop() may have run while the stream was being opened.
+    if (isStopped()) {
+      opened.cancel();
+      return;
+    }
+    stream = opened;
+    opened.on('data', (response) => {
+      if (stream === opened) onResponse(response);
+    });
+    const lost = (error: unknown) => {
+      if (stream !== opened) return;
+      stream = undefined;
+      scheduleReopen(error);
+    };
+    opened.on('error', lost);
+    opened.on('end', () => {
+      lost(new Error('etcd ended the watch stream'));
+    });
+    opened.write({
+      create_request: {
+        key: Buffer.from(options.prefix),
+        range_end: prefixEnd(options.prefix),
+        start_revision: cursor + 1,
+        progress_notify: true,
+      },
+    });
+  }
+
+  return {
+    async start() {
+      await relist();
+      await open();
+    },
+    revision: () => cursor,
+    reached(rev) {
+      if (rev <= cursor) return Promise.resolve();
+      return new Promise<void>((resolve) => {
+        waiters.push({ rev, resolve });
+      });
+    },
+    stop() {
+      stopped = true;
+      clearTimeout(retryTimer);
+      stream?.cancel();
+      stream = undefined;
+    },
+  };
+}

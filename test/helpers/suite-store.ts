@@ -1,0 +1,104 @@
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { basename, join } from 'node:path';
+import type { EtcdSettings } from '../../src/app.js';
+import { tempDir } from './harness.js';
+
+/**
+ * Which store the e2e suite runs on: the embedded SQLite file (default) or,
+ * with `VIGIL_TEST_STORE=etcd`, an etcd started once for the whole mocha
+ * process (every harness gets its own key prefix, derived from its data
+ * directory, so a harness restarted on the same directory finds its state).
+ */
+export const SUITE_STORE: 'sqlite' | 'etcd' =
+  process.env['VIGIL_TEST_STORE'] === 'etcd' ? 'etcd' : 'sqlite';
+
+/** True when etcd is what the suite runs on. */
+export const onEtcd = SUITE_STORE === 'etcd';
+
+let shared: Promise<string[]> | undefined;
+let child: ChildProcess | undefined;
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      server.close(() => {
+        resolve(typeof address === 'object' && address ? address.port : 0);
+      });
+    });
+  });
+}
+
+async function startSharedEtcd(): Promise<string[]> {
+  if (spawnSync('etcd', ['--version']).status !== 0) {
+    throw new Error('VIGIL_TEST_STORE=etcd needs etcd: install the Debian package etcd-server');
+  }
+  const dir = tempDir('vigil-suite-etcd-');
+  const client = await freePort();
+  const peer = await freePort();
+  const clientUrl = `http://127.0.0.1:${client}`;
+  child = spawn(
+    'etcd',
+    [
+      '--name',
+      'suite',
+      '--data-dir',
+      join(dir, 'data'),
+      '--listen-client-urls',
+      clientUrl,
+      '--advertise-client-urls',
+      clientUrl,
+      '--listen-peer-urls',
+      `http://127.0.0.1:${peer}`,
+      '--initial-advertise-peer-urls',
+      `http://127.0.0.1:${peer}`,
+      '--initial-cluster',
+      `suite=http://127.0.0.1:${peer}`,
+      '--unsafe-no-fsync',
+      '--logger',
+      'zap',
+      '--log-level',
+      'error',
+    ],
+    { stdio: 'ignore' },
+  );
+  const pid = child.pid;
+  process.once('exit', () => {
+    if (pid !== undefined) {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        // Already gone.
+      }
+    }
+    rmSync(dir, { recursive: true, force: true });
+  });
+  const deadline = Date.now() + 15_000;
+  for (;;) {
+    try {
+      const response = await fetch(`${clientUrl}/health`);
+      if (response.ok) return [clientUrl];
+    } catch {
+      // Not up yet.
+    }
+    if (Date.now() > deadline) throw new Error('etcd did not become healthy within 15 s');
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
+/** The etcd settings of a harness on `dataDir`, when the suite runs on etcd. */
+export async function suiteEtcdSettings(dataDir: string): Promise<EtcdSettings | undefined> {
+  if (!onEtcd) return undefined;
+  shared ??= startSharedEtcd();
+  const endpoints = await shared;
+  return {
+    endpoints,
+    prefix: `t/${basename(dataDir)}/`,
+    replicaId: `r-${basename(dataDir)}`,
+    advertise: '127.0.0.1:0',
+  };
+}
