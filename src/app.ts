@@ -1,3 +1,4 @@
+import { credentials as grpcCredentials } from '@grpc/grpc-js';
 import { lookup } from 'node:dns/promises';
 import { join } from 'node:path';
 import pino, { type Logger } from 'pino';
@@ -11,10 +12,13 @@ import { MAX_CURRENT_TASK_BYTES, MAX_SAMPLE_ERROR_BYTES } from './domain/validat
 import { serveHttp, type HttpListener, type HttpRoute } from './http/http-listener.js';
 import { createMetrics, metricsRoute } from './metrics/prometheus.js';
 import { openDatabase, type Synchronous } from './storage/database.js';
+import type { Ownership } from './domain/ownership.js';
 import type { RegistryStore } from './domain/registry-store.js';
 import { createEtcdConnection, type EtcdTls } from './storage/etcd/etcd-connection.js';
+import { createEtcdReplica, type EtcdReplica } from './storage/etcd/etcd-replica.js';
 import { createEtcdStore } from './storage/etcd/etcd-store.js';
 import { createSqliteStore } from './storage/sqlite-store.js';
+import { createHeartbeatForwarder } from './transport/heartbeat-forwarder.js';
 import { startGrpcServer, type ServerTls } from './transport/server.js';
 import { createTransitionHub } from './watch/transition-hub.js';
 
@@ -34,6 +38,8 @@ export interface EtcdSettings {
   readonly replicaId: string;
   /** HOST:PORT other replicas reach this one at (forwarded heartbeats). */
   readonly advertise: string;
+  /** TTL of the replica's lease (its ownership keys and campaign); default 10 s. */
+  readonly leaseTtlSeconds?: number | undefined;
   readonly tls?: EtcdTls | undefined;
 }
 
@@ -104,6 +110,9 @@ export const DEFAULT_SETTINGS: Omit<VigilSettings, 'controlTokens'> = {
 
 const DNS_TIMEOUT_MS = 3_000;
 
+/** This build's version (recorded with each replica's presence in cluster mode). */
+export const VIGIL_VERSION = '0.1.0';
+
 /** Resolves with the system resolver, giving up after a few seconds or when `signal` aborts. */
 export const systemResolver: HostResolver = async (host, signal) => {
   signal?.throwIfAborted();
@@ -139,12 +148,15 @@ export async function startVigil(
     logger.error({ err: error }, 'a commit listener failed; the write stands');
   };
   let store: RegistryStore;
+  let ownership: Ownership | undefined;
+  let replica: EtcdReplica | undefined;
   let storeMetrics: Pick<Parameters<typeof createMetrics>[0], 'sqlStatements' | 'etcdRequests'>;
   let databaseFile: string;
   if (settings.etcd) {
     const etcd = settings.etcd;
+    const etcdConnection = createEtcdConnection({ endpoints: etcd.endpoints, tls: etcd.tls });
     const etcdStore = createEtcdStore({
-      connection: createEtcdConnection({ endpoints: etcd.endpoints, tls: etcd.tls }),
+      connection: etcdConnection,
       prefix: etcd.prefix,
       replicaId: etcd.replicaId,
       onListenerError,
@@ -152,9 +164,30 @@ export async function startVigil(
         logger.warn({ err: error }, 'etcd watch interrupted; resuming from its last revision');
       },
     });
+    replica = createEtcdReplica({
+      connection: etcdConnection,
+      keys: etcdStore.keys,
+      replicaId: etcd.replicaId,
+      advertise: etcd.advertise,
+      leaseTtlSeconds: etcd.leaseTtlSeconds ?? 10,
+      clock,
+      liveIds: () => etcdStore.liveIds(),
+      version: VIGIL_VERSION,
+      onServing: (serving) => {
+        if (serving) logger.info('replica lease confirmed: serving');
+        else logger.warn('replica lease not confirmed for half its TTL: not vouching for it');
+      },
+      onError: (error) => {
+        logger.warn({ err: error }, 'replica lease or ownership request failed');
+      },
+    });
+    etcdStore.attach(replica);
+    ownership = replica;
     try {
       await etcdStore.start();
+      await replica.start();
     } catch (error) {
+      await replica.stop();
       await etcdStore.close();
       throw error;
     }
@@ -183,6 +216,7 @@ export async function startVigil(
     urlPolicy: settings.urlPolicy,
     resolveHost: overrides.resolveHost ?? systemResolver,
     serverStartedAt: clock.now(),
+    ownership,
     heartbeatRateLimit: settings.heartbeatRateLimit,
     fieldLimits: settings.fieldLimits,
     random: overrides.random,
@@ -221,10 +255,23 @@ export async function startVigil(
   try {
     await useCases.liveness.start();
   } catch (error) {
+    await replica?.stop();
     await store.close();
     throw error;
   }
 
+  const cluster = replica;
+  const forwarder =
+    cluster && settings.etcd
+      ? createHeartbeatForwarder({
+          replicaId: settings.etcd.replicaId,
+          ownerAddress: (id) => cluster.ownerAddress(id),
+          // Replicas reach each other like clients reach them: TLS when the server serves TLS.
+          ...(settings.tls
+            ? { credentials: grpcCredentials.createSsl(settings.tls.clientCa ?? null) }
+            : {}),
+        })
+      : undefined;
   let server;
   try {
     server = await startGrpcServer({
@@ -243,9 +290,11 @@ export async function startVigil(
       listen: settings.listen,
       maxMessageBytes: settings.maxMessageBytes,
       ...(settings.tls ? { tls: settings.tls } : {}),
+      forwarder,
     });
   } catch (error) {
     await useCases.liveness.stop();
+    await replica?.stop();
     await store.close();
     throw error;
   }
@@ -258,6 +307,7 @@ export async function startVigil(
     } catch (error) {
       await server.shutdown(0);
       await useCases.liveness.stop();
+      await replica?.stop();
       await store.close();
       throw error;
     }
@@ -288,6 +338,9 @@ export async function startVigil(
         logger.warn({ err: error }, 'could not record token use');
       });
       await metricsServer?.close();
+      forwarder?.close();
+      // Revoking the lease hands ownership and leadership over at once.
+      await replica?.stop();
       await store.close();
       logger.info('stopped');
     },

@@ -1,5 +1,6 @@
-import { readFileSync } from 'node:fs';
-import { DEFAULT_SETTINGS, type VigilSettings } from '../app.js';
+import { randomBytes } from 'node:crypto';
+import { existsSync, readFileSync } from 'node:fs';
+import { DEFAULT_SETTINGS, type EtcdSettings, type VigilSettings } from '../app.js';
 import { parseRate } from '../domain/rate-limiter.js';
 import { URL_POLICIES, type UrlPolicyName } from '../domain/url-policy.js';
 import { formatDuration, parseDuration } from './duration.js';
@@ -15,6 +16,8 @@ export interface Setting {
   readonly description: string;
   readonly defaultText: string;
 }
+
+const DEFAULT_ETCD_PREFIX = 'vigil/';
 
 /** Defaults written the way the flags read them, so --help, the README and parsing agree. */
 const DEFAULT_TEXT = {
@@ -165,6 +168,56 @@ export const SERVE_SETTINGS: readonly Setting[] = [
     defaultText: DEFAULT_SETTINGS.synchronous.toLowerCase(),
   },
   {
+    flag: 'store',
+    env: 'VIGIL_STORE',
+    description: 'where state lives: sqlite (the file in --data-dir) | etcd (cluster mode)',
+    defaultText: 'sqlite',
+  },
+  {
+    flag: 'etcd-endpoints',
+    env: 'VIGIL_ETCD_ENDPOINTS',
+    description:
+      'cluster mode: HOST:PORT (or http[s]://HOST:PORT) of each etcd member, comma-separated',
+    defaultText: 'none',
+  },
+  {
+    flag: 'etcd-prefix',
+    env: 'VIGIL_ETCD_PREFIX',
+    description: 'cluster mode: key prefix of this Vigil cell in etcd',
+    defaultText: DEFAULT_ETCD_PREFIX,
+  },
+  {
+    flag: 'replica-id',
+    env: 'VIGIL_REPLICA_ID',
+    description: "cluster mode: this replica's id, unique in the cell",
+    defaultText: 'generated',
+  },
+  {
+    flag: 'advertise',
+    env: 'VIGIL_ADVERTISE',
+    description: 'cluster mode: HOST:PORT other replicas reach this one at',
+    defaultText: 'the --listen address',
+  },
+  {
+    flag: 'etcd-ca',
+    env: 'VIGIL_ETCD_CA',
+    description:
+      "cluster mode: PEM CA bundle that signed the etcd members' certificates (TLS to etcd)",
+    defaultText: 'none (plaintext)',
+  },
+  {
+    flag: 'etcd-cert',
+    env: 'VIGIL_ETCD_CERT',
+    description: 'cluster mode: PEM client certificate for etcd (needs --etcd-key and --etcd-ca)',
+    defaultText: 'none',
+  },
+  {
+    flag: 'etcd-key',
+    env: 'VIGIL_ETCD_KEY',
+    description: 'cluster mode: PEM private key of --etcd-cert',
+    defaultText: 'none',
+  },
+  {
     flag: 'log-level',
     env: 'VIGIL_LOG_LEVEL',
     description: 'fatal | error | warn | info | debug | trace',
@@ -294,6 +347,7 @@ export function resolveServeConfig(
   const watchText = value('max-watch-streams') ?? DEFAULT_TEXT.watchStreams;
   if (!/^\d+$/.test(watchText))
     errors.push(`--max-watch-streams: "${watchText}" is not a whole number`);
+  const etcd = resolveEtcd(value, listen, errors);
   const controlToken = env['VIGIL_CONTROL_TOKEN'];
   if (controlToken === '') errors.push('VIGIL_CONTROL_TOKEN: set but empty');
 
@@ -313,12 +367,82 @@ export function resolveServeConfig(
         urlPolicy: urlPolicy as UrlPolicyName,
         progressIntervalMs,
         synchronous: sync as 'FULL' | 'NORMAL',
+        ...(etcd ? { etcd } : {}),
       },
       controlToken,
       controlTokensFile: value('control-tokens'),
       logLevel,
     },
     errors: [],
+  };
+}
+
+/** Cluster mode's settings, when `--store etcd`. */
+function resolveEtcd(
+  value: (flag: string) => string | undefined,
+  listen: string,
+  errors: string[],
+): EtcdSettings | undefined {
+  const store = value('store') ?? 'sqlite';
+  const etcdFlags = ['etcd-endpoints', 'etcd-ca', 'etcd-cert', 'etcd-key'];
+  if (store === 'sqlite') {
+    for (const flag of etcdFlags) {
+      if (value(flag) !== undefined) errors.push(`--${flag}: only with --store etcd`);
+    }
+    return undefined;
+  }
+  if (store !== 'etcd') {
+    errors.push(`--store: "${store}" is not sqlite or etcd`);
+    return undefined;
+  }
+  const endpointsText = value('etcd-endpoints') ?? '';
+  const endpoints = endpointsText
+    .split(',')
+    .map((e) => e.trim())
+    .filter((e) => e !== '');
+  if (endpoints.length === 0) errors.push('--etcd-endpoints: --store etcd needs at least one');
+  const tlsToEtcd = value('etcd-ca') !== undefined;
+  const urls = endpoints.flatMap((endpoint) => {
+    const bare = endpoint.replace(/^https?:\/\//, '');
+    if (!isHostPort(bare)) {
+      errors.push(`--etcd-endpoints: "${endpoint}" is not HOST:PORT or http[s]://HOST:PORT`);
+      return [];
+    }
+    return [/^https?:\/\//.test(endpoint) ? endpoint : `${tlsToEtcd ? 'https' : 'http'}://${bare}`];
+  });
+  const prefix = value('etcd-prefix') ?? DEFAULT_ETCD_PREFIX;
+  if (prefix === '' || /\s/.test(prefix))
+    errors.push(`--etcd-prefix: "${prefix}" must be non-empty, without spaces`);
+  const replicaId = value('replica-id') ?? `r-${randomBytes(4).toString('hex')}`;
+  if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/.test(replicaId)) {
+    errors.push(`--replica-id: "${replicaId}" is not 1–63 letters, digits, '.', '_' or '-'`);
+  }
+  const advertise = value('advertise') ?? listen;
+  if (!isHostPort(advertise)) errors.push(`--advertise: "${advertise}" is not HOST:PORT`);
+  for (const flag of ['etcd-ca', 'etcd-cert', 'etcd-key']) {
+    const file = value(flag);
+    if (file !== undefined && !existsSync(file)) errors.push(`--${flag}: cannot read ${file}`);
+  }
+  if ((value('etcd-cert') === undefined) !== (value('etcd-key') === undefined)) {
+    errors.push('--etcd-cert and --etcd-key go together');
+  }
+  if (value('etcd-cert') !== undefined && !tlsToEtcd) {
+    errors.push('--etcd-cert needs --etcd-ca (client certificates are TLS first)');
+  }
+  return {
+    endpoints: urls,
+    prefix,
+    replicaId,
+    advertise,
+    ...(tlsToEtcd
+      ? {
+          tls: {
+            caFile: value('etcd-ca'),
+            certFile: value('etcd-cert'),
+            keyFile: value('etcd-key'),
+          },
+        }
+      : {}),
   };
 }
 

@@ -1,4 +1,5 @@
 import type { HeartbeatReport, WorkspaceStatus } from './model.js';
+import type { Ownership } from './ownership.js';
 import type { LivenessRecord, WorkspaceState } from './registry-store.js';
 import { silentTooLong } from './status-machine.js';
 
@@ -48,10 +49,14 @@ export interface LivenessTracker {
   get(id: string): LivenessEntry | undefined;
   /**
    * Mirrors committed states (call it from the store's commit hook, in commit
-   * order). A REMOVED workspace is forgotten; a new one is owned from the
-   * tracker's `ownedSince`.
+   * order). A REMOVED workspace is forgotten; a new one is tracked when this
+   * process owns it, from its ownedSince.
    */
   observe(states: readonly WorkspaceState[]): void;
+  /** Tracks a workspace this process just took charge of, from `ownedSince`. */
+  adopt(state: WorkspaceState, ownedSince: number): void;
+  /** Stops tracking workspaces this process no longer owns (their unflushed liveness is dropped). */
+  forget(ids: readonly string[]): void;
   /** Records a heartbeat that reached this process at `now` (for a tracked workspace). */
   beat(id: string, now: number, report: HeartbeatReport): void;
   /**
@@ -72,10 +77,29 @@ export interface LivenessTracker {
   readonly size: number;
 }
 
-export function createLivenessTracker(ownedSince: number): LivenessTracker {
+export function createLivenessTracker(ownership: Ownership): LivenessTracker {
   const entries = new Map<string, LivenessEntry>();
   // Ids with unflushed liveness, in the order they became dirty.
   const dirty = new Set<string>();
+
+  function track(state: WorkspaceState, ownedSince: number): void {
+    entries.set(state.id, {
+      id: state.id,
+      status: state.status,
+      lastRegisteredAt: state.lastRegisteredAt,
+      lastRegisterFailureAt: state.lastRegisterFailureAt,
+      createdAt: state.createdAt,
+      hasCard: state.hasCard,
+      lastSeen: Math.max(state.lastHeartbeatAt ?? 0, state.lastRegisteredAt ?? 0),
+      ownedSince,
+      lastHeartbeatAt: undefined,
+      health: undefined,
+      cardFingerprint: undefined,
+      dirty: false,
+      dirtySince: 0,
+      writesInFlight: 0,
+    });
+  }
 
   function observe(states: readonly WorkspaceState[]): void {
     for (const state of states) {
@@ -94,22 +118,8 @@ export function createLivenessTracker(ownedSince: number): LivenessTracker {
         entry.hasCard = state.hasCard;
         if (seen > entry.lastSeen) entry.lastSeen = seen;
       } else {
-        entries.set(state.id, {
-          id: state.id,
-          status: state.status,
-          lastRegisteredAt: state.lastRegisteredAt,
-          lastRegisterFailureAt: state.lastRegisterFailureAt,
-          createdAt: state.createdAt,
-          hasCard: state.hasCard,
-          lastSeen: seen,
-          ownedSince,
-          lastHeartbeatAt: undefined,
-          health: undefined,
-          cardFingerprint: undefined,
-          dirty: false,
-          dirtySince: 0,
-          writesInFlight: 0,
-        });
+        const since = ownership.ownedSince(state.id);
+        if (since !== undefined) track(state, since);
       }
     }
   }
@@ -117,6 +127,21 @@ export function createLivenessTracker(ownedSince: number): LivenessTracker {
   return {
     get: (id) => entries.get(id),
     observe,
+    adopt(state, ownedSince) {
+      const entry = entries.get(state.id);
+      if (entry) {
+        entry.ownedSince = ownedSince;
+        observe([state]);
+      } else if (state.status !== 'REMOVED') {
+        track(state, ownedSince);
+      }
+    },
+    forget(ids) {
+      for (const id of ids) {
+        entries.delete(id);
+        dirty.delete(id);
+      }
+    },
     beat(id, now, report) {
       const entry = entries.get(id);
       if (!entry) return;

@@ -2,6 +2,7 @@ import type { Clock } from './clock.js';
 import type { Timings } from './config.js';
 import { createLivenessTracker, type LivenessEntry } from './liveness-tracker.js';
 import type { HeartbeatReport, Transition, Workspace } from './model.js';
+import type { Ownership } from './ownership.js';
 import type { RegistryStore } from './registry-store.js';
 import { nextStatus } from './status-machine.js';
 
@@ -28,6 +29,12 @@ export interface Liveness {
   stop(): Promise<void>;
   /** What this process knows of a workspace's liveness, when it tracks it. */
   entry(id: string): LivenessEntry | undefined;
+  /**
+   * Makes sure this process owns the workspace's liveness (claiming it when
+   * another process or nobody does) and tracks it; resolves with its entry,
+   * or undefined when the workspace is not live (missing or REMOVED).
+   */
+  take(id: string): Promise<LivenessEntry | undefined>;
   /** Records a heartbeat that reached this process at `now`. */
   beat(id: string, now: number, report: HeartbeatReport): void;
   /** Copies in the last heartbeat and health this process knows and the store may not have yet. */
@@ -51,8 +58,8 @@ export interface LivenessOptions {
   readonly store: RegistryStore;
   readonly clock: Clock;
   readonly timings: Timings;
-  /** When this process took charge: its start, in single-node mode. */
-  readonly ownedSince: number;
+  /** Who owns which workspace's liveness, and who leads (single-node: this process, from its start). */
+  readonly ownership: Ownership;
   /** How often the sweep runs; derived from offline_after when unset. */
   readonly sweepIntervalMs?: number | undefined;
   /** Extra work for each tick (such as flushing token uses). */
@@ -73,11 +80,41 @@ const FLUSH_BATCH = 1_000;
 
 export function createLiveness(options: LivenessOptions): Liveness {
   const { store, clock, timings } = options;
-  const tracker = createLivenessTracker(options.ownedSince);
+  const { ownership } = options;
+  const tracker = createLivenessTracker(ownership);
   // The tracker mirrors every commit, told by the store itself, in commit order.
   const unsubscribe = store.subscribe((commit) => {
     tracker.observe(commit.states);
   });
+  const unsubscribeLost = ownership.onLost((ids) => {
+    tracker.forget(ids);
+  });
+  const taking = new Map<string, Promise<LivenessEntry | undefined>>();
+
+  async function takeNow(id: string): Promise<LivenessEntry | undefined> {
+    const ownedSince = await ownership.claim(id);
+    const state = await store.workspaceState(id);
+    if (!state || state.status === 'REMOVED') return undefined;
+    tracker.adopt(state, ownedSince);
+    return tracker.get(id);
+  }
+
+  function take(id: string): Promise<LivenessEntry | undefined> {
+    const entry = tracker.get(id);
+    if (entry && ownership.owns(id)) return Promise.resolve(entry);
+    // One claim per workspace at a time: concurrent heartbeats share it.
+    let pending = taking.get(id);
+    if (!pending) {
+      pending = takeNow(id).finally(() => taking.delete(id));
+      taking.set(id, pending);
+    }
+    return pending;
+  }
+
+  /** The leader adopts live workspaces nobody owns, counting their silence from now. */
+  async function adoptOrphans(): Promise<void> {
+    for (const id of ownership.orphans(SWEEP_BATCH)) await take(id);
+  }
   let timer: NodeJS.Timeout | undefined;
   let ticking: Promise<void> | undefined;
   let lastCompaction = 0;
@@ -88,12 +125,16 @@ export function createLiveness(options: LivenessOptions): Liveness {
       const now = clock.now();
       const silent = tracker.expired(now, timings.offlineAfterMs, SWEEP_BATCH);
       const provisionCutoff = now - timings.provisionTimeoutMs;
+      // Provision timeouts are the leader's, counted from max(created_at, leaderSince).
+      const leaderSince = ownership.leaderSince();
       const batch = await store.sweep(
         {
           now,
           silent,
           createdBefore:
-            options.ownedSince < provisionCutoff ? provisionCutoff : Number.MIN_SAFE_INTEGER,
+            leaderSince !== undefined && leaderSince < provisionCutoff
+              ? provisionCutoff
+              : Number.MIN_SAFE_INTEGER,
           limit: SWEEP_BATCH,
         },
         (state, id) => {
@@ -102,7 +143,7 @@ export function createLiveness(options: LivenessOptions): Liveness {
             state,
             {
               type: 'SWEEP',
-              ownedSince: entry?.ownedSince ?? options.ownedSince,
+              ownedSince: entry?.ownedSince ?? leaderSince ?? now,
               lastSeen: entry?.lastSeen,
             },
             now,
@@ -152,10 +193,11 @@ export function createLiveness(options: LivenessOptions): Liveness {
   }
 
   async function tick(): Promise<void> {
+    if (ownership.isLeader()) await adoptOrphans();
     await sweep();
     await flush(false);
     await options.onTick?.();
-    if (clock.now() - lastCompaction >= COMPACTION_EVERY_MS) {
+    if (ownership.isLeader() && clock.now() - lastCompaction >= COMPACTION_EVERY_MS) {
       lastCompaction = clock.now();
       const deleted = await compactHistory();
       if (deleted > 0) options.onCompacted?.(deleted);
@@ -183,8 +225,10 @@ export function createLiveness(options: LivenessOptions): Liveness {
       await ticking;
       await flush(true).catch((error: unknown) => options.onError?.(error));
       unsubscribe();
+      unsubscribeLost();
     },
     entry: (id) => tracker.get(id),
+    take,
     beat: (id, now, report) => {
       tracker.beat(id, now, report);
     },

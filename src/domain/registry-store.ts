@@ -197,6 +197,8 @@ export interface RegistryStore {
    * transaction; returns the committed transitions in order.
    */
   sweep(input: SweepInput, decide: Decide): Promise<Transition[]>;
+  /** The durable state of one workspace, or undefined when there is none. */
+  workspaceState(id: string): Promise<WorkspaceState | undefined>;
   /** The state of every ONLINE or DEGRADED workspace: where a new owner of their liveness starts. */
   liveStates(): Promise<WorkspaceState[]>;
   /**

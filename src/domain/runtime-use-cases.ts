@@ -131,6 +131,8 @@ export function createRuntimeUseCases(options: RuntimeOptions): RuntimeUseCases 
 
   async function register(caller: RuntimeCaller, command: RegisterCommand, signal?: AbortSignal) {
     await tokens.authenticate(caller, command.workspaceId);
+    // A Register takes ownership of the workspace's liveness (cluster mode).
+    if (!liveness.entry(command.workspaceId)) await liveness.take(command.workspaceId);
     if (command.agentCard === undefined) {
       throw new VigilError('AGENT_CARD_INVALID', 'agent_card is required');
     }
@@ -186,7 +188,9 @@ export function createRuntimeUseCases(options: RuntimeOptions): RuntimeUseCases 
     }
     validateReport(report);
     const card = command.agentCard;
-    const entry = liveness.entry(id);
+    // A heartbeat that reaches this process makes it the workspace's owner (cluster mode: a
+    // sidecar that moved here, or a forward that failed); nothing to claim when it already is.
+    const entry = liveness.entry(id) ?? (await liveness.take(id));
     // A card equal to the last one accepted from this workspace was valid then and is now.
     const fingerprint = card?.fingerprint();
     let serialized: string | undefined;

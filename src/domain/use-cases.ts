@@ -1,4 +1,5 @@
 import { createLiveness, type Liveness } from './liveness.js';
+import { ownsEverything, type Ownership } from './ownership.js';
 import {
   createRuntimeUseCases,
   type RuntimeOptions,
@@ -20,8 +21,10 @@ export interface UseCases {
 
 /** What the runtime use-cases take, but the capabilities composed here. */
 export interface UseCaseOptions extends Omit<RuntimeOptions, 'tokens' | 'liveness'> {
-  /** When this process started: it owns every workspace's liveness from then on. */
+  /** When this process started: in single-node mode it owns every workspace's liveness from then on. */
   readonly serverStartedAt: number;
+  /** Cluster mode: who owns which workspace and who leads; single-node mode when unset. */
+  readonly ownership?: Ownership | undefined;
   /** How often the liveness sweep runs; derived from offline_after when unset. */
   readonly sweepIntervalMs?: number | undefined;
   /** Told when periodic work (sweep, flushes, compaction) failed; it is retried. */
@@ -41,7 +44,7 @@ export function createUseCases(options: UseCaseOptions): UseCases {
     store,
     clock,
     timings,
-    ownedSince: options.serverStartedAt,
+    ownership: options.ownership ?? ownsEverything(options.serverStartedAt),
     sweepIntervalMs: options.sweepIntervalMs,
     onTick: () => tokens.flushUsage(false),
     ...(options.onError ? { onError: options.onError } : {}),

@@ -486,6 +486,12 @@ export function createSqliteStore(db: Database, options: SqliteStoreOptions = {}
         throw mapStorageError(error);
       }),
     sweep: (input, decide) => write(() => sweepTx.immediate(input, decide)),
+    workspaceState: (id) =>
+      run(() => {
+        const row = stmt.selectMachineState.get(id) as
+          (MachineStateRow & { id: string }) | undefined;
+        return row ? { id: row.id, ...machineState(row), hasCard: cardStored(row) } : undefined;
+      }),
     liveStates: () =>
       run(() =>
         (stmt.selectLiveStates.all() as (MachineStateRow & { id: string })[]).map((row) => ({

@@ -8,7 +8,7 @@ import {
 } from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import type { VigilError } from '../domain/errors.js';
-import { bearerToken } from '../wire/metadata.js';
+import { FORWARDED_KEY, bearerToken } from '../wire/metadata.js';
 import { shuttingDown, toCallError, toKnownError, type CallError } from './errors.js';
 import { wellFormed } from './malformed.js';
 import type { CallObserver } from './observer.js';
@@ -35,6 +35,8 @@ export interface CallContext {
   readonly signal: AbortSignal;
   /** The peer's address, for logs. */
   readonly peer: string;
+  /** Set when another replica forwarded the call (cluster mode): it is not forwarded again. */
+  readonly forwarded?: boolean;
 }
 
 /** What every adapter needs besides the handler. */
@@ -86,6 +88,7 @@ export function handleUnary<Req, Res>(
     const signal = lazySignal(call);
     const context: CallContext = {
       token: bearerToken(call.metadata),
+      forwarded: call.metadata.get(FORWARDED_KEY).length > 0,
       get signal() {
         return signal();
       },

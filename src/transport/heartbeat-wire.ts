@@ -203,6 +203,11 @@ export function encodeHeartbeatStreamResponse(message: HeartbeatStreamResponse):
   return buffer;
 }
 
+/** The raw bytes of the heartbeat's card, when it was kept undecoded. */
+export function cardBytes(request: HeartbeatRequest): Uint8Array | undefined {
+  return (request as LazyHeartbeatRequest)[CARD_BYTES];
+}
+
 /** The heartbeat's card, as raw bytes decoded on demand or as the value already decoded. */
 export function heartbeatCard(request: HeartbeatRequest): CardInput | undefined {
   const bytes = (request as LazyHeartbeatRequest)[CARD_BYTES];

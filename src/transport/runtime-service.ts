@@ -16,12 +16,15 @@ import {
   workspaceToProto,
 } from './convert.js';
 import { toRpcStatus } from './errors.js';
+import type { HeartbeatForwarder } from './heartbeat-forwarder.js';
 import { isMalformed } from './malformed.js';
 
 export interface RuntimeServiceDeps extends AdapterDeps {
   readonly runtime: RuntimeUseCases;
   /** HeartbeatStream resolves its token once, at open. */
   readonly tokens: Pick<WorkspaceTokens, 'openSession'>;
+  /** Cluster mode: unary heartbeats for a workspace another replica owns go to it. */
+  readonly forwarder?: HeartbeatForwarder | undefined;
 }
 
 /** Past this many unanswered heartbeats a stream stops reading until the client catches up. */
@@ -29,7 +32,7 @@ const MAX_IN_FLIGHT = 512;
 
 /** vigil.v1.RuntimeService: authenticated by workspace token, delegated to the runtime use-cases. */
 export function createRuntimeService(deps: RuntimeServiceDeps): RuntimeServiceServer {
-  const { runtime, tokens, observer } = deps;
+  const { runtime, tokens, observer, forwarder } = deps;
   return {
     register: handleUnary(deps, 'Register', async (request, context) => {
       const result = await runtime.register(
@@ -49,6 +52,12 @@ export function createRuntimeService(deps: RuntimeServiceDeps): RuntimeServiceSe
     }),
     heartbeat: handleUnary(deps, 'Heartbeat', async (request, context) => {
       observer.heartbeatReceived();
+      const owner = context.forwarded ? undefined : forwarder?.ownerAddress(request.workspaceId);
+      if (owner !== undefined && forwarder) {
+        const answered = await forwarder.forward(owner, request, context.token);
+        // Unreachable owner: answered here, which makes this replica the owner.
+        if (answered) return answered;
+      }
       return heartbeatResponse(await runtime.heartbeat(context.token, heartbeatCommand(request)));
     }),
     /**

@@ -10,6 +10,7 @@ import { tolerant } from './malformed.js';
 import type { CallObserver } from './observer.js';
 import { runtimeServiceDefinition } from './heartbeat-wire.js';
 import { createRuntimeService } from './runtime-service.js';
+import type { HeartbeatForwarder } from './heartbeat-forwarder.js';
 import { createShutdown } from './shutdown.js';
 import { controlServiceDefinition } from './watch-encoding.js';
 
@@ -27,6 +28,8 @@ export interface GrpcServerOptions {
   readonly maxMessageBytes: number;
   /** Open WatchStatus streams allowed per control token; 0 means no limit. */
   readonly maxWatchStreamsPerToken: number;
+  /** Cluster mode: where unary heartbeats for workspaces other replicas own go. */
+  readonly forwarder?: HeartbeatForwarder | undefined;
 }
 
 export interface ServerTls {
@@ -68,6 +71,7 @@ export async function startGrpcServer(options: GrpcServerOptions): Promise<GrpcS
       logger: options.logger,
       observer: options.observer,
       shutdown,
+      forwarder: options.forwarder,
     }),
   );
   server.addService(

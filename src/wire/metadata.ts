@@ -8,6 +8,9 @@ import type { Metadata } from '@grpc/grpc-js';
 /** Every call carries its token under this key, as `Bearer <token>`. */
 export const AUTHORIZATION_KEY = 'authorization';
 
+/** Cluster mode: set (to the sender's replica id) on a heartbeat one replica forwards to another. */
+export const FORWARDED_KEY = 'vigil-forwarded-by';
+
 /**
  * The trailer that carries a failed call's google.rpc.Status (encoded), with
  * its ErrorInfo and, when there is one, its RetryInfo.

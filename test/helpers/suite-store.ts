@@ -66,6 +66,9 @@ async function startSharedEtcd(): Promise<string[]> {
     ],
     { stdio: 'ignore' },
   );
+  // The suite must not wait on etcd to end: mocha exits when its own work is
+  // done, and the exit hook below then kills etcd by its PID.
+  child.unref();
   const pid = child.pid;
   process.once('exit', () => {
     if (pid !== undefined) {

@@ -1,3 +1,4 @@
+import { ownsEverything } from '../../src/domain/ownership.js';
 import { expect } from 'chai';
 import { createLivenessTracker } from '../../src/domain/liveness-tracker.js';
 import type { HeartbeatReport } from '../../src/domain/model.js';
@@ -30,7 +31,7 @@ function state(id: string, overrides: Partial<WorkspaceState> = {}): WorkspaceSt
 describe('liveness tracker', () => {
   describe('expired', () => {
     it('counts from max(lastSeen, ownedSince): time before the start never counts', () => {
-      const tracker = createLivenessTracker(STARTED);
+      const tracker = createLivenessTracker(ownsEverything(STARTED));
       tracker.observe([state('old'), state('fresh')]);
       tracker.beat('fresh', STARTED + 30_000, REPORT);
       expect(tracker.expired(STARTED + 40_000, 40_000, 10)).to.deep.equal([]);
@@ -39,7 +40,7 @@ describe('liveness tracker', () => {
     });
 
     it('only considers ONLINE and DEGRADED workspaces, and forgets REMOVED ones', () => {
-      const tracker = createLivenessTracker(STARTED);
+      const tracker = createLivenessTracker(ownsEverything(STARTED));
       tracker.observe([state('a', { status: 'OFFLINE' }), state('b', { status: 'DEGRADED' })]);
       tracker.observe([state('c'), state('c', { status: 'REMOVED' })]);
       expect(tracker.expired(STARTED + 100_000, 40_000, 10)).to.deep.equal(['b']);
@@ -50,7 +51,7 @@ describe('liveness tracker', () => {
 
   describe('takeDirty', () => {
     it('hands out each beaten workspace once, oldest first, only once it has waited long enough', () => {
-      const tracker = createLivenessTracker(STARTED);
+      const tracker = createLivenessTracker(ownsEverything(STARTED));
       tracker.observe([state('a'), state('b')]);
       tracker.beat('a', STARTED + 1, REPORT);
       tracker.beat('b', STARTED + 2, REPORT);
@@ -64,7 +65,7 @@ describe('liveness tracker', () => {
     });
 
     it('gives back records whose write failed, unless newer heartbeats came', () => {
-      const tracker = createLivenessTracker(STARTED);
+      const tracker = createLivenessTracker(ownsEverything(STARTED));
       tracker.observe([state('a'), state('b')]);
       tracker.beat('a', STARTED + 1, REPORT);
       tracker.beat('b', STARTED + 1, REPORT);
@@ -81,7 +82,7 @@ describe('liveness tracker', () => {
   });
 
   it('ignores heartbeats of workspaces it does not track', () => {
-    const tracker = createLivenessTracker(STARTED);
+    const tracker = createLivenessTracker(ownsEverything(STARTED));
     tracker.beat('unknown', STARTED, REPORT);
     expect(tracker.size).to.equal(0);
     expect(tracker.takeDirty(Infinity, 10)).to.deep.equal([]);

@@ -35,7 +35,11 @@ export interface WriteBuilder {
 export interface WriteJob<T> {
   readonly keys: readonly string[];
   readonly prefixes?: readonly string[];
-  /** Extra compares that fence the write (ownership, leadership). */
+  /**
+   * Extra compares that fence the write (ownership, leadership), taken when
+   * it is built; throwing (this replica no longer holds what the write needs)
+   * fails the job alone, like `build`.
+   */
   readonly fence?: () => readonly ICompare[];
   build(view: ReadView, write: WriteBuilder): (revision: number) => T;
 }
@@ -69,6 +73,7 @@ interface Queued {
 interface Built {
   readonly queued: Queued;
   readonly finish: (revision: number) => unknown;
+  readonly fence: readonly ICompare[];
 }
 
 /**
@@ -151,8 +156,10 @@ export function createCommitter(options: CommitterOptions): Committer {
         txid,
       };
       let finish: (revision: number) => unknown;
+      let fence: readonly ICompare[];
       try {
         finish = queued.job.build(view, writer);
+        fence = queued.job.fence?.() ?? [];
       } catch (error) {
         queued.reject(error);
         continue;
@@ -168,7 +175,7 @@ export function createCommitter(options: CommitterOptions): Committer {
       for (const key of queued.job.keys) claimed.add(key);
       bytes += jobBytes;
       seq = jobSeq;
-      built.push({ queued, finish });
+      built.push({ queued, finish, fence });
     }
     return { ops, built, deferred, seq };
   }
@@ -200,7 +207,7 @@ export function createCommitter(options: CommitterOptions): Committer {
             result: 'Equal',
             mod_revision: view.get(key).modRevision,
           })),
-        ...built.flatMap((b) => b.queued.job.fence?.() ?? []),
+        ...built.flatMap((b) => b.fence),
       ];
       let committedAt: number | undefined;
       try {

@@ -71,7 +71,7 @@ export function createEtcdKeys(prefix: string): EtcdKeys {
     logFloor: `${p}log-floor`,
     txn: (rid) => `${p}txn/${rid}`,
     election: `${p}leader/`,
-    cached: ['st/', 'tok/', 'own/', 'replicas/'],
+    cached: ['st/', 'tok/', 'own/', 'replicas/', 'leader/'],
     idAfter(key, sub) {
       const head = p + sub;
       return key.startsWith(head) ? key.slice(head.length) : undefined;

@@ -1,4 +1,4 @@
-import type { IKeyValue } from 'etcd3';
+import type { ICompare, IKeyValue } from 'etcd3';
 import { VigilError, workspaceNotFound, workspaceRemoved } from '../../domain/errors.js';
 import { WORKSPACE_STATUSES } from '../../domain/model.js';
 import type {
@@ -53,8 +53,24 @@ export interface EtcdStoreOptions {
   readonly onWatchError?: (error: unknown) => void;
 }
 
+/**
+ * What fences the store's writes in the name of this replica (its
+ * ownership of workspaces and its leadership), and what it is told of the
+ * cluster keys the watch delivers.
+ */
+export interface StoreFencing {
+  owns(id: string): boolean;
+  ownerFence(id: string): ICompare[];
+  leaderFence(): ICompare[];
+  observe(kv: IKeyValue, deleted: boolean): void;
+}
+
 /** The etcd store, plus what only it can tell. */
 export interface EtcdStore extends RegistryStore {
+  /** Fences owner and leader writes from now on; call before `start`. */
+  attach(fencing: StoreFencing): void;
+  /** ONLINE/DEGRADED workspace ids, from the watch-fed cache. */
+  liveIds(): Iterable<string>;
   /** Lists the cached keys and starts the watch; call once before use. */
   start(): Promise<void>;
   /** etcd requests sent so far, by operation. */
@@ -106,6 +122,10 @@ export function createEtcdStore(options: EtcdStoreOptions): EtcdStore {
   let head = 0;
   let floor = 0;
   let sortedIds: string[] | undefined;
+  let fencing: StoreFencing | undefined;
+  const ownerFence = (ids: readonly string[]) => () =>
+    fencing ? ids.flatMap((id) => fencing?.ownerFence(id) ?? []) : [];
+  const leaderFence = () => fencing?.leaderFence() ?? [];
 
   const watch = createEtcdWatch({
     connection,
@@ -155,6 +175,14 @@ export function createEtcdStore(options: EtcdStoreOptions): EtcdStore {
     const tok = keys.idAfter(key, 'tok/');
     if (tok !== undefined) {
       cacheToken(tok, deleted ? undefined : decode<TokenDoc>(kv.value));
+      return undefined;
+    }
+    if (
+      keys.idAfter(key, 'own/') !== undefined ||
+      keys.idAfter(key, 'replicas/') !== undefined ||
+      key.startsWith(keys.election)
+    ) {
+      fencing?.observe(kv, deleted);
       return undefined;
     }
     if (key === keys.seq && !deleted) head = Math.max(head, Number(kv.value.toString()));
@@ -288,8 +316,13 @@ export function createEtcdStore(options: EtcdStoreOptions): EtcdStore {
     id: string,
     withDoc: boolean,
     body: (view: ReadView, write: WriteBuilder) => (revision: number) => Applied,
+    fence?: () => readonly ICompare[],
   ): Promise<Applied> {
-    return submit({ keys: withDoc ? [keys.st(id), keys.ws(id)] : [keys.st(id)], build: body });
+    return submit({
+      keys: withDoc ? [keys.st(id), keys.ws(id)] : [keys.st(id)],
+      build: body,
+      ...(fence ? { fence } : {}),
+    });
   }
 
   async function readWorkspaces(ids: readonly string[]): Promise<Map<string, Workspace>> {
@@ -334,6 +367,14 @@ export function createEtcdStore(options: EtcdStoreOptions): EtcdStore {
 
   return {
     keys,
+    attach(f) {
+      fencing = f;
+    },
+    *liveIds() {
+      for (const [id, s] of states) {
+        if (s.doc.status === 'ONLINE' || s.doc.status === 'DEGRADED') yield id;
+      }
+    },
     requests: () => connection.requests(),
     start: () => watch.start(),
     subscribe: (listener) => listeners.subscribe(listener),
@@ -499,6 +540,7 @@ export function createEtcdStore(options: EtcdStoreOptions): EtcdStore {
         const chunk = expired.slice(i, i + 50);
         pruned += await submit({
           keys: chunk.map(([hash]) => keys.tok(hash)),
+          fence: leaderFence,
           build(view, write) {
             let n = 0;
             for (const [hash, doc] of chunk) {
@@ -518,59 +560,70 @@ export function createEtcdStore(options: EtcdStoreOptions): EtcdStore {
     },
 
     applyRegister: (input, decide) =>
-      stateJob(input.id, true, (view, write) => {
-        const { doc: before } = liveState(view, input.id);
-        const doc: WorkspaceDoc = {
-          ...workspaceDoc(view, input.id),
-          url: input.url,
-          deliveryMode: input.deliveryMode,
-          agentCard: input.agentCard,
-          updatedAt: input.now,
-        };
-        const registered: StateDoc = {
-          ...before,
-          lastRegisterFailureAt: null,
-          lastRegisteredAt: input.now,
-          hasCard: true,
-          updatedAt: input.now,
-        };
-        const { state, transition } = decideInto(
-          write,
-          input.id,
-          registered,
-          decide,
-          input.now,
-          '',
-        );
-        write.put(keys.ws(input.id), encode(doc));
-        putState(write, input.id, state);
-        return () => ({ workspace: toWorkspace(input.id, doc, state), transition });
-      }),
+      stateJob(
+        input.id,
+        true,
+        (view, write) => {
+          const { doc: before } = liveState(view, input.id);
+          const doc: WorkspaceDoc = {
+            ...workspaceDoc(view, input.id),
+            url: input.url,
+            deliveryMode: input.deliveryMode,
+            agentCard: input.agentCard,
+            updatedAt: input.now,
+          };
+          const registered: StateDoc = {
+            ...before,
+            lastRegisterFailureAt: null,
+            lastRegisteredAt: input.now,
+            hasCard: true,
+            updatedAt: input.now,
+          };
+          const { state, transition } = decideInto(
+            write,
+            input.id,
+            registered,
+            decide,
+            input.now,
+            '',
+          );
+          write.put(keys.ws(input.id), encode(doc));
+          putState(write, input.id, state);
+          return () => ({ workspace: toWorkspace(input.id, doc, state), transition });
+        },
+        ownerFence([input.id]),
+      ),
 
     applyRegisterFailure: (input, decide) =>
-      stateJob(input.id, true, (view, write) => {
-        const { doc: before } = liveState(view, input.id);
-        const doc = workspaceDoc(view, input.id);
-        const stamped: StateDoc = {
-          ...before,
-          lastRegisterFailureAt: input.now,
-          updatedAt: input.now,
-        };
-        const { state, transition } = decideInto(
-          write,
-          input.id,
-          stamped,
-          decide,
-          input.now,
-          input.detail,
-        );
-        putState(write, input.id, state);
-        return () => ({ workspace: toWorkspace(input.id, doc, state), transition });
-      }),
+      stateJob(
+        input.id,
+        true,
+        (view, write) => {
+          const { doc: before } = liveState(view, input.id);
+          const doc = workspaceDoc(view, input.id);
+          const stamped: StateDoc = {
+            ...before,
+            lastRegisterFailureAt: input.now,
+            updatedAt: input.now,
+          };
+          const { state, transition } = decideInto(
+            write,
+            input.id,
+            stamped,
+            decide,
+            input.now,
+            input.detail,
+          );
+          putState(write, input.id, state);
+          return () => ({ workspace: toWorkspace(input.id, doc, state), transition });
+        },
+        ownerFence([input.id]),
+      ),
 
     applyHeartbeat: (input, decide) =>
       submit<HeartbeatApplied>({
         keys: [keys.st(input.id), keys.ws(input.id)],
+        fence: ownerFence([input.id]),
         build(view, write) {
           const { id, now } = input;
           const { doc: before } = liveState(view, id);
@@ -615,9 +668,14 @@ export function createEtcdStore(options: EtcdStoreOptions): EtcdStore {
       const all: Transition[] = [];
       for (let i = 0; i < candidates.length; i += 40) {
         const chunk = candidates.slice(i, i + 40);
+        const ownerDecided: string[] = [];
+        let leaderDecided = false;
         const committed = await submit<Transition[]>({
           keys: chunk.map((id) => keys.st(id)),
+          fence: () => [...ownerFence(ownerDecided)(), ...(leaderDecided ? leaderFence() : [])],
           build(view, write) {
+            ownerDecided.length = 0;
+            leaderDecided = false;
             const transitions: Transition[] = [];
             for (const id of chunk) {
               const { value } = view.get(keys.st(id));
@@ -627,8 +685,12 @@ export function createEtcdStore(options: EtcdStoreOptions): EtcdStore {
               const expired =
                 before.status === 'PROVISIONING' && before.createdAt < input.createdBefore;
               if (!silent && !expired) continue;
+              // Silence is the owner's to judge, a provision timeout the leader's.
+              if (silent && fencing && !fencing.owns(id)) continue;
               const { state, transition } = decideInto(write, id, before, decide, input.now, '');
               if (!transition) continue;
+              if (silent) ownerDecided.push(id);
+              else leaderDecided = true;
               putState(write, id, state);
               transitions.push(transition);
             }
@@ -640,6 +702,10 @@ export function createEtcdStore(options: EtcdStoreOptions): EtcdStore {
       return all;
     },
 
+    workspaceState(id) {
+      const cached = states.get(id);
+      return Promise.resolve(cached ? stateOf(id, cached.doc) : undefined);
+    },
     liveStates: () =>
       Promise.resolve(
         [...states.entries()]
@@ -650,12 +716,13 @@ export function createEtcdStore(options: EtcdStoreOptions): EtcdStore {
     async recordLiveness(records) {
       const live = records.filter((r) => {
         const status = states.get(r.id)?.doc.status;
-        return status !== undefined && status !== 'REMOVED';
+        return status !== undefined && status !== 'REMOVED' && (fencing?.owns(r.id) ?? true);
       });
       for (let i = 0; i < live.length; i += 100) {
         const chunk = live.slice(i, i + 100);
         await submit({
           keys: [],
+          fence: ownerFence(chunk.map((r) => r.id)),
           build(_view, write) {
             for (const { id, lastHeartbeatAt, report } of chunk) {
               write.put(keys.hb(id), encode({ lastHeartbeatAt, report }));
@@ -704,6 +771,7 @@ export function createEtcdStore(options: EtcdStoreOptions): EtcdStore {
       const from = floor;
       await submit({
         keys: [keys.logFloor],
+        fence: leaderFence,
         build(view, write) {
           const current = Number(view.get(keys.logFloor).value?.toString() ?? '0');
           if (current >= through) return () => undefined;

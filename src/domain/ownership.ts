@@ -1,0 +1,44 @@
+/**
+ * Who decides a workspace's liveness. Exactly one process owns each
+ * workspace's liveness at a time (its in-memory tracker entry and its sweep);
+ * one process — the leader — does the work nobody owns: provision timeouts,
+ * adopting live workspaces that have no owner, retention and token pruning.
+ *
+ * In single-node mode the server owns every workspace and leads from its
+ * start. In cluster mode ownership is a key in etcd held on the replica's
+ * lease, and leadership an etcd election; both fence the writes made under
+ * them, so a replica that lost either commits nothing in its name.
+ */
+export interface Ownership {
+  /** Whether this process owns the workspace's liveness now. */
+  owns(id: string): boolean;
+  /** When this process took charge of the workspace, while it owns it. */
+  ownedSince(id: string): number | undefined;
+  /**
+   * Takes charge of the workspace (a sidecar stream, a Register or a
+   * heartbeat reached this process), taking it over from another owner.
+   * Resolves with ownedSince.
+   */
+  claim(id: string): Promise<number>;
+  /** Whether this process is the leader now. */
+  isLeader(): boolean;
+  /** Since when this process leads; undefined when it does not. */
+  leaderSince(): number | undefined;
+  /** ONLINE/DEGRADED workspaces that nobody owns (the leader adopts them); empty unless leader. */
+  orphans(limit: number): string[];
+  /** Told the ids this process no longer owns (taken over, or its lease was lost). */
+  onLost(listener: (ids: readonly string[]) => void): () => void;
+}
+
+/** Single-node mode: this process owns every workspace and leads, from `since`. */
+export function ownsEverything(since: number): Ownership {
+  return {
+    owns: () => true,
+    ownedSince: () => since,
+    claim: () => Promise.resolve(since),
+    isLeader: () => true,
+    leaderSince: () => since,
+    orphans: () => [],
+    onLost: () => () => undefined,
+  };
+}

@@ -1,0 +1,412 @@
+import type { ICompare, IKeyValue } from 'etcd3';
+import type { Clock } from '../../domain/clock.js';
+import { VigilError } from '../../domain/errors.js';
+import type { Ownership } from '../../domain/ownership.js';
+import type { EtcdConnection } from './etcd-connection.js';
+import {
+  decode,
+  encode,
+  revision,
+  type EtcdKeys,
+  type OwnerDoc,
+  type ReplicaDoc,
+} from './etcd-keys.js';
+
+export interface EtcdReplicaOptions {
+  readonly connection: EtcdConnection;
+  readonly keys: EtcdKeys;
+  readonly replicaId: string;
+  /** HOST:PORT other replicas forward heartbeats to. */
+  readonly advertise: string;
+  /** TTL of the replica's lease: its presence, its ownership keys and its campaign. */
+  readonly leaseTtlSeconds: number;
+  /** The domain clock (ownedSince, leaderSince). */
+  readonly clock: Clock;
+  /** ONLINE/DEGRADED workspaces known to the store (for orphan adoption). */
+  readonly liveIds: () => Iterable<string>;
+  readonly version: string;
+  /** Told when this replica stops (false) or starts again (true) being able to vouch for its lease. */
+  readonly onServing?: (serving: boolean) => void;
+  readonly onError?: (error: unknown) => void;
+}
+
+/**
+ * One Vigil replica in the cell: its lease (kept alive on one stream), its
+ * presence key, the workspaces it owns and its leadership campaign — the
+ * cluster-mode Ownership. Ownership of a workspace is `own/<id>` on the
+ * replica's lease; leadership is the etcd election recipe: `leader/<rid>` on
+ * the lease, the lowest create revision leads. Writes made under either are
+ * fenced on those keys (`ownerFence`, `leaderFence`), so after its lease
+ * expired (a crash, a pause, a partition) a replica commits nothing in their
+ * name: the keys are gone, the compare fails.
+ *
+ * Fed by the store's watch (`observe`): a take-over by another replica or the
+ * loss of the lease is told through `onLost`.
+ */
+export interface EtcdReplica extends Ownership {
+  start(): Promise<void>;
+  /** Revokes the lease: ownership and leadership pass at once, not after the TTL. */
+  stop(): Promise<void>;
+  observe(kv: IKeyValue, deleted: boolean): void;
+  /** Compares that hold only while this replica owns `id`; throws when it does not. */
+  ownerFence(id: string): ICompare[];
+  /** Compares that hold only while this replica leads; throws when it does not. */
+  leaderFence(): ICompare[];
+  /** The address of the live replica that owns `id`, when it is another one. */
+  ownerAddress(id: string): string | undefined;
+  /** Whether this replica can vouch for its lease (it serves only while so). */
+  serving(): boolean;
+}
+
+interface Claimed {
+  readonly since: number;
+  readonly modRevision: number;
+}
+
+const CLAIM_BATCH = 100;
+
+export function createEtcdReplica(options: EtcdReplicaOptions): EtcdReplica {
+  const { connection, keys, replicaId, clock } = options;
+  const ttlMs = options.leaseTtlSeconds * 1000;
+  const owners = new Map<string, { replica: string; modRevision: number }>();
+  const owned = new Map<string, Claimed>();
+  const replicas = new Map<string, ReplicaDoc>();
+  const candidates = new Map<string, number>(); // leader/<rid> → create revision
+  const lostListeners = new Set<(ids: readonly string[]) => void>();
+  let lease: string | undefined;
+  let campaignRevision = 0;
+  let leadingSince: number | undefined;
+  let lastKeptAlive = 0;
+  let serving = false;
+  let stopped = false;
+  const isStopped = () => stopped;
+  let keepAliveTimer: NodeJS.Timeout | undefined;
+  let keepAlive: Awaited<ReturnType<EtcdConnection['leaseKeepAlive']>> | undefined;
+  let renewing: Promise<void> | undefined;
+  const claimQueue: {
+    id: string;
+    resolve: (since: number) => void;
+    reject: (e: unknown) => void;
+  }[] = [];
+  let claimScheduled = false;
+
+  function lose(ids: readonly string[]): void {
+    if (ids.length === 0) return;
+    for (const listener of lostListeners) {
+      try {
+        listener(ids);
+      } catch (error) {
+        options.onError?.(error);
+      }
+    }
+  }
+
+  function setServing(next: boolean): void {
+    if (serving === next) return;
+    serving = next;
+    options.onServing?.(next);
+  }
+
+  function updateLeadership(): void {
+    let lowest: [string, number] | undefined;
+    for (const [rid, rev] of candidates) {
+      if (!lowest || rev < lowest[1]) lowest = [rid, rev];
+    }
+    const leads =
+      lowest?.[0] === replicaId && campaignRevision !== 0 && lowest[1] === campaignRevision;
+    if (leads && leadingSince === undefined) leadingSince = clock.now();
+    if (!leads) leadingSince = undefined;
+  }
+
+  async function grant(): Promise<void> {
+    const id = await connection.leaseGrant(options.leaseTtlSeconds);
+    lease = id;
+    lastKeptAlive = Date.now();
+    const presence: ReplicaDoc = {
+      address: options.advertise,
+      startedAt: clock.now(),
+      version: options.version,
+    };
+    const campaignKey = Buffer.from(keys.election + replicaId);
+    const response = await connection.txn(
+      [{ key: campaignKey, target: 'Create', result: 'Equal', create_revision: 0 }],
+      [
+        {
+          request_put: {
+            key: Buffer.from(keys.replica(replicaId)),
+            value: encode(presence),
+            lease: id,
+          },
+        },
+        { request_put: { key: campaignKey, value: Buffer.from(options.advertise), lease: id } },
+      ],
+      [{ request_range: { key: campaignKey } }],
+    );
+    if (!response.succeeded) {
+      // A campaign key of an earlier lease of ours is still there: it will expire with that lease.
+      const kv = response.responses[0]?.response_range.kvs[0];
+      throw new VigilError(
+        'STORE_UNAVAILABLE',
+        `replica id ${replicaId} is already campaigning in this cell (lease ${kv?.lease ?? '?'}); is another replica using the same --replica-id?`,
+      );
+    }
+    campaignRevision = revision(response.header.revision);
+    candidates.set(replicaId, campaignRevision);
+    updateLeadership();
+    setServing(true);
+  }
+
+  /** The lease is gone (expired while we could not reach etcd): give up everything, then get a new one. */
+  function leaseLost(): void {
+    lease = undefined;
+    campaignRevision = 0;
+    leadingSince = undefined;
+    candidates.delete(replicaId);
+    setServing(false);
+    const ids = [...owned.keys()];
+    owned.clear();
+    lose(ids);
+    renew();
+  }
+
+  function renew(): void {
+    if (renewing || stopped) return;
+    renewing = (async () => {
+      // `stop()` and a successful grant end the loop (both change state across the await).
+      while (!isStopped() && lease === undefined) {
+        try {
+          await grant();
+        } catch (error) {
+          options.onError?.(error);
+          await new Promise((resolve) => setTimeout(resolve, 500));
+        }
+      }
+    })().finally(() => {
+      renewing = undefined;
+    });
+  }
+
+  async function openKeepAlive(): Promise<void> {
+    try {
+      const stream = await connection.leaseKeepAlive();
+      keepAlive = stream;
+      stream.on('data', (response) => {
+        if (response.ID !== lease) return;
+        if (Number(response.TTL) <= 0) {
+          leaseLost();
+          return;
+        }
+        lastKeptAlive = Date.now();
+        setServing(true);
+      });
+      const reopen = () => {
+        if (keepAlive !== stream) return;
+        keepAlive = undefined;
+        if (!stopped) setTimeout(() => void openKeepAlive(), 200);
+      };
+      stream.on('error', reopen);
+      stream.on('end', reopen);
+    } catch (error) {
+      options.onError?.(error);
+      if (!stopped) setTimeout(() => void openKeepAlive(), 200);
+    }
+  }
+
+  function tick(): void {
+    const silentMs = Date.now() - lastKeptAlive;
+    if (lease !== undefined) {
+      if (silentMs > ttlMs) {
+        leaseLost();
+        return;
+      }
+      // Past half the TTL without a confirmation: stop vouching, so sidecars move first.
+      if (silentMs > ttlMs / 2) setServing(false);
+      try {
+        keepAlive?.write({ ID: lease });
+      } catch (error) {
+        options.onError?.(error);
+      }
+    }
+  }
+
+  function flushClaims(): void {
+    claimScheduled = false;
+    const batch = claimQueue.splice(0, CLAIM_BATCH);
+    if (claimQueue.length > 0) {
+      claimScheduled = true;
+      setImmediate(flushClaims);
+    }
+    void claimBatch(batch);
+  }
+
+  async function claimBatch(batch: typeof claimQueue): Promise<void> {
+    const current = lease;
+    if (current === undefined) {
+      const error = new VigilError(
+        'STORE_UNAVAILABLE',
+        'this replica has no lease in etcd right now; retry',
+      );
+      for (const c of batch) c.reject(error);
+      return;
+    }
+    const ids = [...new Set(batch.map((c) => c.id))];
+    const doc: OwnerDoc = { replica: replicaId, claimedAt: clock.now() };
+    try {
+      for (let attempt = 0; attempt < 5; attempt += 1) {
+        const response = await connection.txn(
+          ids.map((id) => ({
+            key: Buffer.from(keys.own(id)),
+            target: 'Mod',
+            result: 'Equal',
+            mod_revision: owners.get(id)?.modRevision ?? 0,
+          })),
+          ids.map((id) => ({
+            request_put: { key: Buffer.from(keys.own(id)), value: encode(doc), lease: current },
+          })),
+          ids.map((id) => ({ request_range: { key: Buffer.from(keys.own(id)) } })),
+        );
+        if (response.succeeded) {
+          const rev = revision(response.header.revision);
+          const since = clock.now();
+          for (const id of ids) {
+            owners.set(id, { replica: replicaId, modRevision: rev });
+            owned.set(id, { since, modRevision: rev });
+          }
+          for (const c of batch) c.resolve(since);
+          return;
+        }
+        // Someone else moved an owner key meanwhile: learn the current revisions and try again.
+        response.responses.forEach((op, index) => {
+          const kv = op.response_range.kvs[0];
+          const id = ids[index];
+          if (id === undefined) return;
+          if (kv)
+            owners.set(id, {
+              replica: decode<OwnerDoc>(kv.value).replica,
+              modRevision: revision(kv.mod_revision),
+            });
+          else owners.delete(id);
+        });
+      }
+      throw new VigilError('STORE_UNAVAILABLE', 'could not take ownership of the workspace; retry');
+    } catch (error) {
+      for (const c of batch) c.reject(error);
+    }
+  }
+
+  return {
+    async start() {
+      await grant();
+      await openKeepAlive();
+      keepAliveTimer = setInterval(tick, Math.max(250, ttlMs / 3));
+      keepAliveTimer.unref();
+    },
+    async stop() {
+      stopped = true;
+      clearInterval(keepAliveTimer);
+      keepAlive?.cancel();
+      const current = lease;
+      lease = undefined;
+      leadingSince = undefined;
+      setServing(false);
+      if (current !== undefined) {
+        await connection.leaseRevoke(current).catch((error: unknown) => options.onError?.(error));
+      }
+    },
+    observe(kv, deleted) {
+      const key = kv.key.toString();
+      const own = keys.idAfter(key, 'own/');
+      if (own !== undefined) {
+        const doc = deleted ? undefined : decode<OwnerDoc>(kv.value);
+        if (doc) owners.set(own, { replica: doc.replica, modRevision: revision(kv.mod_revision) });
+        else owners.delete(own);
+        const mine = owned.get(own);
+        // Ours until another write (a take-over, or the expiry of our lease) moved the key.
+        if (mine && revision(kv.mod_revision) > mine.modRevision && doc?.replica !== replicaId) {
+          owned.delete(own);
+          lose([own]);
+        }
+        return;
+      }
+      const rid = keys.idAfter(key, 'replicas/');
+      if (rid !== undefined) {
+        if (deleted) replicas.delete(rid);
+        else replicas.set(rid, decode<ReplicaDoc>(kv.value));
+        return;
+      }
+      if (key.startsWith(keys.election)) {
+        const candidate = key.slice(keys.election.length);
+        if (deleted) candidates.delete(candidate);
+        else candidates.set(candidate, revision(kv.create_revision));
+        updateLeadership();
+      }
+    },
+    owns: (id) => owned.has(id),
+    ownedSince: (id) => owned.get(id)?.since,
+    claim(id) {
+      const mine = owned.get(id);
+      if (mine) return Promise.resolve(mine.since);
+      return new Promise<number>((resolve, reject) => {
+        claimQueue.push({ id, resolve, reject });
+        if (!claimScheduled) {
+          claimScheduled = true;
+          setImmediate(flushClaims);
+        }
+      });
+    },
+    isLeader: () => leadingSince !== undefined,
+    leaderSince: () => leadingSince,
+    orphans(limit) {
+      if (leadingSince === undefined) return [];
+      const found: string[] = [];
+      for (const id of options.liveIds()) {
+        if (found.length >= limit) break;
+        if (!owners.has(id)) found.push(id);
+      }
+      return found;
+    },
+    onLost(listener) {
+      lostListeners.add(listener);
+      return () => {
+        lostListeners.delete(listener);
+      };
+    },
+    ownerFence(id) {
+      const mine = owned.get(id);
+      if (!mine) {
+        throw new VigilError(
+          'STORE_UNAVAILABLE',
+          `this replica no longer owns workspace ${id}; retry (another replica has it)`,
+          { workspaceId: id },
+        );
+      }
+      return [
+        {
+          key: Buffer.from(keys.own(id)),
+          target: 'Mod',
+          result: 'Equal',
+          mod_revision: mine.modRevision,
+        },
+      ];
+    },
+    leaderFence() {
+      if (leadingSince === undefined || campaignRevision === 0) {
+        throw new VigilError('STORE_UNAVAILABLE', 'this replica is not the leader');
+      }
+      return [
+        {
+          key: Buffer.from(keys.election + replicaId),
+          target: 'Create',
+          result: 'Equal',
+          create_revision: campaignRevision,
+        },
+      ];
+    },
+    ownerAddress(id) {
+      const owner = owners.get(id)?.replica;
+      if (owner === undefined || owner === replicaId) return undefined;
+      return replicas.get(owner)?.address;
+    },
+    serving: () => serving,
+  };
+}
