@@ -199,6 +199,13 @@ export const SERVE_SETTINGS: readonly Setting[] = [
     defaultText: 'the --listen address',
   },
   {
+    flag: 'replica-lease',
+    env: 'VIGIL_REPLICA_LEASE',
+    description:
+      "cluster mode: TTL of the replica's etcd lease (its ownership and leader campaign; ≥ 2s)",
+    defaultText: '10s',
+  },
+  {
     flag: 'etcd-ca',
     env: 'VIGIL_ETCD_CA',
     description:
@@ -384,7 +391,7 @@ function resolveEtcd(
   errors: string[],
 ): EtcdSettings | undefined {
   const store = value('store') ?? 'sqlite';
-  const etcdFlags = ['etcd-endpoints', 'etcd-ca', 'etcd-cert', 'etcd-key'];
+  const etcdFlags = ['etcd-endpoints', 'etcd-ca', 'etcd-cert', 'etcd-key', 'replica-lease'];
   if (store === 'sqlite') {
     for (const flag of etcdFlags) {
       if (value(flag) !== undefined) errors.push(`--${flag}: only with --store etcd`);
@@ -419,6 +426,14 @@ function resolveEtcd(
   }
   const advertise = value('advertise') ?? listen;
   if (!isHostPort(advertise)) errors.push(`--advertise: "${advertise}" is not HOST:PORT`);
+  const leaseText = value('replica-lease') ?? '10s';
+  const leaseMs = parseDuration(leaseText);
+  let leaseTtlSeconds = 10;
+  if (leaseMs === undefined || leaseMs < 2_000 || leaseMs % 1_000 !== 0) {
+    errors.push(`--replica-lease: "${leaseText}" is not a whole number of seconds ≥ 2s`);
+  } else {
+    leaseTtlSeconds = leaseMs / 1_000;
+  }
   for (const flag of ['etcd-ca', 'etcd-cert', 'etcd-key']) {
     const file = value(flag);
     if (file !== undefined && !existsSync(file)) errors.push(`--${flag}: cannot read ${file}`);
@@ -434,6 +449,7 @@ function resolveEtcd(
     prefix,
     replicaId,
     advertise,
+    leaseTtlSeconds,
     ...(tlsToEtcd
       ? {
           tls: {
