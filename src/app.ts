@@ -149,6 +149,8 @@ export async function startVigil(
   };
   let store: RegistryStore;
   let ownership: Ownership | undefined;
+  // The gRPC server, once it exists, follows the replica's lease (cluster mode).
+  const servingListeners: ((serving: boolean) => void)[] = [];
   let replica: EtcdReplica | undefined;
   let storeMetrics: Pick<Parameters<typeof createMetrics>[0], 'sqlStatements' | 'etcdRequests'>;
   let databaseFile: string;
@@ -175,7 +177,11 @@ export async function startVigil(
       version: VIGIL_VERSION,
       onServing: (serving) => {
         if (serving) logger.info('replica lease confirmed: serving');
-        else logger.warn('replica lease not confirmed for half its TTL: not vouching for it');
+        else
+          logger.warn(
+            'replica lease not confirmed for half its TTL: NOT_SERVING, ending streams so clients move',
+          );
+        for (const listener of servingListeners) listener(serving);
       },
       onError: (error) => {
         logger.warn({ err: error }, 'replica lease or ownership request failed');
@@ -298,6 +304,11 @@ export async function startVigil(
     await store.close();
     throw error;
   }
+  const grpcServer = server;
+  servingListeners.push((serving) => {
+    grpcServer.setServing(serving);
+  });
+  if (replica && !replica.serving()) grpcServer.setServing(false);
   let metricsServer: HttpListener | undefined;
   if (settings.metricsListen !== '') {
     // Everything the HTTP port serves, in match order.

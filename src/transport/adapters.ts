@@ -9,7 +9,7 @@ import {
 import type { Logger } from 'pino';
 import type { VigilError } from '../domain/errors.js';
 import { FORWARDED_KEY, bearerToken } from '../wire/metadata.js';
-import { shuttingDown, toCallError, toKnownError, type CallError } from './errors.js';
+import { toCallError, toKnownError, type CallError } from './errors.js';
 import { wellFormed } from './malformed.js';
 import type { CallObserver } from './observer.js';
 import type { Shutdown } from './shutdown.js';
@@ -95,7 +95,11 @@ export function handleUnary<Req, Res>(
       peer: call.getPeer(),
     };
     // Through an async function so a synchronous throw becomes a rejection too.
-    (async () => handler(wellFormed(call.request), context))().then(
+    (async () => {
+      // A replica that cannot vouch for its lease answers nothing (health says so too).
+      if (deps.shutdown.started) throw deps.shutdown.refusal();
+      return handler(wellFormed(call.request), context);
+    })().then(
       (response) => {
         deps.observer.callFinished(method, status.OK, seconds());
         callback(null, response);
@@ -166,14 +170,14 @@ export function handleServerStream<Req, Res, Caller>(
           call.end();
           return;
         }
-        throw shuttingDown();
+        throw deps.shutdown.refusal();
       } catch (error) {
         if (call.cancelled) {
           deps.observer.callFinished(method, status.CANCELLED, seconds());
           return;
         }
         const callError = toCallError(
-          deps.shutdown.started ? shuttingDown() : error,
+          deps.shutdown.started ? deps.shutdown.refusal() : error,
           deps.logger,
           method,
         );
@@ -237,7 +241,7 @@ export function handlePipelinedBidi<Req, Res, Session>(
     const onAbort = () => {
       if (ended) return;
       if (call.cancelled) finish(status.CANCELLED);
-      else fail(shuttingDown());
+      else fail(deps.shutdown.refusal());
     };
     // Already aborted when the stream opened during shutdown: the hook ran before this listener.
     if (context.signal.aborted) onAbort();

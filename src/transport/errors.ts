@@ -54,8 +54,3 @@ export function toKnownError(error: unknown, logger: Logger, method: string): Vi
   logger.error({ err: error, method }, 'unexpected fault');
   return new VigilError('INTERNAL', 'internal error; the server log has the details');
 }
-
-/** How long-lived streams end when the server shuts down: clients resume elsewhere. */
-export function shuttingDown(): VigilError {
-  return new VigilError('SHUTTING_DOWN', 'the server is shutting down; resume from your last seq');
-}

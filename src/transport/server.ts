@@ -46,6 +46,13 @@ export interface GrpcServer {
    * in-flight unary calls get until `graceMs` to finish, then the rest is cut.
    */
   shutdown(graceMs: number): Promise<void>;
+  /**
+   * Cluster mode: `false` when the replica cannot vouch for its etcd lease.
+   * Health turns NOT_SERVING, open streams end with UNAVAILABLE (NOT_SERVING)
+   * and new calls are refused the same way, so clients move to another
+   * replica before this one is fenced; `true` serves again.
+   */
+  setServing(serving: boolean): void;
 }
 
 const SERVICES = ['', 'vigil.v1.RuntimeService', 'vigil.v1.ControlService'];
@@ -103,9 +110,17 @@ export async function startGrpcServer(options: GrpcServerOptions): Promise<GrpcS
     });
   });
 
+  let stopping = false;
   return {
     port,
+    setServing(serving) {
+      if (stopping) return;
+      for (const service of SERVICES)
+        health.setStatus(service, serving ? 'SERVING' : 'NOT_SERVING');
+      shutdown.setServing(serving);
+    },
     async shutdown(graceMs) {
+      stopping = true;
       for (const service of SERVICES) health.setStatus(service, 'NOT_SERVING');
       shutdown.begin();
       const graceful = new Promise<void>((resolve) => {

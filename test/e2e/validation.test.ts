@@ -933,6 +933,10 @@ const NOT_FROM_A_CLIENT: Readonly<Partial<Record<ErrorReason, { suite: string; h
     suite: 'test/e2e/watch.test.ts',
     how: 'the server stopping with streams open',
   },
+  NOT_SERVING: {
+    suite: 'test/integration/replica-serving.test.ts',
+    how: 'a cluster replica whose etcd stops answering its lease keepalives',
+  },
   INTERNAL: {
     suite: 'test/unit/wire.test.ts',
     how: 'a handler throwing something that is not a VigilError',

@@ -17,10 +17,22 @@ export const SUITE_STORE: 'sqlite' | 'etcd' =
 /** True when etcd is what the suite runs on. */
 export const onEtcd = SUITE_STORE === 'etcd';
 
-let shared: Promise<string[]> | undefined;
-let child: ChildProcess | undefined;
+let shared: Promise<EtcdMember> | undefined;
 
-async function freePort(): Promise<number> {
+/** True when the `etcd` binary (Debian package etcd-server) is installed. */
+export function etcdInstalled(): boolean {
+  return spawnSync('etcd', ['--version']).status === 0;
+}
+
+/** One etcd member started by a test: its client URL and PID, for faults by PID. */
+export interface EtcdMember {
+  readonly endpoints: string[];
+  readonly pid: number;
+  /** Kills it (SIGKILL) and removes its data directory. */
+  stop(): void;
+}
+
+export async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const server = createServer();
     server.once('error', reject);
@@ -33,15 +45,16 @@ async function freePort(): Promise<number> {
   });
 }
 
-async function startSharedEtcd(): Promise<string[]> {
-  if (spawnSync('etcd', ['--version']).status !== 0) {
-    throw new Error('VIGIL_TEST_STORE=etcd needs etcd: install the Debian package etcd-server');
+/** Starts a one-member etcd on free loopback ports (no fsync: tests only) and waits until healthy. */
+export async function startEtcdMember(): Promise<EtcdMember> {
+  if (!etcdInstalled()) {
+    throw new Error('etcd is not installed: install the Debian package etcd-server');
   }
-  const dir = tempDir('vigil-suite-etcd-');
+  const dir = tempDir('vigil-etcd-');
   const client = await freePort();
   const peer = await freePort();
   const clientUrl = `http://127.0.0.1:${client}`;
-  child = spawn(
+  const child: ChildProcess = spawn(
     'etcd',
     [
       '--name',
@@ -70,25 +83,32 @@ async function startSharedEtcd(): Promise<string[]> {
   // done, and the exit hook below then kills etcd by its PID.
   child.unref();
   const pid = child.pid;
-  process.once('exit', () => {
-    if (pid !== undefined) {
-      try {
-        process.kill(pid, 'SIGKILL');
-      } catch {
-        // Already gone.
-      }
+  if (pid === undefined) throw new Error('etcd did not start');
+  let stopped = false;
+  const stop = () => {
+    if (stopped) return;
+    stopped = true;
+    try {
+      process.kill(pid, 'SIGCONT');
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      // Already gone.
     }
     rmSync(dir, { recursive: true, force: true });
-  });
+  };
+  process.once('exit', stop);
   const deadline = Date.now() + 15_000;
   for (;;) {
     try {
       const response = await fetch(`${clientUrl}/health`);
-      if (response.ok) return [clientUrl];
+      if (response.ok) return { endpoints: [clientUrl], pid, stop };
     } catch {
       // Not up yet.
     }
-    if (Date.now() > deadline) throw new Error('etcd did not become healthy within 15 s');
+    if (Date.now() > deadline) {
+      stop();
+      throw new Error('etcd did not become healthy within 15 s');
+    }
     await new Promise((resolve) => setTimeout(resolve, 100));
   }
 }
@@ -96,8 +116,8 @@ async function startSharedEtcd(): Promise<string[]> {
 /** The etcd settings of a harness on `dataDir`, when the suite runs on etcd. */
 export async function suiteEtcdSettings(dataDir: string): Promise<EtcdSettings | undefined> {
   if (!onEtcd) return undefined;
-  shared ??= startSharedEtcd();
-  const endpoints = await shared;
+  shared ??= startEtcdMember();
+  const { endpoints } = await shared;
   return {
     endpoints,
     prefix: `t/${basename(dataDir)}/`,
