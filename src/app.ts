@@ -309,6 +309,17 @@ export async function startVigil(
     grpcServer.setServing(serving);
   });
   if (replica && !replica.serving()) grpcServer.setServing(false);
+  if (replica && settings.etcd && /:0$/.test(settings.etcd.advertise)) {
+    // Asked for any port: other replicas forward to the one actually bound.
+    await replica
+      .advertiseAt(`${hostOf(settings.etcd.advertise)}:${server.port}`)
+      .catch((error: unknown) => {
+        logger.warn(
+          { err: error },
+          'could not advertise the bound port; forwards to this replica fall back to the receiver',
+        );
+      });
+  }
   let metricsServer: HttpListener | undefined;
   if (settings.metricsListen !== '') {
     // Everything the HTTP port serves, in match order.

@@ -157,6 +157,12 @@ export interface TransitionsQuery {
 export interface RegistryStore {
   /** Adds a commit listener; returns its removal. */
   subscribe(listener: CommitListener): () => void;
+  /**
+   * Stores shared by several processes (cluster mode): tells `listener` when
+   * a token changed — rotated, revoked or pruned, by any replica — so cached
+   * sessions are checked again. A store only this process writes has no need.
+   */
+  onTokensChanged?(listener: () => void): () => void;
   /** Creates a PROVISIONING workspace and its first token. Throws WORKSPACE_EXISTS. */
   createWorkspace(input: CreateWorkspaceInput): Promise<Applied>;
   getWorkspace(id: string): Promise<Workspace | undefined>;

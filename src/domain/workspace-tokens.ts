@@ -112,6 +112,10 @@ export function createWorkspaceTokens(options: WorkspaceTokensOptions): Workspac
   // open session) miss: they take effect on the very next call.
   const cache = new Map<string, CachedToken>();
   let epoch = 0;
+  // Another replica's rotation or revocation counts the same as one of ours.
+  store.onTokensChanged?.(() => {
+    epoch += 1;
+  });
   // Uses not yet written, in the order they were first seen since the last write.
   const uses = new Map<string, PendingUse>();
 

@@ -11,6 +11,7 @@ import { handleServerStream, handleUnary, type AdapterDeps, type CallContext } f
 import { statusFromProto, transitionToProto, workspaceToProto } from './convert.js';
 import { VigilError } from '../domain/errors.js';
 import { encodeWatchEvent } from './watch-encoding.js';
+import type { HeartbeatForwarder } from './heartbeat-forwarder.js';
 
 export interface ControlServiceDeps extends AdapterDeps {
   readonly admin: WorkspaceAdmin;
@@ -20,6 +21,8 @@ export interface ControlServiceDeps extends AdapterDeps {
   readonly watch: WatchDeps;
   /** Open WatchStatus streams allowed per control token; 0 means no limit. */
   readonly maxWatchStreamsPerToken: number;
+  /** Cluster mode: GetWorkspace asks the owner, which alone knows the live heartbeat state. */
+  readonly forwarder?: HeartbeatForwarder | undefined;
 }
 
 /** vigil.v1.ControlService: authenticated by control token. */
@@ -29,11 +32,12 @@ export function createControlService(deps: ControlServiceDeps): ControlServiceSe
   const authorized = <Req, Res>(
     method: string,
     scope: ControlScope,
-    handle: (request: Req, caller: ControlPrincipal) => Promise<Res>,
+    handle: (request: Req, caller: ControlPrincipal, context: CallContext) => Promise<Res>,
   ) =>
     handleUnary(deps, method, (request: Req, context: CallContext) =>
-      handle(request, controlAuth(context.token, scope)),
+      handle(request, controlAuth(context.token, scope), context),
     );
+  const { forwarder } = deps;
   const watchQuota = createStreamQuota(deps.maxWatchStreamsPerToken);
   /** One audit line per control action: who (the token's name, never the token) did what. */
   const audit = (caller: ControlPrincipal, action: string, workspaceId: string) => {
@@ -49,9 +53,15 @@ export function createControlService(deps: ControlServiceDeps): ControlServiceSe
         workspaceToken: created.workspaceToken,
       };
     }),
-    getWorkspace: authorized('GetWorkspace', 'read', async (request) => ({
-      workspace: workspaceToProto(await admin.get(request.workspaceId)),
-    })),
+    getWorkspace: authorized('GetWorkspace', 'read', async (request, _caller, context) => {
+      const owner = context.forwarded ? undefined : forwarder?.ownerAddress(request.workspaceId);
+      if (owner !== undefined && forwarder) {
+        const answered = await forwarder.forwardGetWorkspace(owner, request, context.token);
+        // Unreachable owner: answered from here, with the last heartbeat etcd has.
+        if (answered) return answered;
+      }
+      return { workspace: workspaceToProto(await admin.get(request.workspaceId)) };
+    }),
     listWorkspaces: authorized('ListWorkspaces', 'read', async (request) => {
       const statuses = request.statuses.map((s) => statusFromProto(s, 'statuses'));
       const page = await admin.list(request.pageSize, request.pageToken, statuses);

@@ -9,6 +9,7 @@ import {
 import { BinaryWriter } from '@bufbuild/protobuf/wire';
 import { ERROR_REASONS, VigilError, type ErrorReason } from '../domain/errors.js';
 import { HeartbeatRequest, HeartbeatResponse } from '../../gen/vigil/v1/runtime_service.js';
+import { GetWorkspaceRequest, GetWorkspaceResponse } from '../../gen/vigil/v1/control_service.js';
 import { decodeErrorStatus, ERROR_DOMAIN } from '../wire/error-status.js';
 import {
   AUTHORIZATION_KEY,
@@ -19,6 +20,7 @@ import {
 import { cardBytes } from './heartbeat-wire.js';
 
 const HEARTBEAT_PATH = '/vigil.v1.RuntimeService/Heartbeat';
+const GET_WORKSPACE_PATH = '/vigil.v1.ControlService/GetWorkspace';
 const FORWARD_DEADLINE_MS = 2_000;
 /** Codes that mean "the owner could not be reached", not "the owner answered". */
 const UNREACHED = new Set([status.UNAVAILABLE, status.DEADLINE_EXCEEDED, status.CANCELLED]);
@@ -39,6 +41,15 @@ export interface HeartbeatForwarder {
     request: HeartbeatRequest,
     token: string | undefined,
   ): Promise<HeartbeatResponse | undefined>;
+  /**
+   * GetWorkspace, asked of the owner: only it knows the last heartbeat and
+   * health (kept in memory, written to etcd lazily). Same contract as `forward`.
+   */
+  forwardGetWorkspace(
+    address: string,
+    request: GetWorkspaceRequest,
+    token: string | undefined,
+  ): Promise<GetWorkspaceResponse | undefined>;
   close(): void;
 }
 
@@ -90,28 +101,45 @@ export function createHeartbeatForwarder(options: ForwarderOptions): HeartbeatFo
     }
     return found;
   };
+  /** One unary call to another replica; undefined when it could not be reached. */
+  function unary<Res>(
+    address: string,
+    path: string,
+    request: Buffer,
+    decode: (bytes: Buffer) => Res,
+    token: string | undefined,
+  ): Promise<Res | undefined> {
+    const metadata = new Metadata();
+    if (token !== undefined) metadata.set(AUTHORIZATION_KEY, bearerAuthorization(token));
+    metadata.set(FORWARDED_KEY, options.replicaId);
+    return new Promise((resolve, reject) => {
+      client(address).makeUnaryRequest(
+        path,
+        (value: Buffer) => value,
+        decode,
+        request,
+        metadata,
+        { deadline: Date.now() + FORWARD_DEADLINE_MS },
+        (error, response) => {
+          if (!error) resolve(response);
+          else if (UNREACHED.has(error.code)) resolve(undefined);
+          else reject(relayed(error));
+        },
+      );
+    });
+  }
   return {
     ownerAddress: options.ownerAddress,
-    forward(address, request, token) {
-      const metadata = new Metadata();
-      if (token !== undefined) metadata.set(AUTHORIZATION_KEY, bearerAuthorization(token));
-      metadata.set(FORWARDED_KEY, options.replicaId);
-      return new Promise((resolve, reject) => {
-        client(address).makeUnaryRequest(
-          HEARTBEAT_PATH,
-          (value: Buffer) => value,
-          (bytes: Buffer) => HeartbeatResponse.decode(bytes),
-          encode(request),
-          metadata,
-          { deadline: Date.now() + FORWARD_DEADLINE_MS },
-          (error, response) => {
-            if (!error) resolve(response);
-            else if (UNREACHED.has(error.code)) resolve(undefined);
-            else reject(relayed(error));
-          },
-        );
-      });
-    },
+    forward: (address, request, token) =>
+      unary(address, HEARTBEAT_PATH, encode(request), (b) => HeartbeatResponse.decode(b), token),
+    forwardGetWorkspace: (address, request, token) =>
+      unary(
+        address,
+        GET_WORKSPACE_PATH,
+        Buffer.from(GetWorkspaceRequest.encode(request).finish()),
+        (b) => GetWorkspaceResponse.decode(b),
+        token,
+      ),
     close() {
       for (const c of clients.values()) c.close();
       clients.clear();

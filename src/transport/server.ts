@@ -89,6 +89,7 @@ export async function startGrpcServer(options: GrpcServerOptions): Promise<GrpcS
       controlAuth: options.controlAuth,
       watch: options.watch,
       maxWatchStreamsPerToken: options.maxWatchStreamsPerToken,
+      forwarder: options.forwarder,
       shutdown,
       logger: options.logger,
       observer: options.observer,

@@ -47,7 +47,8 @@ describe('liveness in memory', () => {
   let metricsUrl: string;
 
   beforeEach(async () => {
-    h = await startHarness({ settings: { metricsListen: '127.0.0.1:0' } });
+    // One process's hot path and store requests: on etcd too, one replica serves every call.
+    h = await startHarness({ settings: { metricsListen: '127.0.0.1:0' }, replicas: 1 });
     metricsUrl = `http://127.0.0.1:${String(h.vigil.metricsPort)}/metrics`;
   });
 

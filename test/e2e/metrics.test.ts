@@ -28,7 +28,8 @@ describe('metrics', () => {
     let url: string;
 
     beforeEach(async () => {
-      harness = await startHarness({ settings: { metricsListen: '127.0.0.1:0' } });
+      // Metrics are one process's: on etcd too, one replica serves every call.
+      harness = await startHarness({ settings: { metricsListen: '127.0.0.1:0' }, replicas: 1 });
       expect(harness.vigil.metricsPort, 'metrics port').to.be.a('number');
       url = `http://127.0.0.1:${String(harness.vigil.metricsPort)}/metrics`;
     });

@@ -908,8 +908,10 @@ describe('limits', () => {
     afterEach(() => {
       for (const watch of watches.splice(0)) watch.cancel();
     });
+    // The cap is per server (per replica in a cluster): one replica serves every call.
     const current = harnessPerTest(async (h) => ({ ...(await withWorkspaceA(h)), watches }), {
       settings: { maxWatchStreamsPerToken: 1 },
+      replicas: 1,
     });
 
     describeRefusals(WATCH_CAP_REFUSALS, current);

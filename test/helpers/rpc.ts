@@ -46,10 +46,23 @@ export function call<Req, Res>(
   });
 }
 
-export function createClients(port: number) {
-  const address = `127.0.0.1:${port}`;
-  const runtime = new RuntimeServiceClient(address, credentials.createInsecure());
-  const control = new ControlServiceClient(address, credentials.createInsecure());
+/**
+ * Clients of one server, or of several replicas of one cluster at once: then
+ * every call goes to the next replica in turn (round-robin over one channel),
+ * as behind a load balancer.
+ */
+export function createClients(port: number | readonly number[]) {
+  const ports = typeof port === 'number' ? [port] : port;
+  const address =
+    ports.length === 1
+      ? `127.0.0.1:${ports[0]}`
+      : `ipv4:${ports.map((p) => `127.0.0.1:${p}`).join(',')}`;
+  const options =
+    ports.length === 1
+      ? {}
+      : { 'grpc.service_config': JSON.stringify({ loadBalancingConfig: [{ round_robin: {} }] }) };
+  const runtime = new RuntimeServiceClient(address, credentials.createInsecure(), options);
+  const control = new ControlServiceClient(address, credentials.createInsecure(), options);
   return {
     runtime,
     control,

@@ -17,6 +17,9 @@ export const SUITE_STORE: 'sqlite' | 'etcd' =
 /** True when etcd is what the suite runs on. */
 export const onEtcd = SUITE_STORE === 'etcd';
 
+/** Replicas of each harness's cluster on etcd (VIGIL_TEST_REPLICAS, default 3). */
+export const SUITE_REPLICAS = Math.max(1, Number(process.env['VIGIL_TEST_REPLICAS'] ?? 3) || 3);
+
 let shared: Promise<EtcdMember> | undefined;
 
 /** True when the `etcd` binary (Debian package etcd-server) is installed. */

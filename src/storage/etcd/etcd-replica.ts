@@ -56,6 +56,11 @@ export interface EtcdReplica extends Ownership {
   ownerAddress(id: string): string | undefined;
   /** Whether this replica can vouch for its lease (it serves only while so). */
   serving(): boolean;
+  /**
+   * Where other replicas reach this one from now on (the port actually bound,
+   * when it was asked for port 0); its presence key is rewritten.
+   */
+  advertiseAt(address: string): Promise<void>;
 }
 
 interface Claimed {
@@ -79,6 +84,13 @@ export function createEtcdReplica(options: EtcdReplicaOptions): EtcdReplica {
   let lastKeptAlive = 0;
   let serving = false;
   let stopped = false;
+  let advertise = options.advertise;
+  const startedAt = clock.now();
+  const presenceDoc = (): ReplicaDoc => ({
+    address: advertise,
+    startedAt,
+    version: options.version,
+  });
   const isStopped = () => stopped;
   let keepAliveTimer: NodeJS.Timeout | undefined;
   let keepAlive: Awaited<ReturnType<EtcdConnection['leaseKeepAlive']>> | undefined;
@@ -122,11 +134,7 @@ export function createEtcdReplica(options: EtcdReplicaOptions): EtcdReplica {
     const id = await connection.leaseGrant(options.leaseTtlSeconds);
     lease = id;
     lastKeptAlive = Date.now();
-    const presence: ReplicaDoc = {
-      address: options.advertise,
-      startedAt: clock.now(),
-      version: options.version,
-    };
+    const presence = presenceDoc();
     const campaignKey = Buffer.from(keys.election + replicaId);
     const response = await connection.txn(
       [{ key: campaignKey, target: 'Create', result: 'Equal', create_revision: 0 }],
@@ -138,7 +146,7 @@ export function createEtcdReplica(options: EtcdReplicaOptions): EtcdReplica {
             lease: id,
           },
         },
-        { request_put: { key: campaignKey, value: Buffer.from(options.advertise), lease: id } },
+        { request_put: { key: campaignKey, value: Buffer.from(advertise), lease: id } },
       ],
       [{ request_range: { key: campaignKey } }],
     );
@@ -408,5 +416,23 @@ export function createEtcdReplica(options: EtcdReplicaOptions): EtcdReplica {
       return replicas.get(owner)?.address;
     },
     serving: () => serving,
+    async advertiseAt(address) {
+      advertise = address;
+      const current = lease;
+      // Without a lease the next grant writes the new address.
+      if (current === undefined) return;
+      await connection.txn(
+        [],
+        [
+          {
+            request_put: {
+              key: Buffer.from(keys.replica(replicaId)),
+              value: encode(presenceDoc()),
+              lease: current,
+            },
+          },
+        ],
+      );
+    },
   };
 }

@@ -144,9 +144,15 @@ export function createEtcdStore(options: EtcdStoreOptions): EtcdStore {
     published: (rev) => watch.reached(rev),
   });
 
+  const tokenListeners = new Set<() => void>();
+
   function cacheToken(hashHex: string, doc: TokenDoc | undefined): void {
     const old = tokens.get(hashHex);
-    if (old) tokensOf.get(old.workspaceId)?.delete(hashHex);
+    if (old) {
+      tokensOf.get(old.workspaceId)?.delete(hashHex);
+      // A token changed (expiry set, revoked, pruned), here or on another replica.
+      for (const listener of tokenListeners) listener();
+    }
     if (!doc) {
       tokens.delete(hashHex);
       return;
@@ -378,6 +384,12 @@ export function createEtcdStore(options: EtcdStoreOptions): EtcdStore {
     requests: () => connection.requests(),
     start: () => watch.start(),
     subscribe: (listener) => listeners.subscribe(listener),
+    onTokensChanged(listener) {
+      tokenListeners.add(listener);
+      return () => {
+        tokenListeners.delete(listener);
+      };
+    },
 
     createWorkspace: (input) =>
       submit({
