@@ -19,7 +19,8 @@ import type {
  *   reconnects (and all streams end at the same head);
  * - `no-false-offline`: no OFFLINE while an acknowledged heartbeat of the
  *   workspace was sent less than offline_after − margin before it;
- * - `fenced-commits`: no transition committed by a replica outside the
+ * - `fenced-commits`: no owner or leader transition (every reason but the
+ *   control plane's CREATED and DELETED) committed by a replica outside the
  *   lifetime of a lease it held (after it lost its lease).
  */
 export type Property =
@@ -71,6 +72,9 @@ interface Seen {
 }
 
 const MAX_DETAILS_PER_PROPERTY = 20;
+
+/** Transitions a control RPC commits on any replica: not fenced on ownership or leadership. */
+const CONTROL_PLANE_REASONS = new Set(['CREATED', 'DELETED']);
 
 function sameTransition(a: Seen, b: WatchEvent): boolean {
   return (
@@ -304,13 +308,14 @@ export function checkHistory(events: readonly HistoryEvent[], options: CheckOpti
       lifetimes.set(l.replica, list);
     }
     for (const c of commits) {
+      if (CONTROL_PLANE_REASONS.has(c.reason)) continue;
       const held = (lifetimes.get(c.by) ?? []).some(
         (l) => c.revision > l.from && (l.to === undefined || c.revision < l.to),
       );
       if (!held) {
         violate(
           'fenced-commits',
-          `seq ${c.seq} committed by ${c.by} at revision ${c.revision}, outside every lease it held (${(lifetimes.get(c.by) ?? []).map((l) => `${l.from}..${l.to ?? '∞'}`).join(', ')})`,
+          `seq ${c.seq} (${c.reason}) committed by ${c.by} at revision ${c.revision}, outside every lease it held (${(lifetimes.get(c.by) ?? []).map((l) => `${l.from}..${l.to ?? '∞'}`).join(', ')})`,
         );
       }
     }

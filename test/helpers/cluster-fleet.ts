@@ -202,15 +202,18 @@ export function requestDelta(
 export interface Observer {
   readonly name: string;
   cursor(): number;
+  /** Resolves once the stream delivered its first frame (it is then positioned). */
+  readonly ready: Promise<void>;
   /** Waits until the observer reached `seq` (or throws after `timeoutMs`). */
   reach(seq: number, timeoutMs?: number): Promise<void>;
-  /** Stops, recording `watch-end` at its cursor. */
-  stop(): void;
+  /** Stops, recording `watch-end` at `seq` (default: its cursor). */
+  stop(seq?: number): void;
 }
 
 export interface SidecarFleet {
   readonly ready: Promise<SidecarStats>;
   kill(ids: readonly string[]): void;
+  move(ids: readonly string[]): void;
   burst(perWorkspace: number): Promise<{ acked: number; ms: number }>;
   stats(): Promise<SidecarStats>;
   /** Stops every sidecar, merges its history; resolves with its last stats. */
@@ -230,7 +233,13 @@ export interface Fleet {
     options?: { port?: number; nodeArgs?: readonly string[] },
   ): Promise<Replica>;
   /** Creates `count` workspaces through the replicas in turn; returns id and token of each. */
-  createWorkspaces(count: number, idPrefix: string): Promise<{ id: string; token: string }[]>;
+  createWorkspaces(
+    count: number,
+    idPrefix: string,
+    through?: readonly Replica[],
+  ): Promise<{ id: string; token: string }[]>;
+  /** Creates a workspace every `intervalMs` (one attempt each, logged): a steady stream of transitions. */
+  startChurn(idPrefix: string, intervalMs: number): { stop(): Promise<number> };
   /** Opens an observer on a replica (from `afterSeq`, 0 = the head). */
   observe(replica: Replica, afterSeq?: number): Observer;
   startSidecars(
@@ -304,8 +313,73 @@ export async function startFleet(options: {
       replicas.push(replica);
       return replica;
     },
-    async createWorkspaces(count, idPrefix) {
-      const clients = replicas
+    startChurn(idPrefix, intervalMs) {
+      let stopped = false;
+      let n = 0;
+      const inFlight = new Set<Promise<void>>();
+      const clients = new Map<string, ReturnType<typeof controlClient>>();
+      const timer = setInterval(() => {
+        if (stopped) return;
+        const live = replicas.filter((r) => r.alive());
+        const r = live[n % Math.max(1, live.length)];
+        if (!r) return;
+        n += 1;
+        const id = `${idPrefix}-${n}`;
+        let c = clients.get(r.address);
+        if (!c) {
+          c = controlClient(r.address);
+          clients.set(r.address, c);
+        }
+        const client = c;
+        const op = `churn-${idPrefix}-${n}`;
+        history.add({
+          kind: 'op',
+          type: 'invoke',
+          op,
+          f: 'create',
+          ws: id,
+          target: r.address,
+          t: monoNow(),
+          expect: { ws: id, to: 'PROVISIONING', reason: 'CREATED' },
+        });
+        const done = new Promise<void>((resolve) => {
+          client.createWorkspace(
+            { workspaceId: id, name: id },
+            auth(),
+            { deadline: Date.now() + 5_000 },
+            (error) => {
+              const indeterminate =
+                error?.code === grpcStatus.UNAVAILABLE ||
+                error?.code === grpcStatus.DEADLINE_EXCEEDED;
+              history.add({
+                kind: 'op',
+                type: !error ? 'ok' : indeterminate ? 'info' : 'fail',
+                op,
+                f: 'create',
+                ws: id,
+                target: r.address,
+                t: monoNow(),
+                ...(error ? { error: `code ${error.code}` } : {}),
+              });
+              resolve();
+            },
+          );
+        });
+        inFlight.add(done);
+        void done.then(() => inFlight.delete(done));
+      }, intervalMs);
+      return {
+        async stop() {
+          stopped = true;
+          clearInterval(timer);
+          await Promise.all([...inFlight]);
+          for (const c of clients.values()) c.close();
+          return n;
+        },
+      };
+    },
+    async createWorkspaces(count, idPrefix, through) {
+      const clients = (through ?? replicas)
         .filter((r) => r.alive())
         .map((r) => ({ r, c: controlClient(r.address) }));
       const out: { id: string; token: string }[] = new Array<{ id: string; token: string }>(count);
@@ -377,7 +451,12 @@ export async function startFleet(options: {
       let call: ReturnType<ReturnType<typeof controlClient>['watchStatus']> | undefined;
       const client = controlClient(replica.address);
       const waiters = new Set<() => void>();
+      let positioned: () => void = () => undefined;
+      const ready = new Promise<void>((resolve) => {
+        positioned = resolve;
+      });
       const wake = () => {
+        positioned();
         for (const w of waiters) w();
       };
       const open = () => {
@@ -459,6 +538,7 @@ export async function startFleet(options: {
       const observer: Observer = {
         name,
         cursor: () => cursor,
+        ready,
         async reach(seq, timeoutMs = 60_000) {
           const deadline = Date.now() + timeoutMs;
           while (cursor < seq) {
@@ -476,10 +556,10 @@ export async function startFleet(options: {
             });
           }
         },
-        stop() {
+        stop(seq) {
           if (stopped) return;
           stopped = true;
-          history.add({ kind: 'watch-end', observer: name, seq: cursor, t: monoNow() });
+          history.add({ kind: 'watch-end', observer: name, seq: seq ?? cursor, t: monoNow() });
           call?.cancel();
           client.close();
         },
@@ -544,6 +624,9 @@ export async function startFleet(options: {
         kill(ids) {
           command({ kind: 'kill', ids });
         },
+        move(ids) {
+          command({ kind: 'move', ids });
+        },
         async burst(perWorkspace) {
           const done = next('burst-done', 120_000);
           command({ kind: 'burst', perWorkspace });
@@ -590,12 +673,17 @@ export async function startFleet(options: {
         for (;;) {
           const page = await client.kv.range({ key: from, range_end: end, limit: 5_000 });
           for (const kv of page.kvs) {
-            const doc = JSON.parse(kv.value.toString()) as { seq: number; by: string };
+            const doc = JSON.parse(kv.value.toString()) as {
+              seq: number;
+              by: string;
+              reason: string;
+            };
             history.add({
               kind: 'commit',
               seq: doc.seq,
               by: doc.by,
               revision: Number(kv.mod_revision),
+              reason: doc.reason,
             });
             commits += 1;
           }

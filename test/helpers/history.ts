@@ -72,6 +72,8 @@ export interface CommitEvent {
   readonly seq: number;
   readonly by: string;
   readonly revision: number;
+  /** The transition's reason: CREATED and DELETED are control-plane writes, not owner or leader work. */
+  readonly reason: string;
 }
 
 /** One lifetime of a replica's lease: its presence key from creation to deletion (revisions). */

@@ -45,6 +45,8 @@ export type SidecarCommand =
   | { readonly kind: 'start'; readonly config: SidecarFleetConfig }
   /** These sidecars die: no more heartbeats, streams cancelled. */
   | { readonly kind: 'kill'; readonly ids: readonly string[] }
+  /** These sidecars drop their stream and reconnect to the next replica. */
+  | { readonly kind: 'move'; readonly ids: readonly string[] }
   /** Every live stream sends `perWorkspace` heartbeats at once; answered by `burst-done`. */
   | { readonly kind: 'burst'; readonly perWorkspace: number }
   | { readonly kind: 'stats' }
@@ -398,6 +400,11 @@ function run(config: SidecarFleetConfig): {
             failPending(s, 'sidecar killed');
           }
           history.flush();
+          break;
+        }
+        case 'move': {
+          const ids = new Set(command.ids);
+          for (const s of sidecars) if (ids.has(s.id)) s.stream?.cancel();
           break;
         }
         case 'burst': {

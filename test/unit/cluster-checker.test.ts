@@ -89,7 +89,7 @@ function build(spec: Spec): HistoryEvent[] {
     events.push({ kind: 'watch-end', observer, seq: 5, t: 11_000 });
   }
   for (const tr of spec.transitions) {
-    events.push({ kind: 'commit', seq: tr.seq, by: 'r1', revision: 9 + tr.seq });
+    events.push({ kind: 'commit', seq: tr.seq, by: 'r1', revision: 9 + tr.seq, reason: tr.reason });
   }
   for (const l of spec.leases) events.push({ kind: 'lease', ...l });
   return events;
@@ -114,6 +114,18 @@ describe('cluster checker (test helper)', () => {
         offline: 1,
         falseOffline: 0,
       });
+    });
+  });
+
+  describe('when a replica without a lease committed a control-plane transition', () => {
+    it('does not count it against fenced-commits (only owner and leader work is fenced)', () => {
+      const spec = baseSpec();
+      spec.leases = [{ replica: 'r1', from: 12 }];
+      const history = build(spec).filter((e) => !(e.kind === 'commit' && e.seq >= 3));
+      expect(failing(history)).to.deep.equal(['fenced-commits']);
+      expect(failing(history.filter((e) => !(e.kind === 'commit' && e.seq === 2)))).to.deep.equal(
+        [],
+      );
     });
   });
 
