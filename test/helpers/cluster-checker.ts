@@ -18,7 +18,9 @@ import type {
  *   and every stream is gapless and duplicate-free from its cursor across
  *   reconnects (and all streams end at the same head);
  * - `no-false-offline`: no OFFLINE while an acknowledged heartbeat of the
- *   workspace was sent less than offline_after − margin before it;
+ *   workspace was sent less than offline_after − margin before it (the
+ *   OFFLINE's time is when the replica decided it, from its `at` and the
+ *   history's clock event, else when it was first seen);
  * - `fenced-commits`: no owner or leader transition (every reason but the
  *   control plane's CREATED and DELETED) committed by a replica outside the
  *   lifetime of a lease it held (after it lost its lease).
@@ -276,9 +278,12 @@ export function checkHistory(events: readonly HistoryEvent[], options: CheckOpti
   let offline = 0;
   let falseOffline = 0;
   const threshold = options.offlineAfterMs - margin;
+  const clock = events.find((e) => e.kind === 'clock');
   for (const [seq, t] of map) {
     if (t.to !== 'OFFLINE') continue;
     offline += 1;
+    const decidedAt =
+      clock && t.at !== undefined ? Math.min(t.firstSeen, t.at - clock.wallMinusMono) : t.firstSeen;
     const list = acks.get(t.ws);
     if (!list) continue;
     // The last acknowledged heartbeat sent before the OFFLINE was seen.
@@ -286,15 +291,15 @@ export function checkHistory(events: readonly HistoryEvent[], options: CheckOpti
     let hi = list.length;
     while (lo < hi) {
       const mid = (lo + hi) >> 1;
-      if ((list[mid] ?? 0) < t.firstSeen) lo = mid + 1;
+      if ((list[mid] ?? 0) < decidedAt) lo = mid + 1;
       else hi = mid;
     }
     const previous = list[lo - 1];
-    if (previous !== undefined && t.firstSeen - previous < threshold) {
+    if (previous !== undefined && decidedAt - previous < threshold) {
       falseOffline += 1;
       violate(
         'no-false-offline',
-        `${t.ws}: OFFLINE at seq ${seq} seen ${Math.round(t.firstSeen - previous)} ms after an acknowledged heartbeat was sent (offline_after ${options.offlineAfterMs} ms)`,
+        `${t.ws}: OFFLINE at seq ${seq} decided ${Math.round(decidedAt - previous)} ms after an acknowledged heartbeat was sent (offline_after ${options.offlineAfterMs} ms)`,
       );
     }
   }

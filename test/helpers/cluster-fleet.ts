@@ -206,7 +206,7 @@ export interface Observer {
   readonly ready: Promise<void>;
   /** Waits until the observer reached `seq` (or throws after `timeoutMs`). */
   reach(seq: number, timeoutMs?: number): Promise<void>;
-  /** Stops, recording `watch-end` at `seq` (default: its cursor). */
+  /** Stops; with `seq`, records `watch-end` there (it reached the common head). */
   stop(seq?: number): void;
 }
 
@@ -282,6 +282,7 @@ export async function startFleet(options: {
   const prefix = `vigil-${randomBytes(4).toString('hex')}/`;
   const controlToken = `vgc_${randomBytes(24).toString('base64url')}`;
   const history = createHistory();
+  history.add({ kind: 'clock', wallMinusMono: Date.now() - monoNow() });
   const replicas: Replica[] = [];
   const observers: Observer[] = [];
   const sidecarChildren: ChildProcess[] = [];
@@ -559,7 +560,8 @@ export async function startFleet(options: {
         stop(seq) {
           if (stopped) return;
           stopped = true;
-          history.add({ kind: 'watch-end', observer: name, seq: seq ?? cursor, t: monoNow() });
+          if (seq !== undefined)
+            history.add({ kind: 'watch-end', observer: name, seq, t: monoNow() });
           call?.cancel();
           client.close();
         },
@@ -616,6 +618,9 @@ export async function startFleet(options: {
           register: config.register,
           historyFile,
           name,
+          ...(config.answerTimeoutMs === undefined
+            ? {}
+            : { answerTimeoutMs: config.answerTimeoutMs }),
         },
       });
       let finished: Promise<SidecarStats> | undefined;

@@ -60,6 +60,8 @@ export interface ScenarioOptions {
   readonly channelsPerReplica?: number;
   readonly extraArgs?: readonly string[];
   readonly nodeArgs?: (index: number) => readonly string[];
+  /** Give up a stream whose heartbeat stays unanswered this long (default 2.5 s; 0 never). */
+  readonly answerTimeoutMs?: number;
   /** Start no sidecars (the scenario drives its own). */
   readonly noSidecars?: boolean;
 }
@@ -99,6 +101,7 @@ export async function startScenario(options: ScenarioOptions): Promise<Scenario>
       intervalMs: CI_TIMINGS.heartbeatIntervalMs,
       channelsPerReplica: options.channelsPerReplica ?? 2,
       register: true,
+      answerTimeoutMs: options.answerTimeoutMs ?? 2_500,
     });
     await scenario.sidecars.ready;
   }

@@ -85,6 +85,15 @@ export interface LeaseEvent {
   readonly to?: number;
 }
 
+/**
+ * Wall clock minus monotonic clock (ms) on this machine, measured once: turns
+ * a replica's wall-clock transition time (`at`) into the history's clock.
+ */
+export interface ClockEvent {
+  readonly kind: 'clock';
+  readonly wallMinusMono: number;
+}
+
 /** A fault the test injected (for reading a failed history, not checked). */
 export interface FaultEvent {
   readonly kind: 'fault';
@@ -93,7 +102,7 @@ export interface FaultEvent {
 }
 
 export type HistoryEvent =
-  OpEvent | WatchEvent | WatchEndEvent | CommitEvent | LeaseEvent | FaultEvent;
+  OpEvent | WatchEvent | WatchEndEvent | CommitEvent | LeaseEvent | ClockEvent | FaultEvent;
 
 export interface History {
   readonly events: HistoryEvent[];

@@ -38,6 +38,12 @@ export interface SidecarFleetConfig {
   readonly register: boolean;
   /** Prefix of op ids, unique per process of a history. */
   readonly name: string;
+  /**
+   * A stream whose oldest heartbeat stays unanswered this long is given up and
+   * reopened at the next replica (a paused replica answers nothing and its TCP
+   * connection stays up). 0 waits like the SDK, which has no such deadline.
+   */
+  readonly answerTimeoutMs?: number;
 }
 
 /** Parent → child. */
@@ -80,8 +86,10 @@ interface Sidecar {
   readonly metadata: Metadata;
   replica: number;
   stream: ClientDuplexStream<HeartbeatStreamRequest, HeartbeatStreamResponse> | undefined;
-  /** request id → op id and invoke time. */
+  /** request id → op id. */
   readonly pending: Map<number, string>;
+  /** When the oldest unanswered heartbeat was sent (monotonic ms), or undefined. */
+  oldestPendingAt: number | undefined;
   nextId: number;
   dead: boolean;
   timer: NodeJS.Timeout | undefined;
@@ -155,6 +163,7 @@ function run(config: SidecarFleetConfig): {
       replica: index % config.replicas.length,
       stream: undefined,
       pending: new Map(),
+      oldestPendingAt: undefined,
       nextId: 1,
       dead: false,
       timer: undefined,
@@ -226,6 +235,7 @@ function run(config: SidecarFleetConfig): {
       op({ type: 'info', op: opId, f: 'heartbeat', ws: s.id, target, error: why });
     }
     s.pending.clear();
+    s.oldestPendingAt = undefined;
   }
 
   function openStream(s: Sidecar): void {
@@ -238,6 +248,7 @@ function run(config: SidecarFleetConfig): {
       const opId = s.pending.get(response.requestId);
       if (opId === undefined) return;
       s.pending.delete(response.requestId);
+      s.oldestPendingAt = s.pending.size === 0 ? undefined : monoNow();
       if (response.result?.$case === 'heartbeat') {
         stats.acked += 1;
         op({ type: 'ok', op: opId, f: 'heartbeat', ws: s.id, target });
@@ -294,6 +305,7 @@ function run(config: SidecarFleetConfig): {
     s.nextId += 1;
     const opId = nextOp();
     s.pending.set(requestId, opId);
+    s.oldestPendingAt ??= monoNow();
     op({
       type: 'invoke',
       op: opId,
@@ -340,6 +352,16 @@ function run(config: SidecarFleetConfig): {
   function schedule(s: Sidecar): void {
     const tick = () => {
       if (s.dead) return;
+      const timeout = config.answerTimeoutMs ?? 0;
+      if (
+        timeout > 0 &&
+        s.stream &&
+        s.oldestPendingAt !== undefined &&
+        monoNow() - s.oldestPendingAt > timeout
+      ) {
+        note('heartbeat unanswered: moving to the next replica');
+        s.stream.cancel();
+      }
       if (config.mode === 'stream') {
         if (s.stream && !s.burst) beatOnStream(s);
       } else beatUnary(s);

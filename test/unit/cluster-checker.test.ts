@@ -214,6 +214,23 @@ describe('cluster checker (test helper)', () => {
       expect(result.stats.falseOffline).to.equal(1);
     });
 
+    it('judges an OFFLINE by when the replica decided it, not when a late stream showed it', () => {
+      const spec = baseSpec();
+      spec.lastHeartbeatB = 2_000;
+      // Seen at 8,000 (watch frames above) right after a heartbeat sent at 7,990 was
+      // acknowledged, but decided at 5,000 (its `at`, wall = mono + 1,000,000).
+      const history = build(spec).map((e) =>
+        e.kind === 'watch' && e.seq === 5 && e.frame === 'transition' ? { ...e, at: 1_005_000 } : e,
+      );
+      history.push(
+        op('invoke', 'late-b', 'heartbeat', 'ws-b', 7_990),
+        op('ok', 'late-b', 'heartbeat', 'ws-b', 8_100),
+      );
+      expect(failing(history)).to.deep.equal(['no-false-offline']);
+      history.push({ kind: 'clock', wallMinusMono: 1_000_000 });
+      expect(failing(history)).to.deep.equal([]);
+    });
+
     it('names fenced-commits for a commit after the replica lost its lease', () => {
       const spec = baseSpec();
       spec.leases = [
