@@ -17,8 +17,9 @@ import type {
  * - `streams-agree`: the seq → transition map is the same on every replica,
  *   and every stream is gapless and duplicate-free from its cursor across
  *   reconnects (and all streams end at the same head);
- * - `no-false-offline`: no OFFLINE while an acknowledged heartbeat of the
- *   workspace was sent less than offline_after − margin before it (the
+ * - `no-false-offline`: no OFFLINE while a heartbeat of the workspace,
+ *   acknowledged before the OFFLINE was decided, was sent less than
+ *   offline_after − margin before it (the
  *   OFFLINE's time is when the replica decided it, from its `at` and the
  *   history's clock event, else when it was first seen);
  * - `fenced-commits`: no owner or leader transition (every reason but the
@@ -260,10 +261,10 @@ export function checkHistory(events: readonly HistoryEvent[], options: CheckOpti
     }
   }
 
-  // no-false-offline: acknowledged heartbeats' invoke times per workspace.
+  // no-false-offline: acknowledged heartbeats per workspace, [sent, acknowledged].
   const invokedAt = new Map<string, number>();
   for (const op of ops) if (op.type === 'invoke') invokedAt.set(op.op, op.t);
-  const acks = new Map<string, number[]>();
+  const acks = new Map<string, { sent: number; ok: number }[]>();
   let acknowledgedHeartbeats = 0;
   for (const op of ops) {
     if (op.type !== 'ok' || op.f !== 'heartbeat') continue;
@@ -271,10 +272,9 @@ export function checkHistory(events: readonly HistoryEvent[], options: CheckOpti
     if (sent === undefined) continue;
     acknowledgedHeartbeats += 1;
     const list = acks.get(op.ws) ?? [];
-    list.push(sent);
+    list.push({ sent, ok: op.t });
     acks.set(op.ws, list);
   }
-  for (const list of acks.values()) list.sort((a, b) => a - b);
   let offline = 0;
   let falseOffline = 0;
   const threshold = options.offlineAfterMs - margin;
@@ -284,22 +284,18 @@ export function checkHistory(events: readonly HistoryEvent[], options: CheckOpti
     offline += 1;
     const decidedAt =
       clock && t.at !== undefined ? Math.min(t.firstSeen, t.at - clock.wallMinusMono) : t.firstSeen;
-    const list = acks.get(t.ws);
-    if (!list) continue;
-    // The last acknowledged heartbeat sent before the OFFLINE was seen.
-    let lo = 0;
-    let hi = list.length;
-    while (lo < hi) {
-      const mid = (lo + hi) >> 1;
-      if ((list[mid] ?? 0) < decidedAt) lo = mid + 1;
-      else hi = mid;
+    // A heartbeat acknowledged before the decision was seen by the server between its
+    // sending and its acknowledgement: if it was sent less than offline_after − margin
+    // before the decision, the workspace was certainly not silent that long.
+    let latest: number | undefined;
+    for (const a of acks.get(t.ws) ?? []) {
+      if (a.ok <= decidedAt && (latest === undefined || a.sent > latest)) latest = a.sent;
     }
-    const previous = list[lo - 1];
-    if (previous !== undefined && decidedAt - previous < threshold) {
+    if (latest !== undefined && decidedAt - latest < threshold) {
       falseOffline += 1;
       violate(
         'no-false-offline',
-        `${t.ws}: OFFLINE at seq ${seq} decided ${Math.round(decidedAt - previous)} ms after an acknowledged heartbeat was sent (offline_after ${options.offlineAfterMs} ms)`,
+        `${t.ws}: OFFLINE at seq ${seq} decided ${Math.round(decidedAt - latest)} ms after an acknowledged heartbeat was sent (offline_after ${options.offlineAfterMs} ms)`,
       );
     }
   }

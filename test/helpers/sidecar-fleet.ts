@@ -371,6 +371,11 @@ function run(config: SidecarFleetConfig): {
     s.timer = setTimeout(tick, Math.random() * config.intervalMs);
   }
 
+  function start(s: Sidecar): void {
+    if (config.mode === 'stream') openStream(s);
+    schedule(s);
+  }
+
   function snapshot(): SidecarStats {
     const placement: Record<string, number> = {};
     let connected = 0;
@@ -392,13 +397,13 @@ function run(config: SidecarFleetConfig): {
               const s = sidecars[next] as Sidecar;
               next += 1;
               await register(s);
+              // Heartbeats start right after its Register, as a sidecar's do.
+              start(s);
             }
           }),
         );
-      }
-      for (const s of sidecars) {
-        if (config.mode === 'stream') openStream(s);
-        schedule(s);
+      } else {
+        for (const s of sidecars) start(s);
       }
       history.flush();
       send({ kind: 'ready', stats: snapshot() });

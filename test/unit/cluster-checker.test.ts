@@ -224,10 +224,20 @@ describe('cluster checker (test helper)', () => {
       );
       history.push(
         op('invoke', 'late-b', 'heartbeat', 'ws-b', 7_990),
-        op('ok', 'late-b', 'heartbeat', 'ws-b', 8_100),
+        op('ok', 'late-b', 'heartbeat', 'ws-b', 7_995),
       );
       expect(failing(history)).to.deep.equal(['no-false-offline']);
       history.push({ kind: 'clock', wallMinusMono: 1_000_000 });
+      expect(failing(history)).to.deep.equal([]);
+    });
+
+    it('does not count a heartbeat acknowledged only after the OFFLINE was decided', () => {
+      const spec = baseSpec();
+      const history = build(spec);
+      history.push(
+        op('invoke', 'slow-b', 'heartbeat', 'ws-b', 7_990),
+        op('ok', 'slow-b', 'heartbeat', 'ws-b', 8_500),
+      );
       expect(failing(history)).to.deep.equal([]);
     });
 
