@@ -68,6 +68,8 @@ export interface ReplicaOptions {
   readonly extraArgs?: readonly string[];
   /** `node` flags before the script (e.g. `--require` of a test-only module). */
   readonly nodeArgs?: readonly string[];
+  /** Extra environment of the replica process. */
+  readonly env?: Readonly<Record<string, string>>;
   /** Reuse an address (a restarted replica). */
   readonly port?: number;
 }
@@ -113,7 +115,12 @@ export async function startReplica(options: ReplicaOptions): Promise<Replica> {
   ];
   const fd = openSync(logFile, 'a');
   const child: ChildProcess = spawn(process.execPath, args, {
-    env: { ...process.env, VIGIL_CONTROL_TOKEN: options.controlToken, VIGIL_LOG_LEVEL: 'info' },
+    env: {
+      ...process.env,
+      VIGIL_CONTROL_TOKEN: options.controlToken,
+      VIGIL_LOG_LEVEL: 'info',
+      ...options.env,
+    },
     stdio: ['ignore', fd, fd],
   });
   closeSync(fd);
@@ -230,7 +237,11 @@ export interface Fleet {
   /** Starts another replica (a new id; or reuse `port` to take a dead one's address). */
   addReplica(
     id: string,
-    options?: { port?: number; nodeArgs?: readonly string[] },
+    options?: {
+      port?: number;
+      nodeArgs?: readonly string[];
+      env?: Readonly<Record<string, string>>;
+    },
   ): Promise<Replica>;
   /** Creates `count` workspaces through the replicas in turn; returns id and token of each. */
   createWorkspaces(
@@ -277,6 +288,8 @@ export async function startFleet(options: {
   extraArgs?: readonly string[];
   /** node flags of each replica, by index. */
   nodeArgs?: (index: number) => readonly string[];
+  /** Extra environment of each replica, by index. */
+  env?: (index: number) => Readonly<Record<string, string>>;
 }): Promise<Fleet> {
   const dir = mkdtempSync(join(tmpdir(), 'vigil-fleet-'));
   const prefix = `vigil-${randomBytes(4).toString('hex')}/`;
@@ -309,6 +322,7 @@ export async function startFleet(options: {
         dir,
         ...(options.extraArgs ? { extraArgs: options.extraArgs } : {}),
         ...(more.nodeArgs ? { nodeArgs: more.nodeArgs } : {}),
+        ...(more.env ? { env: more.env } : {}),
         ...(more.port === undefined ? {} : { port: more.port }),
       });
       replicas.push(replica);
@@ -780,7 +794,10 @@ export async function startFleet(options: {
     },
   };
   for (let i = 1; i <= options.replicas; i += 1) {
-    await fleet.addReplica(`r${i}`, options.nodeArgs ? { nodeArgs: options.nodeArgs(i - 1) } : {});
+    await fleet.addReplica(`r${i}`, {
+      ...(options.nodeArgs ? { nodeArgs: options.nodeArgs(i - 1) } : {}),
+      ...(options.env ? { env: options.env(i - 1) } : {}),
+    });
   }
   return fleet;
 }
