@@ -50,6 +50,13 @@ export interface EtcdWatch {
 const PAGE = 1_000;
 const RETRY_MIN_MS = 50;
 const RETRY_MAX_MS = 1_000;
+/**
+ * A revision someone waits for (a commit of this replica) that the stream has
+ * not delivered for this long, while the stream delivered nothing at all, means
+ * the member serving it is paused or cut off: reopen elsewhere instead of
+ * waiting for gRPC keepalive (5 s + 3 s) to notice.
+ */
+const STALL_MS = 2_000;
 
 export function createEtcdWatch(options: EtcdWatchOptions): EtcdWatch {
   const { connection } = options;
@@ -60,6 +67,27 @@ export function createEtcdWatch(options: EtcdWatchOptions): EtcdWatch {
   let retryMs = RETRY_MIN_MS;
   let retryTimer: NodeJS.Timeout | undefined;
   let waiters: { rev: number; resolve: () => void }[] = [];
+  let lastResponseAt = Date.now();
+  let stallTimer: NodeJS.Timeout | undefined;
+
+  function watchForStall(): void {
+    if (stallTimer || stopped) return;
+    stallTimer = setTimeout(() => {
+      stallTimer = undefined;
+      if (stopped || waiters.length === 0) return;
+      const stuck = stream;
+      if (stuck && Date.now() - lastResponseAt >= STALL_MS) {
+        stream = undefined;
+        stuck.cancel();
+        lastResponseAt = Date.now();
+        scheduleReopen(
+          new Error(`etcd watch delivered nothing for ${STALL_MS} ms while a commit waits`),
+        );
+      }
+      watchForStall();
+    }, STALL_MS);
+    stallTimer.unref();
+  }
 
   function advance(rev: number): void {
     if (rev <= cursor) return;
@@ -179,8 +207,11 @@ export function createEtcdWatch(options: EtcdWatchOptions): EtcdWatch {
       return;
     }
     stream = opened;
+    lastResponseAt = Date.now();
     opened.on('data', (response) => {
-      if (stream === opened) onResponse(response);
+      if (stream !== opened) return;
+      lastResponseAt = Date.now();
+      onResponse(response);
     });
     const lost = (error: unknown) => {
       if (stream !== opened) return;
@@ -211,11 +242,13 @@ export function createEtcdWatch(options: EtcdWatchOptions): EtcdWatch {
       if (rev <= cursor) return Promise.resolve();
       return new Promise<void>((resolve) => {
         waiters.push({ rev, resolve });
+        watchForStall();
       });
     },
     stop() {
       stopped = true;
       clearTimeout(retryTimer);
+      clearTimeout(stallTimer);
       stream?.cancel();
       stream = undefined;
     },
