@@ -134,6 +134,16 @@ export interface ListWorkspacesQuery {
   readonly limit: number;
 }
 
+/**
+ * The workspaces as they stood at one instant, read page by page: `head` is
+ * the seq of the last transition committed by then, and every page shows the
+ * state as of that same instant, however long the reader takes.
+ */
+export interface StoreSnapshot {
+  readonly head: number;
+  list(query: ListWorkspacesQuery): Promise<Workspace[]>;
+}
+
 export interface TransitionsQuery {
   /** Return transitions with `seq` strictly greater than this. */
   readonly afterSeq: number;
@@ -167,6 +177,13 @@ export interface RegistryStore {
   createWorkspace(input: CreateWorkspaceInput): Promise<Applied>;
   getWorkspace(id: string): Promise<Workspace | undefined>;
   listWorkspaces(query: ListWorkspacesQuery): Promise<Workspace[]>;
+  /**
+   * A consistent snapshot (etcd: every page read at one revision). A store
+   * without it serves WatchStatus snapshots page by page from the current
+   * state, after taking the head: a page may then already show what a
+   * following transition reports again.
+   */
+  snapshot?(): Promise<StoreSnapshot>;
   /** Moves a workspace to REMOVED. Throws WORKSPACE_NOT_FOUND. */
   deleteWorkspace(id: string, now: number, decide: Decide): Promise<Applied>;
   /**

@@ -6,7 +6,7 @@ import {
   type Transition,
   type Workspace,
 } from '../domain/model.js';
-import type { RegistryStore } from '../domain/registry-store.js';
+import type { ListWorkspacesQuery, RegistryStore } from '../domain/registry-store.js';
 import { checkWorkspaceId } from '../domain/validation.js';
 import type { TransitionHub } from './transition-hub.js';
 
@@ -76,22 +76,28 @@ const SNAPSHOT_PAGE = 500;
 
 /**
  * The current state of the selected workspaces, page by page, then
- * `snapshotEnd` at the head taken before the first page: every transition
- * after it follows on the stream. A page may already show a state that a
- * following transition reports again; applying transitions in order still
- * ends at the right state. Returns the head.
+ * `snapshotEnd` at the head: every transition after it follows on the stream.
+ * Where the store has consistent snapshots (etcd), every page shows the state
+ * at that head exactly. Otherwise the head is taken before the first page and
+ * a page may already show a state that a following transition reports again;
+ * applying transitions in order still ends at the right state. Returns the head.
  */
 async function* snapshot(
   deps: WatchDeps,
   workspaceIds: readonly string[],
   reset: boolean,
 ): AsyncGenerator<WatchEvent, number, undefined> {
-  const head = deps.hub.head();
+  // A consistent snapshot where the store has one; else the head first, then pages as they stand.
+  const consistent = deps.store.snapshot ? await deps.store.snapshot() : undefined;
+  const head = consistent?.head ?? deps.hub.head();
+  const source = consistent
+    ? (query: ListWorkspacesQuery) => consistent.list(query)
+    : (query: ListWorkspacesQuery) => deps.store.listWorkspaces(query);
   // An unfiltered snapshot leaves out tombstones, like ListWorkspaces; named ids show them.
   const statuses = workspaceIds.length > 0 ? WORKSPACE_STATUSES : LIVE_STATUSES;
   let afterId = '';
   for (;;) {
-    const page = await deps.store.listWorkspaces({
+    const page = await source({
       statuses,
       afterId,
       limit: SNAPSHOT_PAGE,

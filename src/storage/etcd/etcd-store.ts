@@ -95,6 +95,8 @@ const HEALTH_DEFAULTS: HeartbeatReport = {
 
 /** Range ops per read transaction (etcd allows 128 by default). */
 const READ_OPS = 120;
+/** Keys per Range while a snapshot walks the states. */
+const SNAPSHOT_RANGE = 1_000;
 const LOG_PAGE = 1_000;
 
 /**
@@ -331,7 +333,10 @@ export function createEtcdStore(options: EtcdStoreOptions): EtcdStore {
     });
   }
 
-  async function readWorkspaces(ids: readonly string[]): Promise<Map<string, Workspace>> {
+  async function readWorkspaces(
+    ids: readonly string[],
+    atRevision?: number,
+  ): Promise<Map<string, Workspace>> {
     const found = new Map<string, Workspace>();
     const perId = 4;
     for (let i = 0; i < ids.length; i += Math.floor(READ_OPS / perId)) {
@@ -340,7 +345,10 @@ export function createEtcdStore(options: EtcdStoreOptions): EtcdStore {
         [],
         chunk.flatMap((id) =>
           [keys.ws(id), keys.st(id), keys.hb(id), keys.use(id)].map((key) => ({
-            request_range: { key: Buffer.from(key) },
+            request_range: {
+              key: Buffer.from(key),
+              ...(atRevision ? { revision: atRevision } : {}),
+            },
           })),
         ),
       );
@@ -465,6 +473,62 @@ export function createEtcdStore(options: EtcdStoreOptions): EtcdStore {
         const workspace = found.get(id);
         return workspace && wanted.has(workspace.status) ? [workspace] : [];
       });
+    },
+
+    async snapshot() {
+      // The seq at one revision, then every page at that revision: one instant.
+      const at = await connection.range({ key: Buffer.from(keys.seq) });
+      const rev = revision(at.header.revision);
+      const seqKv = at.kvs[0];
+      const stPrefix = `${options.prefix}st/`;
+      return {
+        head: seqKv ? Number(seqKv.value.toString()) : 0,
+        async list(query) {
+          const wanted = new Set(query.statuses);
+          if (query.workspaceIds.length > 0) {
+            // Named ids: read in order until the page is full (some may not exist at this revision).
+            const named = [...new Set(query.workspaceIds)]
+              .filter((id) => id > query.afterId)
+              .sort();
+            const listed: Workspace[] = [];
+            for (let i = 0; i < named.length && listed.length < query.limit; i += query.limit) {
+              const chunk = named.slice(i, i + query.limit);
+              const found = await readWorkspaces(chunk, rev);
+              for (const id of chunk) {
+                const workspace = found.get(id);
+                if (workspace && wanted.has(workspace.status) && listed.length < query.limit) {
+                  listed.push(workspace);
+                }
+              }
+            }
+            return listed;
+          }
+          const chosen: string[] = [];
+          let from = keys.st(query.afterId) + (query.afterId === '' ? '' : '\0');
+          for (;;) {
+            const page = await connection.range({
+              key: Buffer.from(from),
+              range_end: prefixEnd(stPrefix),
+              limit: SNAPSHOT_RANGE,
+              revision: rev,
+            });
+            for (const kv of page.kvs) {
+              const id = keys.idAfter(kv.key.toString(), 'st/');
+              if (id === undefined || chosen.length >= query.limit) continue;
+              if (wanted.has(decode<StateDoc>(kv.value).status)) chosen.push(id);
+            }
+            const last = page.kvs.at(-1);
+            if (!page.more || !last || chosen.length >= query.limit) break;
+            from = `${last.key.toString()}\0`;
+          }
+          // Every state read at `rev` has its document at `rev`: nothing drops out here.
+          const found = await readWorkspaces(chosen, rev);
+          return chosen.flatMap((id) => {
+            const workspace = found.get(id);
+            return workspace ? [workspace] : [];
+          });
+        },
+      };
     },
 
     deleteWorkspace: (id, now, decide) =>
