@@ -22,6 +22,7 @@ import {
 } from './lib/context.js';
 import { failedRow, formatTable, formatTarget, type Row } from './lib/report.js';
 import { formatSummary, summarizeProfileDir } from './profile-summary.js';
+import { cluster } from './scenarios/cluster.js';
 import { fleet } from './scenarios/fleet.js';
 import { heartbeatThroughput } from './scenarios/heartbeat-throughput.js';
 import { memory } from './scenarios/memory.js';
@@ -34,7 +35,14 @@ import { watchFanout } from './scenarios/watch-fanout.js';
  * prints one table of ratios and writes it as JSON. Not part of `npm test`.
  */
 
-const SCENARIOS: readonly Scenario[] = [heartbeatThroughput, watchFanout, scale, fleet, memory];
+const SCENARIOS: readonly Scenario[] = [
+  heartbeatThroughput,
+  watchFanout,
+  scale,
+  fleet,
+  memory,
+  cluster,
+];
 
 const USAGE = `Usage: node dist/bench/run.js [--quick] [--only NAME[,NAME]] [--out FILE] [--keep-temp]
                              [--cpu-prof DIR]
@@ -68,6 +76,8 @@ async function runFromSnapshot(args: readonly string[]): Promise<number> {
       ['dist', 'src'],
       ['dist', 'gen'],
       ['dist', 'bench'],
+      // The cluster scenario drives the cluster tests' kit (etcd members, replicas, sidecars).
+      ['dist', 'test', 'helpers'],
       ['gen', 'descriptors'],
     ]) {
       cpSync(join(REPO_ROOT, ...dir), join(copy, ...dir), { recursive: true });
