@@ -145,7 +145,8 @@ export const SERVE_SETTINGS: readonly Setting[] = [
   {
     flag: 'metrics-listen',
     env: 'VIGIL_METRICS_LISTEN',
-    description: 'HOST:PORT for Prometheus metrics at /metrics; "off" disables them',
+    description:
+      'HOST:PORT for Prometheus metrics at /metrics and the web console at /; "off" disables both',
     defaultText: DEFAULT_SETTINGS.metricsListen,
   },
   {
