@@ -245,7 +245,8 @@ async function streamEvents(
     closed.abort();
     release();
     tracker.closed();
-    if (!response.writableEnded) response.end();
+    // A refusal before the stream began is answered by the caller.
+    if (response.headersSent && !response.writableEnded) response.end();
   }
 }
 
