@@ -189,6 +189,7 @@ function start(overview: Overview): void {
   // A reload resumes after the last seq this tab saw: what happened meanwhile is in the feed.
   state.cursor = saved > 0 && saved <= overview.headSeq ? saved : overview.headSeq;
   if (state.cursor < overview.headSeq) note(`resumed after #${state.cursor}`);
+  sessionStorage.setItem(CURSOR_KEY, String(state.cursor));
   renderCounts();
   void loadPage();
   void streamLoop(state.stop.signal);
