@@ -231,9 +231,7 @@ describe('console in Chromium', function () {
       );
       const history = await page.locator('#detail-history li').allTextContents();
       expect(
-        history.map(
-          (text) => /(CREATED|REGISTERED|REGISTER_FAILED|RECOVERED)/.exec(text ?? '')?.[1],
-        ),
+        history.map((text) => /(CREATED|REGISTERED|REGISTER_FAILED|RECOVERED)/.exec(text)?.[1]),
       ).to.deep.equal(['CREATED', 'REGISTERED', 'REGISTER_FAILED', 'RECOVERED']);
       const facts = await page.textContent('#detail-facts');
       expect(facts).to.include('Register-failure marker').and.include('none');
