@@ -161,10 +161,11 @@ export async function readEvents(
       clearTimeout(watchdog);
       watchdog = setTimeout(abort, silenceMs);
       buffered += value;
-      let end: number;
-      while ((end = buffered.indexOf('\n\n')) >= 0) {
-        const event = parseFrame(buffered.slice(0, end));
-        buffered = buffered.slice(end + 2);
+      const frames = buffered.split('\n\n');
+      // The last piece is an incomplete frame (or '').
+      buffered = frames.pop() ?? '';
+      for (const frame of frames) {
+        const event = parseFrame(frame);
         if (event) onEvent(event);
       }
     }
