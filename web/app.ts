@@ -29,6 +29,11 @@ const PAGE_SIZE = 50;
 /** Arrivals are rendered together at most this often: ten renders a second, however many arrive. */
 const RENDER_MS = 100;
 const FEED_SIZE = 200;
+/**
+ * Feed entries drawn per render: more arriving than this in a tenth of a second
+ * is more than anyone can read, so the older ones are summed up in one line.
+ */
+const FEED_PER_RENDER = 40;
 /** Counts and the visible page are re-read this often (last heartbeat, error rate), while visible. */
 const REFRESH_MS = 5_000;
 /** A page that transitions may have changed is re-read at most this often. */
@@ -446,7 +451,20 @@ function flush(): void {
   const fragment = document.createDocumentFragment();
   for (const text of state.notes) fragment.prepend(el('li', { className: 'note', text }));
   state.notes = [];
-  for (const t of batch.slice(-FEED_SIZE)) fragment.prepend(feedItem(t));
+  const drawn = batch.slice(-FEED_PER_RENDER);
+  for (const t of drawn) fragment.prepend(feedItem(t));
+  const skipped = batch.slice(0, batch.length - drawn.length);
+  const firstSkipped = skipped[0];
+  const lastSkipped = skipped.at(-1);
+  if (firstSkipped && lastSkipped) {
+    const recoveries = skipped.filter(isRecovery).length;
+    fragment.append(
+      el('li', {
+        className: 'note',
+        text: `… ${skipped.length} more, #${firstSkipped.seq}–#${lastSkipped.seq} (${recoveries} recoveries): too fast to list; each workspace's story has them`,
+      }),
+    );
+  }
   feed.prepend(fragment);
   while (feed.childElementCount > FEED_SIZE) feed.lastElementChild?.remove();
 
@@ -474,7 +492,6 @@ function transitionParts(t: Transition): (Node | string)[] {
 
 function feedItem(t: Transition): HTMLLIElement {
   const id = el('span', { className: 'ws', text: t.workspaceId });
-  id.addEventListener('click', () => void openDetail(t.workspaceId, true));
   const parts = transitionParts(t);
   parts.splice(2, 0, id);
   const li = el('li', isRecovery(t) ? { className: 'recovery' } : {}, parts);
@@ -613,6 +630,11 @@ function wire(): void {
       state.prefix = (event.target as HTMLInputElement).value.trim().toLowerCase();
       firstPage();
     }, 200);
+  });
+  $('feed').addEventListener('click', (event) => {
+    const item = (event.target as HTMLElement).closest('li');
+    const id = item?.dataset['id'];
+    if (id && (event.target as HTMLElement).classList.contains('ws')) void openDetail(id, true);
   });
   $('rows').addEventListener('click', (event) => {
     const row = (event.target as HTMLElement).closest('tr');
