@@ -22,6 +22,7 @@ import { createEtcdStore } from './storage/etcd/etcd-store.js';
 import { createSqliteStore } from './storage/sqlite-store.js';
 import { createHeartbeatForwarder } from './transport/heartbeat-forwarder.js';
 import { startGrpcServer, type ServerTls } from './transport/server.js';
+import { createStatusCounts } from './watch/status-counts.js';
 import { createStreamQuota } from './watch/stream-quota.js';
 import { createTransitionHub } from './watch/transition-hub.js';
 import type { WatchDeps } from './watch/watch-session.js';
@@ -213,6 +214,8 @@ export async function startVigil(
       ? {}
       : { tailCapacity: settings.watchTailCapacity }),
   });
+  // Read beside the head: the console's counts, as of hub.head(), at no cost per read.
+  const statusCounts = createStatusCounts(await store.countByStatus());
   const useCases = createUseCases({
     store,
     clock,
@@ -241,6 +244,7 @@ export async function startVigil(
   // Told by the store itself after every commit, in commit order.
   store.subscribe(({ transitions }) => {
     if (transitions.length === 0) return;
+    statusCounts.apply(transitions);
     hub.publish(transitions);
     metrics.transitionsCommitted(transitions);
     for (const t of transitions) {
@@ -318,7 +322,7 @@ export async function startVigil(
         watch,
         watchQuota,
         observer: metrics.observer,
-        countByStatus: () => store.countByStatus(),
+        countByStatus: () => statusCounts.snapshot(),
         timings: settings.timings,
         clock,
         logger,

@@ -41,8 +41,8 @@ export interface ConsoleApiDeps {
   readonly watchQuota: StreamQuota;
   /** Watch lag metrics: a console stream is a watcher like any other. */
   readonly observer: Pick<CallObserver, 'watchOpened'>;
-  /** Workspaces per status (the store's counts). */
-  readonly countByStatus: () => Promise<Record<WorkspaceStatus, number>>;
+  /** Workspaces per status as of the hub's head (read in the same turn). */
+  readonly countByStatus: () => Record<WorkspaceStatus, number>;
   readonly timings: Timings;
   readonly clock: Clock;
   readonly logger: Logger;
@@ -87,13 +87,13 @@ async function dispatch(
 ): Promise<void> {
   const [first, id, sub, ...rest] = parts;
   if (rest.length === 0 && first === 'overview' && id === undefined) {
-    // Counts as of `headSeq`: the head is read in the same turn the count starts.
+    // Both moved by the same commit listener: the counts are exactly those as of `headSeq`.
     const counts = deps.countByStatus();
     const headSeq = deps.watch.hub.head();
     answerJson(response, {
       principal: caller,
       headSeq,
-      counts: await counts,
+      counts,
       serverTime: deps.clock.now(),
       progressIntervalMs: deps.watch.progressIntervalMs,
       timings: {
