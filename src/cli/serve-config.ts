@@ -120,7 +120,8 @@ export const SERVE_SETTINGS: readonly Setting[] = [
   {
     flag: 'max-watch-streams',
     env: 'VIGIL_MAX_WATCH_STREAMS',
-    description: 'open watch streams (WatchStatus and console) allowed per control token (0: no limit)',
+    description:
+      'open watch streams (WatchStatus and console) allowed per control token (0: no limit)',
     defaultText: DEFAULT_TEXT.watchStreams,
   },
   {
