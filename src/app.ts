@@ -9,6 +9,8 @@ import { createUseCases, type UseCases } from './domain/use-cases.js';
 import type { RateLimit } from './domain/rate-limiter.js';
 import type { HostResolver, UrlPolicyName } from './domain/url-policy.js';
 import { MAX_CURRENT_TASK_BYTES, MAX_SAMPLE_ERROR_BYTES } from './domain/validation.js';
+import { consoleApiRoute } from './http/console-api.js';
+import { consoleStaticRoute } from './http/console-static.js';
 import { serveHttp, type HttpListener, type HttpRoute } from './http/http-listener.js';
 import { createMetrics, metricsRoute } from './metrics/prometheus.js';
 import { openDatabase, type Synchronous } from './storage/database.js';
@@ -20,7 +22,10 @@ import { createEtcdStore } from './storage/etcd/etcd-store.js';
 import { createSqliteStore } from './storage/sqlite-store.js';
 import { createHeartbeatForwarder } from './transport/heartbeat-forwarder.js';
 import { startGrpcServer, type ServerTls } from './transport/server.js';
+import { createStatusCounts } from './watch/status-counts.js';
+import { createStreamQuota } from './watch/stream-quota.js';
 import { createTransitionHub } from './watch/transition-hub.js';
+import type { WatchDeps } from './watch/watch-session.js';
 
 /**
  * Wiring: the only place that knows every layer. Builds storage, the
@@ -64,7 +69,7 @@ export interface VigilSettings {
   readonly heartbeatRateLimit: RateLimit | undefined;
   /** Open WatchStatus streams allowed per control token; 0 means no limit. */
   readonly maxWatchStreamsPerToken: number;
-  /** HOST:PORT for Prometheus /metrics; empty disables it. */
+  /** HOST:PORT for Prometheus /metrics and the web console at /; empty disables both. */
   readonly metricsListen: string;
   /** Recent transitions the watch fan-out keeps in memory (default 10,000). */
   readonly watchTailCapacity?: number;
@@ -215,6 +220,8 @@ export async function startVigil(
       ? {}
       : { tailCapacity: settings.watchTailCapacity }),
   });
+  // Read beside the head: the console's counts, as of hub.head(), at no cost per read.
+  const statusCounts = createStatusCounts(await store.countByStatus());
   const useCases = createUseCases({
     store,
     clock,
@@ -243,6 +250,7 @@ export async function startVigil(
   // Told by the store itself after every commit, in commit order.
   store.subscribe(({ transitions }) => {
     if (transitions.length === 0) return;
+    statusCounts.apply(transitions);
     hub.publish(transitions);
     metrics.transitionsCommitted(transitions);
     for (const t of transitions) {
@@ -278,19 +286,24 @@ export async function startVigil(
             : {}),
         })
       : undefined;
+  const controlAuth = createControlAuth(settings.controlTokens);
+  const watch: WatchDeps = {
+    store,
+    hub,
+    clock,
+    progressIntervalMs: settings.progressIntervalMs,
+    overlay: (workspace) => useCases.liveness.withLiveness(workspace),
+  };
+  // WatchStatus streams and console streams count against one per-token cap.
+  const watchQuota = createStreamQuota(settings.maxWatchStreamsPerToken);
   let server;
   try {
     server = await startGrpcServer({
       useCases,
-      controlAuth: createControlAuth(settings.controlTokens),
-      watch: {
-        store,
-        hub,
-        clock,
-        progressIntervalMs: settings.progressIntervalMs,
-        overlay: (workspace) => useCases.liveness.withLiveness(workspace),
-      },
+      controlAuth,
+      watch,
       maxWatchStreamsPerToken: settings.maxWatchStreamsPerToken,
+      watchQuota,
       logger,
       observer: metrics.observer,
       listen: settings.listen,
@@ -323,9 +336,24 @@ export async function startVigil(
   let metricsServer: HttpListener | undefined;
   if (settings.metricsListen !== '') {
     // Everything the HTTP port serves, in match order.
-    const routes: HttpRoute[] = [metricsRoute(metrics.registry)];
+    const routes: HttpRoute[] = [
+      metricsRoute(metrics.registry),
+      consoleApiRoute({
+        admin: useCases.admin,
+        controlAuth,
+        watch,
+        watchQuota,
+        observer: metrics.observer,
+        countByStatus: () => statusCounts.snapshot(),
+        timings: settings.timings,
+        clock,
+        logger,
+      }),
+      // Built by `npm run build` next to dist/src.
+      consoleStaticRoute(join(__dirname, '..', 'web')),
+    ];
     try {
-      metricsServer = await serveHttp(settings.metricsListen, routes);
+      metricsServer = await serveHttp(settings.metricsListen, routes, 'try / or /metrics');
     } catch (error) {
       await server.shutdown(0);
       await useCases.liveness.stop();
@@ -341,6 +369,9 @@ export async function startVigil(
       tls: settings.tls ? (settings.tls.clientCa ? 'mtls' : 'tls') : 'off',
       metrics: metricsServer
         ? `http://${hostOf(settings.metricsListen)}:${metricsServer.port}/metrics`
+        : 'off',
+      console: metricsServer
+        ? `http://${hostOf(settings.metricsListen)}:${metricsServer.port}/`
         : 'off',
       databaseFile,
     },

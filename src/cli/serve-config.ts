@@ -120,7 +120,8 @@ export const SERVE_SETTINGS: readonly Setting[] = [
   {
     flag: 'max-watch-streams',
     env: 'VIGIL_MAX_WATCH_STREAMS',
-    description: 'open WatchStatus streams allowed per control token (0: no limit)',
+    description:
+      'open watch streams (WatchStatus and console) allowed per control token (0: no limit)',
     defaultText: DEFAULT_TEXT.watchStreams,
   },
   {
@@ -145,7 +146,8 @@ export const SERVE_SETTINGS: readonly Setting[] = [
   {
     flag: 'metrics-listen',
     env: 'VIGIL_METRICS_LISTEN',
-    description: 'HOST:PORT for Prometheus metrics at /metrics; "off" disables them',
+    description:
+      'HOST:PORT for Prometheus metrics at /metrics and the web console at /; "off" disables both',
     defaultText: DEFAULT_SETTINGS.metricsListen,
   },
   {

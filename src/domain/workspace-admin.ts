@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Clock } from './clock.js';
 import type { Timings } from './config.js';
-import { workspaceNotFound } from './errors.js';
+import { fieldInvalid, workspaceNotFound } from './errors.js';
 import type { Liveness } from './liveness.js';
 import { LIVE_STATUSES, type Transition, type Workspace, type WorkspaceStatus } from './model.js';
 import { decodeNumberPageToken, decodeStringPageToken, encodePageToken } from './page-token.js';
@@ -36,12 +36,15 @@ export interface WorkspaceAdmin {
   get(workspaceId: string): Promise<Workspace>;
   /**
    * A page of workspaces in id order (AIP-158): the given statuses, or every
-   * status but REMOVED. Throws FIELD_INVALID, PAGE_TOKEN_INVALID.
+   * status but REMOVED, and only ids starting with `idPrefix` when it is not
+   * empty. A page costs a range read of the id order whatever the fleet's
+   * size. Throws FIELD_INVALID, PAGE_TOKEN_INVALID.
    */
   list(
     pageSize: number,
     pageToken: string,
     statuses: readonly WorkspaceStatus[],
+    idPrefix?: string,
   ): Promise<Page<Workspace>>;
   /** Moves a workspace to the REMOVED tombstone. Throws WORKSPACE_NOT_FOUND. */
   delete(workspaceId: string): Promise<Workspace>;
@@ -54,6 +57,20 @@ export interface WorkspaceAdmin {
     pageSize: number,
     pageToken: string,
   ): Promise<Page<Transition>>;
+}
+
+/** What an id prefix may hold: the characters of a workspace id. */
+const ID_PREFIX_PATTERN = /^[a-z0-9-]{1,63}$/;
+
+/**
+ * A position just before every id starting with `prefix` and after every
+ * smaller id (ids hold only `[a-z0-9-]`, all below U+007F): the `afterId`
+ * that starts a prefix range. '' for no prefix.
+ */
+function idsBefore(prefix: string): string {
+  if (prefix === '') return '';
+  const last = prefix.charCodeAt(prefix.length - 1);
+  return `${prefix.slice(0, -1)}${String.fromCharCode(last - 1)}\u007f`;
 }
 
 export interface WorkspaceAdminOptions {
@@ -87,16 +104,23 @@ export function createWorkspaceAdmin(options: WorkspaceAdminOptions): WorkspaceA
       return liveness.withLiveness(workspace);
     },
 
-    async list(pageSize, pageToken, statuses) {
+    async list(pageSize, pageToken, statuses, idPrefix = '') {
       const limit = checkPageSize(pageSize);
-      const filter = [...new Set(statuses)].sort().join(',');
-      const afterId = decodeStringPageToken(pageToken, filter) ?? '';
-      const rows = await store.listWorkspaces({
+      if (idPrefix !== '' && !ID_PREFIX_PATTERN.test(idPrefix)) {
+        throw fieldInvalid('id_prefix', 'must be 1-63 lowercase letters, digits or "-"');
+      }
+      const statusFilter = [...new Set(statuses)].sort().join(',');
+      const filter = idPrefix === '' ? statusFilter : `${statusFilter};prefix=${idPrefix}`;
+      const afterId = decodeStringPageToken(pageToken, filter) ?? idsBefore(idPrefix);
+      const read = await store.listWorkspaces({
         statuses: statuses.length > 0 ? statuses : LIVE_STATUSES,
         afterId,
         limit: limit + 1,
         workspaceIds: [],
       });
+      // Ids come in order, so the first one without the prefix ends the range.
+      const outside = read.findIndex((w) => !w.id.startsWith(idPrefix));
+      const rows = outside === -1 ? read : read.slice(0, outside);
       const items = rows.slice(0, limit).map((w) => liveness.withLiveness(w));
       const last = items.at(-1);
       return {

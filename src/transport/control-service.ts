@@ -7,9 +7,9 @@ import type {
   WatchStatusResponse,
 } from '../../gen/vigil/v1/control_service.js';
 import { openWatch, type WatchDeps } from '../watch/watch-session.js';
+import { createStreamQuota, type StreamQuota } from '../watch/stream-quota.js';
 import { handleServerStream, handleUnary, type AdapterDeps, type CallContext } from './adapters.js';
 import { statusFromProto, transitionToProto, workspaceToProto } from './convert.js';
-import { VigilError } from '../domain/errors.js';
 import { encodeWatchEvent } from './watch-encoding.js';
 import type { HeartbeatForwarder } from './heartbeat-forwarder.js';
 
@@ -23,6 +23,11 @@ export interface ControlServiceDeps extends AdapterDeps {
   readonly maxWatchStreamsPerToken: number;
   /** Cluster mode: GetWorkspace asks the owner, which alone knows the live heartbeat state. */
   readonly forwarder?: HeartbeatForwarder | undefined;
+  /**
+   * The per-token count of open watch streams, when other watch streams (the web
+   * console's) share it; one of `maxWatchStreamsPerToken` is made when unset.
+   */
+  readonly watchQuota?: StreamQuota | undefined;
 }
 
 /** vigil.v1.ControlService: authenticated by control token. */
@@ -38,7 +43,7 @@ export function createControlService(deps: ControlServiceDeps): ControlServiceSe
       handle(request, controlAuth(context.token, scope), context),
     );
   const { forwarder } = deps;
-  const watchQuota = createStreamQuota(deps.maxWatchStreamsPerToken);
+  const watchQuota = deps.watchQuota ?? createStreamQuota(deps.maxWatchStreamsPerToken);
   /** One audit line per control action: who (the token's name, never the token) did what. */
   const audit = (caller: ControlPrincipal, action: string, workspaceId: string) => {
     logger.info({ audit: true, action, workspaceId, tokenName: caller.name }, 'control action');
@@ -145,36 +150,4 @@ async function* watchStatus(
     release();
     tracker.closed();
   }
-}
-
-interface StreamQuota {
-  /** Counts one more open stream for `key`; returns its release. Throws WATCH_LIMIT past the cap. */
-  acquire(key: string): () => void;
-}
-
-/** Caps open streams per key (a control token's name). */
-function createStreamQuota(max: number): StreamQuota {
-  const open = new Map<string, number>();
-  return {
-    acquire(key) {
-      const count = open.get(key) ?? 0;
-      if (max > 0 && count >= max) {
-        throw new VigilError(
-          'WATCH_LIMIT',
-          `the control token "${key}" already has ${count} open WatchStatus streams (the limit)`,
-          { tokenName: key, limit: String(max), retryAfterMs: '5000' },
-          { retryAfterMs: 5_000 },
-        );
-      }
-      open.set(key, count + 1);
-      let released = false;
-      return () => {
-        if (released) return;
-        released = true;
-        const left = (open.get(key) ?? 1) - 1;
-        if (left === 0) open.delete(key);
-        else open.set(key, left);
-      };
-    },
-  };
 }

@@ -4,6 +4,7 @@ import type { Logger } from 'pino';
 import type { ControlAuth } from '../domain/control-auth.js';
 import type { UseCases } from '../domain/use-cases.js';
 import type { WatchDeps } from '../watch/watch-session.js';
+import type { StreamQuota } from '../watch/stream-quota.js';
 import { createControlService } from './control-service.js';
 import { addReflection } from './reflection.js';
 import { tolerant } from './malformed.js';
@@ -28,6 +29,8 @@ export interface GrpcServerOptions {
   readonly maxMessageBytes: number;
   /** Open WatchStatus streams allowed per control token; 0 means no limit. */
   readonly maxWatchStreamsPerToken: number;
+  /** The per-token count of open watch streams, shared with the web console's streams. */
+  readonly watchQuota?: StreamQuota | undefined;
   /** Cluster mode: where unary heartbeats for workspaces other replicas own go. */
   readonly forwarder?: HeartbeatForwarder | undefined;
 }
@@ -90,6 +93,7 @@ export async function startGrpcServer(options: GrpcServerOptions): Promise<GrpcS
       watch: options.watch,
       maxWatchStreamsPerToken: options.maxWatchStreamsPerToken,
       forwarder: options.forwarder,
+      watchQuota: options.watchQuota,
       shutdown,
       logger: options.logger,
       observer: options.observer,

@@ -25,6 +25,11 @@ export function bearerAuthorization(token: string): string {
 /** The bearer token of a call, or undefined when there is none (or it is not a bearer token). */
 export function bearerToken(metadata: Metadata): string | undefined {
   const [value] = metadata.get(AUTHORIZATION_KEY);
+  return parseBearer(value);
+}
+
+/** The token of an `authorization` value (gRPC metadata or an HTTP header), or undefined when it is not a bearer token. */
+export function parseBearer(value: unknown): string | undefined {
   if (typeof value !== 'string') return undefined;
   const match = /^Bearer\s+(\S+)\s*$/i.exec(value);
   return match?.[1];

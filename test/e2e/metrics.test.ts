@@ -249,9 +249,9 @@ describe('metrics', () => {
     });
 
     describe('when another path is asked for', () => {
-      it('answers 404', async () => {
+      it('answers 404 (/ is the web console)', async () => {
         const base = `http://127.0.0.1:${String(harness.vigil.metricsPort)}`;
-        for (const path of ['/', '/metric', '/metrics/extra', '/healthz']) {
+        for (const path of ['/metric', '/metrics/extra', '/healthz', '/api/console']) {
           const response = await fetch(`${base}${path}`);
           await response.arrayBuffer();
           expect(response.status, path).to.equal(404);
@@ -259,6 +259,8 @@ describe('metrics', () => {
         const ok = await fetch(`${base}/metrics?format=text`);
         await ok.arrayBuffer();
         expect(ok.status).to.equal(200);
+        const unknown = await fetch(`${base}/nothing`);
+        expect(await unknown.text()).to.include('try / or /metrics');
       });
     });
   });
