@@ -111,9 +111,20 @@ export function createLiveness(options: LivenessOptions): Liveness {
     return pending;
   }
 
-  /** The leader adopts live workspaces nobody owns, counting their silence from now. */
+  /**
+   * The leader adopts live workspaces nobody owns, counting their silence from
+   * now. All at once (the claims share transactions); one that somebody owns
+   * by the time the claim lands stays with its owner.
+   */
   async function adoptOrphans(): Promise<void> {
-    for (const id of ownership.orphans(SWEEP_BATCH)) await take(id);
+    await Promise.all(
+      ownership.orphans(SWEEP_BATCH).map(async (id) => {
+        const ownedSince = await ownership.adopt(id);
+        if (ownedSince === undefined) return;
+        const state = await store.workspaceState(id);
+        if (state && state.status !== 'REMOVED') tracker.adopt(state, ownedSince);
+      }),
+    );
   }
   let timer: NodeJS.Timeout | undefined;
   let ticking: Promise<void> | undefined;

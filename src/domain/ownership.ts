@@ -20,6 +20,12 @@ export interface Ownership {
    * Resolves with ownedSince.
    */
   claim(id: string): Promise<number>;
+  /**
+   * Takes charge of a workspace only if nobody owns it (the leader adopting an
+   * orphan, from a view that may be late). Resolves with ownedSince, or
+   * undefined when another process owns it.
+   */
+  adopt(id: string): Promise<number | undefined>;
   /** Whether this process is the leader now. */
   isLeader(): boolean;
   /** Since when this process leads; undefined when it does not. */
@@ -36,6 +42,7 @@ export function ownsEverything(since: number): Ownership {
     owns: () => true,
     ownedSince: () => since,
     claim: () => Promise.resolve(since),
+    adopt: () => Promise.resolve(since),
     isLeader: () => true,
     leaderSince: () => since,
     orphans: () => [],

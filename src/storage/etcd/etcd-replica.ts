@@ -69,12 +69,16 @@ interface Claimed {
 }
 
 const CLAIM_BATCH = 100;
+const ORPHANED_CAP = 1_000_000;
 
 export function createEtcdReplica(options: EtcdReplicaOptions): EtcdReplica {
   const { connection, keys, replicaId, clock } = options;
   const ttlMs = options.leaseTtlSeconds * 1000;
   const owners = new Map<string, { replica: string; modRevision: number }>();
   const owned = new Map<string, Claimed>();
+  // When this replica saw an owner key go (its owner's lease expired or was revoked):
+  // an adopted orphan's silence counts from then, not from when the leader got to it.
+  const orphanedAt = new Map<string, number>();
   const replicas = new Map<string, ReplicaDoc>();
   const candidates = new Map<string, number>(); // leader/<rid> → create revision
   const lostListeners = new Set<(ids: readonly string[]) => void>();
@@ -95,9 +99,16 @@ export function createEtcdReplica(options: EtcdReplicaOptions): EtcdReplica {
   let keepAliveTimer: NodeJS.Timeout | undefined;
   let keepAlive: Awaited<ReturnType<EtcdConnection['leaseKeepAlive']>> | undefined;
   let renewing: Promise<void> | undefined;
+  /**
+   * Claims waiting for the next batch. `take` takes the key over from whoever
+   * holds it (a sidecar is here now); `adopt` only takes a key nobody holds
+   * (the leader adopting orphans from its possibly late view must never take
+   * a workspace from a live owner) and resolves undefined when someone does.
+   */
   const claimQueue: {
     id: string;
-    resolve: (since: number) => void;
+    mode: 'take' | 'adopt';
+    resolve: (since: number | undefined) => void;
     reject: (e: unknown) => void;
   }[] = [];
   let claimScheduled = false;
@@ -244,10 +255,44 @@ export function createEtcdReplica(options: EtcdReplicaOptions): EtcdReplica {
       claimScheduled = true;
       setImmediate(flushClaims);
     }
-    void claimBatch(batch);
+    const takes = batch.filter((c) => c.mode === 'take');
+    const adoptions = batch.filter((c) => c.mode === 'adopt');
+    if (takes.length > 0) void claimBatch(takes, 'take');
+    if (adoptions.length > 0) void claimBatch(adoptions, 'adopt');
   }
 
-  async function claimBatch(batch: typeof claimQueue): Promise<void> {
+  /**
+   * Learns who holds `own/<id>` as of `atRevision` (the key's mod_revision,
+   * or the revision a read found it absent at), unless something newer is known
+   * already: the watch and Txn answers arrive in either order.
+   */
+  function learnOwner(id: string, doc: OwnerDoc | undefined, atRevision: number): void {
+    const known = owners.get(id);
+    if (known && known.modRevision > atRevision) return;
+    if (doc) {
+      owners.set(id, { replica: doc.replica, modRevision: atRevision });
+      orphanedAt.delete(id);
+    } else {
+      // Bounded: past the cap (removed workspaces leave entries) adoption counts from now again.
+      if (orphanedAt.size >= ORPHANED_CAP) orphanedAt.clear();
+      if (known) orphanedAt.set(id, clock.now());
+      owners.delete(id);
+    }
+  }
+
+  function enqueueClaim(id: string, mode: 'take' | 'adopt'): Promise<number | undefined> {
+    const mine = owned.get(id);
+    if (mine) return Promise.resolve(mine.since);
+    return new Promise<number | undefined>((resolve, reject) => {
+      claimQueue.push({ id, mode, resolve, reject });
+      if (!claimScheduled) {
+        claimScheduled = true;
+        setImmediate(flushClaims);
+      }
+    });
+  }
+
+  async function claimBatch(batch: typeof claimQueue, mode: 'take' | 'adopt'): Promise<void> {
     const current = lease;
     if (current === undefined) {
       const error = new VigilError(
@@ -257,48 +302,78 @@ export function createEtcdReplica(options: EtcdReplicaOptions): EtcdReplica {
       for (const c of batch) c.reject(error);
       return;
     }
-    const ids = [...new Set(batch.map((c) => c.id))];
+    let ids = [...new Set(batch.map((c) => c.id))];
     const doc: OwnerDoc = { replica: replicaId, claimedAt: clock.now() };
+    const outcome = new Map<string, number | undefined>();
     try {
-      for (let attempt = 0; attempt < 5; attempt += 1) {
+      for (let attempt = 0; attempt < 5 && ids.length > 0; attempt += 1) {
         const response = await connection.txn(
-          ids.map((id) => ({
-            key: Buffer.from(keys.own(id)),
-            target: 'Mod',
-            result: 'Equal',
-            mod_revision: owners.get(id)?.modRevision ?? 0,
-          })),
+          ids.map((id) =>
+            mode === 'take'
+              ? {
+                  key: Buffer.from(keys.own(id)),
+                  target: 'Mod' as const,
+                  result: 'Equal' as const,
+                  mod_revision: owners.get(id)?.modRevision ?? 0,
+                }
+              : {
+                  // Adoption: only a key nobody holds.
+                  key: Buffer.from(keys.own(id)),
+                  target: 'Create' as const,
+                  result: 'Equal' as const,
+                  create_revision: 0,
+                },
+          ),
           ids.map((id) => ({
             request_put: { key: Buffer.from(keys.own(id)), value: encode(doc), lease: current },
           })),
           ids.map((id) => ({ request_range: { key: Buffer.from(keys.own(id)) } })),
         );
+        const rev = revision(response.header.revision);
         if (response.succeeded) {
-          const rev = revision(response.header.revision);
-          const since = clock.now();
+          const now = clock.now();
           for (const id of ids) {
-            owners.set(id, { replica: replicaId, modRevision: rev });
+            // An orphan counts from when it lost its owner, but never from before this leader led.
+            const since =
+              mode === 'adopt'
+                ? Math.min(now, Math.max(orphanedAt.get(id) ?? now, leadingSince ?? now))
+                : now;
+            learnOwner(id, doc, rev);
+            // The watch may already have shown a later take-over of this key: then it is not ours.
+            if (owners.get(id)?.replica !== replicaId) continue;
             owned.set(id, { since, modRevision: rev });
+            outcome.set(id, since);
           }
-          for (const c of batch) c.resolve(since);
-          return;
+          ids = [];
+          break;
         }
-        // Someone else moved an owner key meanwhile: learn the current revisions and try again.
+        // Someone moved an owner key meanwhile: learn the current holders and try again.
         response.responses.forEach((op, index) => {
           const kv = op.response_range.kvs[0];
           const id = ids[index];
           if (id === undefined) return;
-          if (kv)
-            owners.set(id, {
-              replica: decode<OwnerDoc>(kv.value).replica,
-              modRevision: revision(kv.mod_revision),
-            });
-          else owners.delete(id);
+          learnOwner(
+            id,
+            kv ? decode<OwnerDoc>(kv.value) : undefined,
+            kv ? revision(kv.mod_revision) : rev,
+          );
         });
+        // An adoption gives up the keys somebody holds now; the rest are tried again.
+        if (mode === 'adopt') ids = ids.filter((id) => !owners.has(id));
       }
-      throw new VigilError('STORE_UNAVAILABLE', 'could not take ownership of the workspace; retry');
     } catch (error) {
-      for (const c of batch) c.reject(error);
+      for (const c of batch) if (!outcome.has(c.id)) c.reject(error);
+      for (const c of batch) if (outcome.has(c.id)) c.resolve(outcome.get(c.id));
+      return;
+    }
+    const lost = new VigilError(
+      'STORE_UNAVAILABLE',
+      'could not take ownership of the workspace (another replica moved it meanwhile); retry',
+    );
+    for (const c of batch) {
+      if (outcome.has(c.id)) c.resolve(outcome.get(c.id));
+      else if (mode === 'adopt') c.resolve(undefined);
+      else c.reject(lost);
     }
   }
 
@@ -326,8 +401,7 @@ export function createEtcdReplica(options: EtcdReplicaOptions): EtcdReplica {
       const own = keys.idAfter(key, 'own/');
       if (own !== undefined) {
         const doc = deleted ? undefined : decode<OwnerDoc>(kv.value);
-        if (doc) owners.set(own, { replica: doc.replica, modRevision: revision(kv.mod_revision) });
-        else owners.delete(own);
+        learnOwner(own, doc, revision(kv.mod_revision));
         const mine = owned.get(own);
         // Ours until another write (a take-over, or the expiry of our lease) moved the key.
         if (mine && revision(kv.mod_revision) > mine.modRevision && doc?.replica !== replicaId) {
@@ -351,17 +425,12 @@ export function createEtcdReplica(options: EtcdReplicaOptions): EtcdReplica {
     },
     owns: (id) => owned.has(id),
     ownedSince: (id) => owned.get(id)?.since,
-    claim(id) {
-      const mine = owned.get(id);
-      if (mine) return Promise.resolve(mine.since);
-      return new Promise<number>((resolve, reject) => {
-        claimQueue.push({ id, resolve, reject });
-        if (!claimScheduled) {
-          claimScheduled = true;
-          setImmediate(flushClaims);
-        }
-      });
+    async claim(id) {
+      const since = await enqueueClaim(id, 'take');
+      if (since === undefined) throw new Error('a take-over resolved without ownership');
+      return since;
     },
+    adopt: (id) => enqueueClaim(id, 'adopt'),
     isLeader: () => leadingSince !== undefined,
     leaderSince: () => leadingSince,
     orphans(limit) {
