@@ -100,7 +100,7 @@ describe('cluster: randomized fault schedules through the checker (real processe
   for (let i = 0; i < SCHEDULES; i += 1) {
     const seed = BASE_SEED + i;
     it(`keeps the five properties over a 60 s schedule (${i + 1} of ${SCHEDULES}; VIGIL_CLUSTER_SCHEDULES=N runs more; seed ${seed}, VIGIL_CLUSTER_SEED replays)`, async () => {
-      scenario = await startScenario({ workspaces: 150 });
+      scenario = await startScenario({ workspaces: 100 });
       const churn = scenario.fleet.startChurn('churn', 200);
       const applied = await runSchedule(scenario, prng(seed));
       await scenario.cluster.healthy();
