@@ -14,7 +14,7 @@ import {
 } from '../helpers/cluster-scenario.js';
 
 const SIDECARS = FULL_SIZE ? 2_000 : 500;
-const BACKLOG = FULL_SIZE ? 30_000 : 10_000;
+const BACKLOG = FULL_SIZE ? 30_000 : 6_000;
 
 describe('cluster: etcd member faults (real processes)', function () {
   this.timeout(300_000);

@@ -37,6 +37,26 @@ export const sleep = (ms: number) =>
     setTimeout(resolve, ms);
   });
 
+/** Polls `done` every 250 ms until it holds or `timeoutMs` passed; resolves with whether it held. */
+export async function waitUntil(done: () => boolean, timeoutMs: number): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  while (!done()) {
+    if (Date.now() > deadline) return false;
+    await sleep(250);
+  }
+  return true;
+}
+
+/** Whether every one of `ids` has an OFFLINE transition in the history so far. */
+export function allOffline(scenario: Scenario, ids: readonly string[]): boolean {
+  const offline = new Set<string>();
+  for (const e of scenario.fleet.history.events) {
+    if (e.kind === 'watch' && e.frame === 'transition' && e.to === 'OFFLINE')
+      offline.add(e.ws ?? '');
+  }
+  return ids.every((id) => offline.has(id));
+}
+
 /** Skips the suite (one line naming the packages) when etcd is not installed. */
 export function skipWithoutEtcd(context: Mocha.Context): void {
   if (!ETCD_INSTALLED || !ETCDCTL_INSTALLED) {
