@@ -19,7 +19,6 @@ import { call, errorInfoOf, openWatch, type WatchReader } from '../helpers/rpc.j
  * (resume, limits shared with WatchStatus).
  */
 
-const ONE_REPLICA = { replicas: 1 } as object;
 const READ_TOKEN = 'vgc_console-read-token';
 
 interface ListAnswer {
@@ -46,7 +45,7 @@ describe('console API', () => {
       // One server even where the etcd pass runs several replicas: the console, its
       // counts and its stream quota are those of the process serving it, read right
       // after writes. (A harness without the option starts one anyway.)
-      ...ONE_REPLICA,
+      replicas: 1,
       settings: {
         metricsListen: '127.0.0.1:0',
         controlTokens: [

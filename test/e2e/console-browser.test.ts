@@ -19,7 +19,6 @@ import { openWatch, type WatchReader } from '../helpers/rpc.js';
  * workspace through ONLINE → DEGRADED → ONLINE.
  */
 
-const ONE_REPLICA = { replicas: 1 } as object;
 const READ_TOKEN = 'vgc_console-browser-read';
 /** How soon a committed transition must be on the page. */
 const SHOWN_WITHIN_MS = 1_000;
@@ -51,7 +50,7 @@ describe('console in Chromium', function () {
       // One server even where the etcd pass runs several replicas: the console, its
       // counts and its stream quota are those of the process serving it, read right
       // after writes. (A harness without the option starts one anyway.)
-      ...ONE_REPLICA,
+      replicas: 1,
       dataDir,
       settings: {
         metricsListen: `127.0.0.1:${metricsPort}`,
