@@ -529,7 +529,7 @@ export function checkRuntimeConfig(config: RuntimeConfig, catalog: ProviderCatal
   if (!ADAPTERS.includes(config.adapter)) {
     throw fieldInvalid('config.adapter', `must be one of ${ADAPTERS.join(', ')}`);
   }
-  if (Buffer.byteLength(config.model, 'utf8') > 256 || [...config.model].some((c) => c.charCodeAt(0) < 0x20)) {
+  if (Buffer.byteLength(config.model, 'utf8') > 256 || /\p{Cc}/u.test(config.model)) {
     throw fieldInvalid('config.model', 'must be at most 256 bytes of printable text');
   }
   if (config.provider !== '' && !catalog.providers.some((p) => p.name === config.provider)) {
