@@ -933,6 +933,34 @@ const NOT_FROM_A_CLIENT: Readonly<Partial<Record<ErrorReason, { suite: string; h
     suite: 'test/e2e/watch.test.ts',
     how: 'the server stopping with streams open',
   },
+  SECRET_NAME_INVALID: {
+    suite: 'test/unit/projection.test.ts',
+    how: 'a secret or env name outside the allowed pattern',
+  },
+  SECRET_VALUE_INVALID: {
+    suite: 'test/unit/projection.test.ts',
+    how: 'a secret value with NUL or over 32 KiB',
+  },
+  PROJECTION_INCOMPLETE: {
+    suite: 'test/unit/projection.test.ts',
+    how: 'a provider whose credential is not stored',
+  },
+  PROVIDER_UNRESOLVED: {
+    suite: 'test/unit/projection.test.ts',
+    how: 'a model no provider derives from',
+  },
+  PROVIDER_AMBIGUOUS: {
+    suite: 'test/unit/projection.test.ts',
+    how: 'both anthropic credentials stored for a claude model',
+  },
+  PROVIDER_UNSUPPORTED_BY_ADAPTER: {
+    suite: 'test/unit/projection.test.ts',
+    how: 'an adapter that cannot drive the provider',
+  },
+  SECRET_UNREADABLE: {
+    suite: 'test/unit/projection.test.ts',
+    how: 'a ciphertext copied to another row',
+  },
   INTERNAL: {
     suite: 'test/unit/wire.test.ts',
     how: 'a handler throwing something that is not a VigilError',
