@@ -961,6 +961,22 @@ const NOT_FROM_A_CLIENT: Readonly<Partial<Record<ErrorReason, { suite: string; h
     suite: 'test/unit/projection.test.ts',
     how: 'a ciphertext copied to another row',
   },
+  SECRET_NOT_FOUND: {
+    suite: 'test/e2e/projection.test.ts',
+    how: 'deleting a secret that is not stored',
+  },
+  CONFIG_VERSION_MISMATCH: {
+    suite: 'test/e2e/projection.test.ts',
+    how: 'two Sets racing with one expected_config_version',
+  },
+  SECRETS_DISABLED: {
+    suite: 'test/e2e/projection.test.ts',
+    how: 'a server running with --secrets-keyring off',
+  },
+  STORE_UNSUPPORTED: {
+    suite: 'test/e2e/projection.test.ts',
+    how: 'projection RPCs on the etcd store, which does not implement them yet',
+  },
   INTERNAL: {
     suite: 'test/unit/wire.test.ts',
     how: 'a handler throwing something that is not a VigilError',
