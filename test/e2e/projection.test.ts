@@ -64,6 +64,7 @@ describe('runtime projection', function () {
         );
         expect((await getWorkspace(harness, 'ws-etcd')).projectionReady).to.equal(false);
       });
+      it.skip('the projection itself: not implemented on the etcd store yet (SQLite only)');
     });
     return;
   }
