@@ -364,6 +364,33 @@ describe('runtime projection', function () {
       stream.cancel();
     });
 
+    it('coalesces a burst of writes: the last message reflects every commit', async () => {
+      await start();
+      const { token } = await createWorkspace(harness, 'ws-a');
+      await setSecret(harness, 'ws-a', 'MINIMAX_API_KEY', K);
+      const stream = watchProjection(harness.clients.runtime, 'ws-a', token);
+      await stream.next();
+      const [v1, v2] = await Promise.all([
+        setSecret(harness, 'ws-a', 'FIRST_TOOL', 'one'),
+        setSecret(harness, 'ws-a', 'SECOND_TOOL', 'two'),
+      ]);
+      const last = Math.max(v1, v2);
+      const versions: number[] = [];
+      for (;;) {
+        const event = await stream.next(5_000);
+        if (event.event?.$case !== 'projection') continue;
+        versions.push(event.event.value.configVersion);
+        if (event.event.value.configVersion === last) {
+          expect(event.event.value.env).to.include({ FIRST_TOOL: 'one', SECOND_TOOL: 'two' });
+          break;
+        }
+      }
+      // Strictly increasing, and at most one message per commit.
+      expect(versions).to.deep.equal([...new Set(versions)].sort((a, b) => a - b));
+      expect(versions.length).to.be.at.most(2);
+      stream.cancel();
+    });
+
     it('ends WORKSPACE_REMOVED on DeleteWorkspace, which shreds the data key and secrets', async () => {
       await start();
       const { token } = await createWorkspace(harness, 'ws-a');
