@@ -279,6 +279,7 @@ export async function startVigil(
     countByStatus: () => store.countByStatus(),
     heartbeatStats: () => useCases.runtime.heartbeatStats(),
     ...storeMetrics,
+    ...(projectionStore ? { secretKeys: () => projectionStore.keyUsage() } : {}),
   });
   // Told by the store itself after every commit, in commit order.
   store.subscribe(({ transitions }) => {

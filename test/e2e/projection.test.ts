@@ -237,6 +237,7 @@ describe('runtime projection', function () {
       const metrics = await (
         await fetch(`http://127.0.0.1:${harness.vigil.metricsPort ?? 0}/metrics`)
       ).text();
+      expect(metrics).to.match(/^vigil_secret_deks\{kek_id="k1"\} 1$/m);
       const { dataDir } = harness;
       const files = readdirSync(dataDir).filter((f) => f.startsWith('vigil.db'));
       expect(files).to.include.members(['vigil.db', 'vigil.db-wal']);
