@@ -164,7 +164,7 @@ function supervisorText(event: SupervisorEvent): string {
       const detail = Object.entries(event.metadata)
         .map(([k, v]) => `${k}=${v}`)
         .join(' ');
-      return `projection error: FAILED ${event.reason} ${detail} (config_version ${event.configVersion}; child not started with it)`;
+      return `projection error: ${event.reason} ${detail} (config_version ${event.configVersion}; child not started with it)`;
     }
   }
 }
