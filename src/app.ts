@@ -20,6 +20,12 @@ import { createEtcdConnection, type EtcdTls } from './storage/etcd/etcd-connecti
 import { createEtcdReplica, type EtcdReplica } from './storage/etcd/etcd-replica.js';
 import { createEtcdStore } from './storage/etcd/etcd-store.js';
 import { createSqliteStore } from './storage/sqlite-store.js';
+import { createSqliteProjectionStore } from './storage/sqlite-projection-store.js';
+import { createAesGcmCipher } from './crypto/aes-gcm-cipher.js';
+import { loadOrCreateKeyring } from './crypto/keyring-file.js';
+import { BUILT_IN_PROVIDERS, type ProviderCatalog } from './domain/projection.js';
+import type { ProjectionStore } from './domain/projection-store.js';
+import type { SecretCipher } from './domain/secret-cipher.js';
 import { createHeartbeatForwarder } from './transport/heartbeat-forwarder.js';
 import { startGrpcServer, type ServerTls } from './transport/server.js';
 import { createStatusCounts } from './watch/status-counts.js';
@@ -75,6 +81,13 @@ export interface VigilSettings {
   readonly watchTailCapacity?: number;
   /** How often the liveness sweep runs; derived from offline_after when unset. */
   readonly sweepIntervalMs?: number;
+  /**
+   * The secrets keyring file (generated 0600 when missing); "off" disables
+   * secrets (SECRETS_DISABLED, never plaintext). Default DATA_DIR/secrets-keyring.
+   */
+  readonly secretsKeyring?: string | undefined;
+  /** The provider catalog (from --providers-file); the built-in one when unset. */
+  readonly providers?: ProviderCatalog | undefined;
 }
 
 /** Seams for tests: time, DNS, randomness, logging. */
@@ -115,6 +128,12 @@ export const DEFAULT_SETTINGS: Omit<VigilSettings, 'controlTokens'> = {
 
 const DNS_TIMEOUT_MS = 3_000;
 
+/**
+ * Defence in depth: paths pino censors should a secret value or a projected
+ * environment ever be handed to a log call (none is; errors carry names only).
+ */
+export const LOG_REDACTIONS = ['value', 'env', '*.value', '*.env', 'projection.env'] as const;
+
 /** This build's version (recorded with each replica's presence in cluster mode). */
 export const VIGIL_VERSION = '0.1.0';
 
@@ -147,7 +166,7 @@ export async function startVigil(
   settings: VigilSettings,
   overrides: VigilOverrides = {},
 ): Promise<RunningVigil> {
-  const logger = overrides.logger ?? pino({ name: 'vigil' });
+  const logger = overrides.logger ?? pino({ name: 'vigil', redact: [...LOG_REDACTIONS] });
   const clock = overrides.clock ?? systemClock;
   const onListenerError = (error: unknown) => {
     logger.error({ err: error }, 'a commit listener failed; the write stands');
@@ -159,6 +178,8 @@ export async function startVigil(
   let replica: EtcdReplica | undefined;
   let storeMetrics: Pick<Parameters<typeof createMetrics>[0], 'sqlStatements' | 'etcdRequests'>;
   let databaseFile: string;
+  let projectionStore: ProjectionStore | undefined;
+  let cipher: SecretCipher | undefined;
   if (settings.etcd) {
     const etcd = settings.etcd;
     const etcdConnection = createEtcdConnection({ endpoints: etcd.endpoints, tls: etcd.tls });
@@ -208,8 +229,27 @@ export async function startVigil(
   } else {
     databaseFile = join(settings.dataDir, 'vigil.db');
     const db = openDatabase(databaseFile, { synchronous: settings.synchronous });
-    const sqlite = createSqliteStore(db, { onListenerError });
+    const projections = createSqliteProjectionStore(db);
+    const sqlite = createSqliteStore(db, {
+      onListenerError,
+      // Crypto-shred: the data key and sealed secrets go in the REMOVED transaction itself.
+      inDeleteTransaction: (id) => {
+        projections.shred(id);
+      },
+    });
     store = sqlite;
+    projectionStore = projections;
+    const keyringFile = settings.secretsKeyring ?? join(settings.dataDir, 'secrets-keyring');
+    if (keyringFile !== 'off') {
+      try {
+        const { keyring, created } = loadOrCreateKeyring(keyringFile);
+        if (created) logger.info({ file: keyringFile }, 'generated the secrets keyring');
+        cipher = createAesGcmCipher(keyring);
+      } catch (error) {
+        db.close();
+        throw error;
+      }
+    }
     storeMetrics = { sqlStatements: () => sqlite.statementsExecuted() };
   }
   const hub = createTransitionHub({
@@ -240,17 +280,27 @@ export async function startVigil(
     onCompacted: (deleted) => {
       logger.info({ deleted }, 'compacted the transition log');
     },
+    projection: {
+      store: projectionStore,
+      cipher,
+      catalog: settings.providers ?? BUILT_IN_PROVIDERS,
+      progressIntervalMs: settings.progressIntervalMs,
+    },
   });
   const metrics = createMetrics({
     headSeq: () => hub.head(),
     countByStatus: () => store.countByStatus(),
     heartbeatStats: () => useCases.runtime.heartbeatStats(),
     ...storeMetrics,
+    ...(projectionStore ? { secretKeys: () => projectionStore.keyUsage() } : {}),
   });
   // Told by the store itself after every commit, in commit order.
   store.subscribe(({ transitions }) => {
     if (transitions.length === 0) return;
     statusCounts.apply(transitions);
+    for (const t of transitions) {
+      if (t.toStatus === 'REMOVED') useCases.projection.workspaceRemoved(t.workspaceId);
+    }
     hub.publish(transitions);
     metrics.transitionsCommitted(transitions);
     for (const t of transitions) {
@@ -267,6 +317,8 @@ export async function startVigil(
     }
   });
   try {
+    // Refuses to start on a keyring missing a stored key; re-wraps; recomputes digests.
+    await useCases.projection.start();
     await useCases.liveness.start();
   } catch (error) {
     await replica?.stop();

@@ -1,5 +1,11 @@
 #!/usr/bin/env node
 import { UsageError, describeFailure } from './cli/common.js';
+import {
+  configCommand,
+  keyringCommand,
+  projectionCommand,
+  secretsCommand,
+} from './cli/projection-command.js';
 import { serveCommand } from './cli/serve-command.js';
 import { sidecarCommand } from './cli/sidecar-command.js';
 import { watchCommand } from './cli/watch-command.js';
@@ -13,7 +19,11 @@ Commands:
   serve       run the Vigil server
   workspace   create, get, list, delete workspaces and rotate their tokens
   watch       follow status transitions as they commit
-  sidecar     register and heartbeat for one runtime
+  sidecar     register and heartbeat for one runtime (--exec: and run it)
+  secrets     set, delete, list a workspace's secrets (values from a file or stdin)
+  config      set a workspace's runtime config
+  projection  explain or get a workspace's runtime projection
+  keyring     rotate the secrets keyring, remove or list its keys
 
 Run "vigil <command> --help" for a command's flags.`;
 
@@ -28,6 +38,14 @@ async function main(argv: string[]): Promise<number> {
       return watchCommand(rest, process.env);
     case 'sidecar':
       return sidecarCommand(rest, process.env);
+    case 'secrets':
+      return secretsCommand(rest, process.env);
+    case 'config':
+      return configCommand(rest, process.env);
+    case 'projection':
+      return projectionCommand(rest, process.env);
+    case 'keyring':
+      return keyringCommand(rest, process.env);
     case 'help':
     case '--help':
     case '-h':

@@ -1,5 +1,5 @@
 import pino from 'pino';
-import { startVigil } from '../app.js';
+import { LOG_REDACTIONS, startVigil } from '../app.js';
 import { UsageError, parse, untilSignal } from './common.js';
 import type { ControlTokenSpec } from '../domain/control-auth.js';
 import { hashToken } from '../domain/tokens.js';
@@ -46,7 +46,7 @@ export async function serveCommand(args: string[]): Promise<number> {
     return 2;
   }
   const { settings, logLevel } = resolved.config;
-  const logger = pino({ name: 'vigil', level: logLevel });
+  const logger = pino({ name: 'vigil', level: logLevel, redact: [...LOG_REDACTIONS] });
   const controlTokens: ControlTokenSpec[] = [];
   const { controlToken, controlTokensFile } = resolved.config;
   if (controlToken !== undefined) {

@@ -4,6 +4,8 @@ import { DEFAULT_SETTINGS, type EtcdSettings, type VigilSettings } from '../app.
 import { parseRate } from '../domain/rate-limiter.js';
 import { URL_POLICIES, type UrlPolicyName } from '../domain/url-policy.js';
 import { formatDuration, parseDuration } from './duration.js';
+import type { ProviderCatalog } from '../domain/projection.js';
+import { readProvidersFile } from './providers-file.js';
 
 /**
  * Settings of `vigil serve`: flags override environment (VIGIL_*), which
@@ -161,6 +163,19 @@ export const SERVE_SETTINGS: readonly Setting[] = [
     env: 'VIGIL_URL_POLICY',
     description: `which addresses Register URLs may resolve to: ${URL_POLICIES.join(' | ')}`,
     defaultText: DEFAULT_SETTINGS.urlPolicy,
+  },
+  {
+    flag: 'secrets-keyring',
+    env: 'VIGIL_SECRETS_KEYRING',
+    description:
+      'keyring file encrypting workspace secrets (generated 0600 when missing; refused if others may read it); "off" disables secrets',
+    defaultText: 'DATA_DIR/secrets-keyring',
+  },
+  {
+    flag: 'providers-file',
+    env: 'VIGIL_PROVIDERS_FILE',
+    description: 'JSON provider catalog replacing the built-in one (validated at start)',
+    defaultText: 'none (built-in)',
   },
   {
     flag: 'sync',
@@ -357,6 +372,17 @@ export function resolveServeConfig(
   if (!/^\d+$/.test(watchText))
     errors.push(`--max-watch-streams: "${watchText}" is not a whole number`);
   const etcd = resolveEtcd(value, listen, errors);
+  const secretsKeyring = value('secrets-keyring');
+  if (secretsKeyring === '') errors.push('--secrets-keyring: must not be empty (use "off")');
+  const providersFile = value('providers-file');
+  let providers: ProviderCatalog | undefined;
+  if (providersFile !== undefined) {
+    try {
+      providers = readProvidersFile(providersFile);
+    } catch (error) {
+      errors.push(`--providers-file: ${(error as Error).message}`);
+    }
+  }
   const controlToken = env['VIGIL_CONTROL_TOKEN'];
   if (controlToken === '') errors.push('VIGIL_CONTROL_TOKEN: set but empty');
 
@@ -377,6 +403,8 @@ export function resolveServeConfig(
         progressIntervalMs,
         synchronous: sync as 'FULL' | 'NORMAL',
         ...(etcd ? { etcd } : {}),
+        ...(secretsKeyring === undefined ? {} : { secretsKeyring }),
+        ...(providers ? { providers } : {}),
       },
       controlToken,
       controlTokensFile: value('control-tokens'),

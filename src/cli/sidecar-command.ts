@@ -12,8 +12,10 @@ import {
   untilSignal,
 } from './common.js';
 import { statusName } from './workspace-command.js';
+import { RuntimeState } from '../../gen/vigil/v1/workspace.js';
+import { superviseChild, type Supervisor, type SupervisorEvent } from './exec-supervisor.js';
 
-export const SIDECAR_HELP = `Usage: vigil sidecar --workspace ID --token-file FILE --url URL --card FILE [flags]
+export const SIDECAR_HELP = `Usage: vigil sidecar --workspace ID --token-file FILE --url URL --card FILE [flags] [--exec -- CMD ARGS...]
 
 Runs a runtime's sidecar: registers the advertised URL and agent card, then
 heartbeats on the interval the server hints, always carrying the card. When
@@ -21,12 +23,20 @@ Register is rejected (say the URL does not resolve from the control plane) it
 keeps heartbeating, which is what lets the workspace recover. Stops cleanly on
 SIGTERM / Ctrl-C.
 
+With --exec it also runs the runtime: it fetches the workspace's projection
+(WatchProjection) and starts CMD with exactly that environment (plus PATH,
+HOME, LANG, TZ, TMPDIR, USER, SHELL of its own). On a projection error the
+child is not started and the heartbeat reports the runtime WEDGED with the
+reason; a new version is applied by the reload policy (restart, signal, none);
+heartbeats report the version the child runs with (applied_config_version).
+
 Flags:
   --workspace ID         the workspace to run as
   --token-file FILE      file holding the workspace token
   --url URL              URL to advertise (may be empty with --delivery-mode poll)
   --card FILE            the A2A agent card, a JSON file
   --delivery-mode MODE   push (default) or poll
+  --exec                 run the command after -- with the projected environment
   --server HOST:PORT     Vigil server [env VIGIL_SERVER, default 127.0.0.1:50051]
   --tls-ca FILE          connect with TLS, trusting this PEM CA [env VIGIL_CLIENT_TLS_CA]
   --tls-cert FILE        client certificate for mTLS [env VIGIL_CLIENT_TLS_CERT]
@@ -42,12 +52,20 @@ export async function sidecarCommand(args: string[], env: NodeJS.ProcessEnv): Pr
     url: { type: 'string' },
     card: { type: 'string' },
     'delivery-mode': { type: 'string' },
+    exec: { type: 'boolean' },
   });
   if (values.help) {
     out(SIDECAR_HELP);
     return 0;
   }
-  if (positionals.length > 0) throw new UsageError('vigil sidecar takes no arguments');
+  const exec = values.exec ?? false;
+  if (!exec && positionals.length > 0) {
+    throw new UsageError(
+      'vigil sidecar takes no arguments (run a command with --exec -- CMD ARGS)',
+    );
+  }
+  const [command, ...commandArgs] = positionals;
+  if (exec && command === undefined) throw new UsageError('--exec needs a command after --');
   const workspaceId = required(values.workspace, '--workspace');
   const token = readFile(required(values['token-file'], '--token-file'), '--token-file').trim();
   const mode = (values['delivery-mode'] ?? 'push').toLowerCase();
@@ -69,25 +87,85 @@ export async function sidecarCommand(args: string[], env: NodeJS.ProcessEnv): Pr
 
   const client = createRuntimeClient(connectOptions(values, env, token));
   const stop = untilSignal();
+  // Ends the loop and the child together: on SIGTERM, or when either one ends.
+  const halt = new AbortController();
+  stop.signal.addEventListener('abort', () => {
+    halt.abort();
+  });
   const json = values.json ?? false;
   const started = Date.now();
+  let supervisor: Supervisor | undefined;
+  if (exec && command !== undefined) {
+    supervisor = superviseChild({
+      command,
+      args: commandArgs,
+      events: client.watchProjection({ workspaceId, signal: halt.signal }),
+      signal: halt.signal,
+      onEvent: (event) => {
+        out(json ? JSON.stringify(supervisorJson(event)) : supervisorText(event));
+      },
+    });
+  }
+  const supervised = supervisor;
+  const report = () => {
+    const uptimeSeconds = Math.floor((Date.now() - started) / 1000);
+    if (!supervised) return { uptimeSeconds };
+    const problem = supervised.problem();
+    return {
+      uptimeSeconds,
+      appliedConfigVersion: supervised.applied(),
+      ...(problem !== undefined && supervised.applied() === 0
+        ? { runtimeState: RuntimeState.RUNTIME_STATE_WEDGED, sampleError: `projection: ${problem}` }
+        : {}),
+    };
+  };
   try {
-    await runHeartbeatLoop({
+    const loop = runHeartbeatLoop({
       client,
       workspaceId,
       url,
       agentCard: agentCard as Record<string, unknown>,
       deliveryMode:
         mode === 'poll' ? DeliveryMode.DELIVERY_MODE_POLL : DeliveryMode.DELIVERY_MODE_PUSH,
-      report: () => ({ uptimeSeconds: Math.floor((Date.now() - started) / 1000) }),
-      signal: stop.signal,
+      report,
+      signal: halt.signal,
       onEvent: (event) => {
         out(json ? JSON.stringify(eventJson(event)) : eventText(event));
       },
     });
+    // Either ending (a fatal projection error, a removed workspace) ends both.
+    await Promise.race([loop, supervised?.done ?? loop]).finally(() => {
+      halt.abort();
+    });
+    await Promise.allSettled([loop, supervised?.done]);
+    await loop;
+    await supervised?.done;
     return 0;
   } finally {
     client.close();
+  }
+}
+
+function supervisorJson(event: SupervisorEvent): Record<string, unknown> {
+  return { at: new Date().toISOString(), event: event.type, ...event, type: undefined };
+}
+
+function supervisorText(event: SupervisorEvent): string {
+  switch (event.type) {
+    case 'child-started':
+      return `child started: pid ${event.pid}, config_version ${event.configVersion}`;
+    case 'child-exited':
+      return `child exited: ${event.signal ?? `code ${String(event.code)}`}${
+        event.restartInMs === undefined ? '' : ` (restarting in ${event.restartInMs} ms)`
+      }`;
+    case 'child-signalled':
+      return `child sent ${event.signal} for config_version ${event.configVersion}`;
+    case 'projection-error': {
+      const detail = Object.entries(event.metadata)
+        .map(([k, v]) => `${k}=${v}`)
+        .join(' ');
+      return `projection error: ${event.reason} ${detail} (config_version ${event.configVersion}; child not started with it)`;
+    }
   }
 }
 

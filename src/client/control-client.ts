@@ -4,6 +4,16 @@ import {
   ListTransitionsRequest,
   ListWorkspacesRequest,
   type CreateWorkspaceResponse,
+  type DeleteWorkspaceSecretRequest,
+  type DeleteWorkspaceSecretResponse,
+  type ExplainProjectionResponse,
+  type ListAuditEventsRequest,
+  type ListAuditEventsResponse,
+  type ListWorkspaceSecretsResponse,
+  type SetWorkspaceRuntimeConfigRequest,
+  type SetWorkspaceRuntimeConfigResponse,
+  type SetWorkspaceSecretRequest,
+  type SetWorkspaceSecretResponse,
   type ListTransitionsResponse,
   type ListWorkspacesResponse,
   type WatchStatusResponse,
@@ -67,6 +77,33 @@ export interface ControlClient {
    * are thrown.
    */
   watchStatus(options?: WatchOptions): AsyncGenerator<WatchEvent>;
+  /** Stores a secret (admin); its value is never returned by any call. */
+  setWorkspaceSecret(
+    request: SetWorkspaceSecretRequest,
+    options?: CallSettings,
+  ): Promise<SetWorkspaceSecretResponse>;
+  deleteWorkspaceSecret(
+    request: DeleteWorkspaceSecretRequest,
+    options?: CallSettings,
+  ): Promise<DeleteWorkspaceSecretResponse>;
+  /** Secret metadata and fingerprints, never values. */
+  listWorkspaceSecrets(
+    workspaceId: string,
+    options?: CallSettings,
+  ): Promise<ListWorkspaceSecretsResponse>;
+  setWorkspaceRuntimeConfig(
+    request: SetWorkspaceRuntimeConfigRequest,
+    options?: CallSettings,
+  ): Promise<SetWorkspaceRuntimeConfigResponse>;
+  /** Which rule produced which variable; values redacted. */
+  explainProjection(
+    workspaceId: string,
+    options?: CallSettings,
+  ): Promise<ExplainProjectionResponse>;
+  listAuditEvents(
+    request: ListAuditEventsRequest,
+    options?: CallSettings,
+  ): Promise<ListAuditEventsResponse>;
   close(): void;
 }
 
@@ -159,6 +196,36 @@ export function createControlClient(options: ConnectOptions): ControlClient {
         callOptions(settings),
       ),
     watchStatus: (watchOptions = {}) => watchStatus(client, conn.metadata, watchOptions),
+    setWorkspaceSecret: (request, settings) =>
+      invoke(client, client.setWorkspaceSecret, request, conn.metadata(), callOptions(settings)),
+    deleteWorkspaceSecret: (request, settings) =>
+      invoke(client, client.deleteWorkspaceSecret, request, conn.metadata(), callOptions(settings)),
+    listWorkspaceSecrets: (workspaceId, settings) =>
+      invoke(
+        client,
+        client.listWorkspaceSecrets,
+        { workspaceId },
+        conn.metadata(),
+        callOptions(settings),
+      ),
+    setWorkspaceRuntimeConfig: (request, settings) =>
+      invoke(
+        client,
+        client.setWorkspaceRuntimeConfig,
+        request,
+        conn.metadata(),
+        callOptions(settings),
+      ),
+    explainProjection: (workspaceId, settings) =>
+      invoke(
+        client,
+        client.explainProjection,
+        { workspaceId },
+        conn.metadata(),
+        callOptions(settings),
+      ),
+    listAuditEvents: (request, settings) =>
+      invoke(client, client.listAuditEvents, request, conn.metadata(), callOptions(settings)),
     close: () => {
       client.close();
     },

@@ -18,6 +18,7 @@ export type HealthReport = Partial<
     | 'currentTask'
     | 'runtimeState'
     | 'nativeStatusManagement'
+    | 'appliedConfigVersion'
   >
 >;
 
@@ -65,6 +66,12 @@ export interface HeartbeatLoopOptions {
   /** Stops the loop; `run` then resolves. */
   readonly signal: AbortSignal;
   readonly onEvent?: (event: SidecarEvent) => void;
+  /**
+   * Told when a Register or heartbeat answer hints a projection version other
+   * than the last one hinted (the first answer included): fetch or watch the
+   * projection then. Report what was applied with `report().appliedConfigVersion`.
+   */
+  readonly onProjection?: (configVersion: number) => void;
   readonly random?: () => number;
 }
 
@@ -87,6 +94,12 @@ export async function runHeartbeatLoop(options: HeartbeatLoopOptions): Promise<v
   let nextRegisterAt = 0;
   let failures = 0;
   const emit = (event: SidecarEvent) => options.onEvent?.(event);
+  let hinted: number | undefined;
+  const hint = (configVersion: number) => {
+    if (configVersion === hinted) return;
+    hinted = configVersion;
+    options.onProjection?.(configVersion);
+  };
 
   /** Registers; returns whether to stop trying. */
   const register = async (): Promise<boolean> => {
@@ -98,6 +111,7 @@ export async function runHeartbeatLoop(options: HeartbeatLoopOptions): Promise<v
         deliveryMode: options.deliveryMode ?? DeliveryMode.DELIVERY_MODE_PUSH,
       });
       intervalMs = hintMs(response.heartbeatInterval, intervalMs);
+      hint(response.configVersion);
       emit({
         type: 'registered',
         status: response.workspace?.status ?? WorkspaceStatus.WORKSPACE_STATUS_UNSPECIFIED,
@@ -157,6 +171,7 @@ export async function runHeartbeatLoop(options: HeartbeatLoopOptions): Promise<v
         });
         failures = 0;
         intervalMs = hintMs(response.heartbeatInterval, intervalMs);
+        hint(response.configVersion);
         waitMs = intervalMs;
         emit({ type: 'heartbeat', status: response.status, intervalMs, via });
       } catch (error) {

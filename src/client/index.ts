@@ -18,6 +18,14 @@ export {
   type SidecarEvent,
 } from './heartbeat-loop.js';
 export { VigilClientError } from './errors.js';
+export type { ProjectionWatchEvent, ProjectionWatchOptions } from './projection-watch.js';
+export {
+  ReloadAction,
+  SecretUse,
+  type Projection,
+  type ProjectionError,
+  type RuntimeConfig,
+} from '../../gen/vigil/v1/projection.js';
 export { DEFAULT_SERVER, tlsCredentials, type ConnectOptions, type TlsOptions } from './channel.js';
 export type { BackoffOptions } from './backoff.js';
 export {

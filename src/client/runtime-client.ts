@@ -5,6 +5,12 @@ import {
   type HeartbeatResponse,
   type RegisterResponse,
 } from '../../gen/vigil/v1/runtime_service.js';
+import type { Projection } from '../../gen/vigil/v1/projection.js';
+import {
+  watchProjection,
+  type ProjectionWatchEvent,
+  type ProjectionWatchOptions,
+} from './projection-watch.js';
 import {
   callOptions,
   type CallSettings,
@@ -21,6 +27,14 @@ export interface RuntimeClient {
   heartbeat(request: HeartbeatInput, options?: CallSettings): Promise<HeartbeatResponse>;
   /** Opens a HeartbeatStream: many heartbeats over one call, far cheaper than unary calls. */
   openHeartbeatStream(): HeartbeatStream;
+  /**
+   * The environment this runtime must start with. Fails with the projection's
+   * reason (FAILED_PRECONDITION PROJECTION_INCOMPLETE and the like), never
+   * with a partial environment.
+   */
+  getProjection(workspaceId: string, options?: CallSettings): Promise<Projection>;
+  /** Follows WatchProjection, reconnecting by itself; each version once. */
+  watchProjection(options: ProjectionWatchOptions): AsyncGenerator<ProjectionWatchEvent>;
   close(): void;
 }
 
@@ -46,6 +60,18 @@ export function createRuntimeClient(options: ConnectOptions): RuntimeClient {
         callOptions(settings),
       ),
     openHeartbeatStream: () => openHeartbeatStream(client, conn.metadata()),
+    getProjection: async (workspaceId, settings) => {
+      const response = await invoke(
+        client,
+        client.getProjection,
+        { workspaceId },
+        conn.metadata(),
+        callOptions(settings),
+      );
+      if (!response.projection) throw new Error('GetProjection answered without a projection');
+      return response.projection;
+    },
+    watchProjection: (watchOptions) => watchProjection(client, conn.metadata, watchOptions),
     close: () => {
       client.close();
     },

@@ -1,5 +1,9 @@
 import { createLiveness, type Liveness } from './liveness.js';
 import { ownsEverything, type Ownership } from './ownership.js';
+import { BUILT_IN_PROVIDERS, type ProviderCatalog } from './projection.js';
+import type { ProjectionStore } from './projection-store.js';
+import { createProjectionUseCases, type ProjectionUseCases } from './projection-use-cases.js';
+import type { SecretCipher } from './secret-cipher.js';
 import {
   createRuntimeUseCases,
   type RuntimeOptions,
@@ -17,6 +21,18 @@ export interface UseCases {
   readonly runtime: RuntimeUseCases;
   readonly admin: WorkspaceAdmin;
   readonly liveness: Liveness;
+  readonly projection: ProjectionUseCases;
+}
+
+/** The runtime projection's parts. */
+export interface ProjectionSettings {
+  /** Undefined: the store does not implement the projection (STORE_UNSUPPORTED). */
+  readonly store: ProjectionStore | undefined;
+  /** Undefined: no keyring (SECRETS_DISABLED). */
+  readonly cipher: SecretCipher | undefined;
+  readonly catalog: ProviderCatalog;
+  /** Idle WatchProjection streams get a progress event this often. */
+  readonly progressIntervalMs: number;
 }
 
 /** What the runtime use-cases take, but the capabilities composed here. */
@@ -31,6 +47,8 @@ export interface UseCaseOptions extends Omit<RuntimeOptions, 'tokens' | 'livenes
   readonly onError?: (error: unknown) => void;
   /** Told when compaction dropped transitions. */
   readonly onCompacted?: (deleted: number) => void;
+  /** The runtime projection; without it every projection call is STORE_UNSUPPORTED. */
+  readonly projection?: ProjectionSettings | undefined;
 }
 
 export function createUseCases(options: UseCaseOptions): UseCases {
@@ -63,5 +81,16 @@ export function createUseCases(options: UseCaseOptions): UseCases {
     random: options.random,
   });
   const admin = createWorkspaceAdmin({ store, tokens, liveness, clock, timings });
-  return { tokens, runtime, admin, liveness };
+  const projection = createProjectionUseCases({
+    ...(options.projection ?? {
+      store: undefined,
+      cipher: undefined,
+      catalog: BUILT_IN_PROVIDERS,
+      progressIntervalMs: 15_000,
+    }),
+    tokens,
+    clock,
+    ...(options.onError ? { onError: options.onError } : {}),
+  });
+  return { tokens, runtime, admin, liveness, projection };
 }

@@ -323,6 +323,9 @@ const HTTP_STATUS: Record<ErrorCodeName, number> = {
   OUT_OF_RANGE: 400,
   UNAVAILABLE: 503,
   INTERNAL: 500,
+  ABORTED: 409,
+  DATA_LOSS: 500,
+  UNIMPLEMENTED: 501,
 };
 
 function answerError(response: ServerResponse, error: VigilError): void {

@@ -21,6 +21,8 @@ export interface MetricsSources {
   readonly sqlStatements?: () => number;
   /** Requests the store has sent to etcd, by operation (cluster mode). */
   readonly etcdRequests?: () => Readonly<Record<string, number>>;
+  /** Workspace data keys by the keyring key wrapping them (a KEK rotation is done at 0 for the old one). */
+  readonly secretKeys?: () => Promise<ReadonlyMap<string, number>>;
 }
 
 export interface Metrics {
@@ -69,7 +71,19 @@ export function createMetrics(sources: MetricsSources): Metrics {
     },
   });
 
-  const { heartbeatStats, sqlStatements, etcdRequests } = sources;
+  const { heartbeatStats, sqlStatements, etcdRequests, secretKeys } = sources;
+  if (secretKeys) {
+    new Gauge({
+      name: 'vigil_secret_deks',
+      help: 'Workspace data keys by the keyring key (KEK) that wraps them.',
+      labelNames: ['kek_id'] as const,
+      registers: [registry],
+      async collect() {
+        this.reset();
+        for (const [kekId, n] of await secretKeys()) this.set({ kek_id: kekId }, n);
+      },
+    });
+  }
   if (heartbeatStats) {
     counterFrom(
       registry,

@@ -66,6 +66,60 @@ const MIGRATIONS: readonly string[] = [
   ALTER TABLE workspace_tokens ADD COLUMN last_used_at INTEGER;
   ALTER TABLE workspaces ADD COLUMN token_last_used_at INTEGER;
   `,
+  // 3: the runtime projection — data keys, sealed secrets, runtime configs, versions, audit.
+  `
+  CREATE TABLE workspace_keys (
+    workspace_id TEXT PRIMARY KEY REFERENCES workspaces (id),
+    kek_id TEXT NOT NULL,
+    wrapped_dek BLOB NOT NULL,
+    created_at INTEGER NOT NULL
+  ) STRICT;
+  CREATE INDEX workspace_keys_kek ON workspace_keys (kek_id);
+
+  -- Values only as 0x01 ‖ nonce ‖ ciphertext ‖ tag under the workspace's data key.
+  CREATE TABLE workspace_secrets (
+    workspace_id TEXT NOT NULL REFERENCES workspaces (id),
+    name TEXT NOT NULL,
+    ciphertext BLOB NOT NULL,
+    fingerprint TEXT NOT NULL,
+    updated_at INTEGER NOT NULL,
+    updated_by TEXT NOT NULL,
+    PRIMARY KEY (workspace_id, name)
+  ) STRICT;
+
+  CREATE TABLE workspace_runtime_config (
+    workspace_id TEXT PRIMARY KEY REFERENCES workspaces (id),
+    adapter TEXT NOT NULL,
+    model TEXT NOT NULL,
+    provider TEXT NOT NULL,
+    base_url TEXT NOT NULL,
+    env_json TEXT NOT NULL,
+    reload_policy TEXT NOT NULL,
+    updated_at INTEGER NOT NULL
+  ) STRICT;
+
+  -- Desired and applied versions, and what the projection came to (digest or !REASON).
+  CREATE TABLE workspace_projection (
+    workspace_id TEXT PRIMARY KEY REFERENCES workspaces (id),
+    config_version INTEGER NOT NULL,
+    applied_config_version INTEGER NOT NULL DEFAULT 0,
+    state TEXT NOT NULL,
+    updated_at INTEGER NOT NULL
+  ) STRICT;
+
+  CREATE TABLE audit_events (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    at INTEGER NOT NULL,
+    actor TEXT NOT NULL,
+    action TEXT NOT NULL,
+    workspace_id TEXT NOT NULL,
+    name TEXT NOT NULL DEFAULT '',
+    config_version INTEGER NOT NULL DEFAULT 0,
+    fingerprint TEXT NOT NULL DEFAULT '',
+    detail TEXT NOT NULL DEFAULT ''
+  ) STRICT;
+  CREATE INDEX audit_events_workspace ON audit_events (workspace_id, seq);
+  `,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;

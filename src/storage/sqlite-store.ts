@@ -77,6 +77,12 @@ const LIVENESS_CHUNK = 1_000;
 export interface SqliteStoreOptions {
   /** Told when a commit listener throws (the write itself goes on). Default: console.error. */
   readonly onListenerError?: (error: unknown) => void;
+  /**
+   * Runs inside the transaction that moves a workspace to REMOVED (the
+   * projection's crypto-shred of its data key and secrets); a throw rolls
+   * the deletion back.
+   */
+  readonly inDeleteTransaction?: (workspaceId: string) => void;
 }
 
 /** The SQLite store, plus what only an in-process SQLite store can tell. */
@@ -234,7 +240,9 @@ export function createSqliteStore(db: Database, options: SqliteStoreOptions = {}
     if (!row) {
       throw workspaceNotFound(id);
     }
-    return decideAndApply(id, decide, now, '');
+    const applied = decideAndApply(id, decide, now, '');
+    if (applied.workspace.status === 'REMOVED') options.inDeleteTransaction?.(id);
+    return applied;
   });
 
   const addTokenTx = db.transaction(

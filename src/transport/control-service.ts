@@ -1,4 +1,5 @@
 import type { ControlAuth, ControlPrincipal, ControlScope } from '../domain/control-auth.js';
+import type { ProjectionUseCases } from '../domain/projection-use-cases.js';
 import type { WorkspaceAdmin } from '../domain/workspace-admin.js';
 import type { WorkspaceTokens } from '../domain/workspace-tokens.js';
 import type {
@@ -12,12 +13,20 @@ import { handleServerStream, handleUnary, type AdapterDeps, type CallContext } f
 import { statusFromProto, transitionToProto, workspaceToProto } from './convert.js';
 import { encodeWatchEvent } from './watch-encoding.js';
 import type { HeartbeatForwarder } from './heartbeat-forwarder.js';
+import {
+  auditEventToProto,
+  explanationToProto,
+  runtimeConfigFromProto,
+  secretToProto,
+} from './projection-convert.js';
 
 export interface ControlServiceDeps extends AdapterDeps {
   readonly admin: WorkspaceAdmin;
   /** For the token admin actions (rotation, revocation). */
   readonly tokens: Pick<WorkspaceTokens, 'rotate' | 'revoke'>;
   readonly controlAuth: ControlAuth;
+  /** Secrets, runtime configs, Explain and audit: admin writes, read reads, never a value. */
+  readonly projection: ProjectionUseCases;
   readonly watch: WatchDeps;
   /** Open WatchStatus streams allowed per control token; 0 means no limit. */
   readonly maxWatchStreamsPerToken: number;
@@ -32,7 +41,9 @@ export interface ControlServiceDeps extends AdapterDeps {
 
 /** vigil.v1.ControlService: authenticated by control token. */
 export function createControlService(deps: ControlServiceDeps): ControlServiceServer {
-  const { admin, tokens, controlAuth, logger } = deps;
+  const { admin, tokens, controlAuth, logger, projection } = deps;
+  const shown = (w: Parameters<typeof workspaceToProto>[0]) =>
+    workspaceToProto(w, projection.status(w.id));
   /** A unary handler that runs only for a control token with `scope`. */
   const authorized = <Req, Res>(
     method: string,
@@ -54,7 +65,7 @@ export function createControlService(deps: ControlServiceDeps): ControlServiceSe
       const created = await admin.create(request.workspaceId, request.name);
       audit(caller, 'workspace.create', created.workspace.id);
       return {
-        workspace: workspaceToProto(created.workspace),
+        workspace: shown(created.workspace),
         workspaceToken: created.workspaceToken,
       };
     }),
@@ -65,20 +76,21 @@ export function createControlService(deps: ControlServiceDeps): ControlServiceSe
         // Unreachable owner: answered from here, with the last heartbeat etcd has.
         if (answered) return answered;
       }
-      return { workspace: workspaceToProto(await admin.get(request.workspaceId)) };
+      return { workspace: shown(await admin.get(request.workspaceId)) };
     }),
     listWorkspaces: authorized('ListWorkspaces', 'read', async (request) => {
       const statuses = request.statuses.map((s) => statusFromProto(s, 'statuses'));
       const page = await admin.list(request.pageSize, request.pageToken, statuses);
-      return { workspaces: page.items.map(workspaceToProto), nextPageToken: page.nextPageToken };
+      return { workspaces: page.items.map(shown), nextPageToken: page.nextPageToken };
     }),
     deleteWorkspace: authorized('DeleteWorkspace', 'admin', async (request, caller) => {
       const workspace = await admin.delete(request.workspaceId);
       audit(caller, 'workspace.delete', workspace.id);
-      return { workspace: workspaceToProto(workspace) };
+      return { workspace: shown(workspace) };
     }),
     rotateWorkspaceToken: authorized('RotateWorkspaceToken', 'admin', async (request, caller) => {
       const rotated = await tokens.rotate(request.workspaceId, request.revokePrevious);
+      projection.tokensChanged(request.workspaceId);
       audit(caller, 'workspace.rotate_token', request.workspaceId);
       return {
         workspaceToken: rotated.workspaceToken,
@@ -87,6 +99,8 @@ export function createControlService(deps: ControlServiceDeps): ControlServiceSe
     }),
     revokeWorkspaceTokens: authorized('RevokeWorkspaceTokens', 'admin', async (request, caller) => {
       const revokedCount = await tokens.revoke(request.workspaceId);
+      // Open projection streams check their token again now, and end.
+      projection.tokensChanged(request.workspaceId);
       audit(caller, 'workspace.revoke_tokens', request.workspaceId);
       return { revokedCount };
     }),
@@ -100,6 +114,53 @@ export function createControlService(deps: ControlServiceDeps): ControlServiceSe
         transitions: page.items.map(transitionToProto),
         nextPageToken: page.nextPageToken,
       };
+    }),
+    setWorkspaceSecret: authorized('SetWorkspaceSecret', 'admin', async (request, caller) => {
+      const set = await projection.setSecret(caller.name, {
+        workspaceId: request.workspaceId,
+        name: request.name,
+        value: request.value,
+        expectedConfigVersion: request.expectedConfigVersion,
+      });
+      audit(caller, 'secret.set', request.workspaceId);
+      return { secret: secretToProto(set.secret), configVersion: set.configVersion };
+    }),
+    deleteWorkspaceSecret: authorized('DeleteWorkspaceSecret', 'admin', async (request, caller) => {
+      const deleted = await projection.deleteSecret(caller.name, {
+        workspaceId: request.workspaceId,
+        name: request.name,
+        expectedConfigVersion: request.expectedConfigVersion,
+      });
+      audit(caller, 'secret.delete', request.workspaceId);
+      return deleted;
+    }),
+    listWorkspaceSecrets: authorized('ListWorkspaceSecrets', 'read', async (request) => {
+      const listed = await projection.listSecrets(request.workspaceId);
+      return { secrets: listed.secrets.map(secretToProto), configVersion: listed.configVersion };
+    }),
+    setWorkspaceRuntimeConfig: authorized(
+      'SetWorkspaceRuntimeConfig',
+      'admin',
+      async (request, caller) => {
+        const set = await projection.setConfig(caller.name, {
+          workspaceId: request.workspaceId,
+          config: runtimeConfigFromProto(request.config),
+          expectedConfigVersion: request.expectedConfigVersion,
+        });
+        audit(caller, 'config.set', request.workspaceId);
+        return set;
+      },
+    ),
+    explainProjection: authorized('ExplainProjection', 'read', async (request) =>
+      explanationToProto(await projection.explain(request.workspaceId)),
+    ),
+    listAuditEvents: authorized('ListAuditEvents', 'read', async (request) => {
+      const page = await projection.listAudit(
+        request.workspaceId,
+        request.pageSize,
+        request.pageToken,
+      );
+      return { events: page.items.map(auditEventToProto), nextPageToken: page.nextPageToken };
     }),
     watchStatus: handleServerStream(
       deps,

@@ -5,6 +5,7 @@ import type { Duration } from '../../gen/google/protobuf/duration.js';
 import type { WatchStatusResponse } from '../../gen/vigil/v1/control_service.js';
 import type { HeartbeatRequest, HeartbeatResponse } from '../../gen/vigil/v1/runtime_service.js';
 import type { HeartbeatCommand } from '../domain/runtime-use-cases.js';
+import type { ProjectionStatus } from '../domain/projection-use-cases.js';
 import {
   DeliveryMode,
   RuntimeState,
@@ -66,7 +67,13 @@ export function durationToProto(ms: number): Duration {
   return { seconds: Math.floor(ms / 1000), nanos: (ms % 1000) * 1_000_000 };
 }
 
-export function workspaceToProto(w: domain.Workspace): Workspace {
+/** What a workspace shows of its projection when nothing is known: no version, not ready. */
+const NO_PROJECTION: ProjectionStatus = { configVersion: 0, appliedConfigVersion: 0, ready: false };
+
+export function workspaceToProto(
+  w: domain.Workspace,
+  projection: ProjectionStatus = NO_PROJECTION,
+): Workspace {
   return {
     id: w.id,
     name: w.name,
@@ -92,6 +99,9 @@ export function workspaceToProto(w: domain.Workspace): Workspace {
         : RuntimeState.RUNTIME_STATE_HEALTHY,
     nativeStatusManagement: w.nativeStatusManagement,
     tokenLastUsedAt: date(w.tokenLastUsedAt),
+    configVersion: projection.configVersion,
+    appliedConfigVersion: projection.appliedConfigVersion,
+    projectionReady: projection.ready,
   };
 }
 
@@ -139,12 +149,13 @@ export function heartbeatCommand(request: HeartbeatRequest): HeartbeatCommand {
   };
 }
 
-export function heartbeatResponse(result: {
-  status: domain.WorkspaceStatus;
-  heartbeatIntervalMs: number;
-}): HeartbeatResponse {
+export function heartbeatResponse(
+  result: { status: domain.WorkspaceStatus; heartbeatIntervalMs: number },
+  configVersion: number,
+): HeartbeatResponse {
   return {
     status: statusToProto(result.status),
     heartbeatInterval: durationToProto(result.heartbeatIntervalMs),
+    configVersion,
   };
 }

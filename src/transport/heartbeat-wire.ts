@@ -152,6 +152,8 @@ export function encodeHeartbeatStreamResponse(message: HeartbeatStreamResponse):
     result?.$case !== 'heartbeat' ||
     !Number.isSafeInteger(message.requestId) ||
     message.requestId < 0 ||
+    !Number.isSafeInteger(result.value.configVersion) ||
+    result.value.configVersion < 0 ||
     (result.value.status as number) < 0 ||
     (interval !== undefined &&
       (!Number.isSafeInteger(interval.seconds) || interval.seconds < 0 || interval.nanos < 0))
@@ -160,16 +162,18 @@ export function encodeHeartbeatStreamResponse(message: HeartbeatStreamResponse):
   }
   // The enum's wire value.
   const status: number = result.value.status;
+  const { configVersion } = result.value;
   // Duration { seconds = 1; nanos = 2 }
   const durationSize =
     interval === undefined
       ? 0
       : (interval.seconds !== 0 ? 1 + varintSize(interval.seconds) : 0) +
         (interval.nanos !== 0 ? 1 + varintSize(interval.nanos) : 0);
-  // HeartbeatResponse { status = 1; heartbeat_interval = 2 }
+  // HeartbeatResponse { status = 1; heartbeat_interval = 2; config_version = 3 }
   const answerSize =
     (status !== 0 ? 1 + varintSize(status) : 0) +
-    (interval === undefined ? 0 : 1 + varintSize(durationSize) + durationSize);
+    (interval === undefined ? 0 : 1 + varintSize(durationSize) + durationSize) +
+    (configVersion !== 0 ? 1 + varintSize(configVersion) : 0);
   // HeartbeatStreamResponse { request_id = 1; heartbeat = 2 }
   const size =
     (message.requestId !== 0 ? 1 + varintSize(message.requestId) : 0) +
@@ -199,6 +203,10 @@ export function encodeHeartbeatStreamResponse(message: HeartbeatStreamResponse):
       buffer[pos++] = 16;
       pos = writeVarint(buffer, pos, interval.nanos);
     }
+  }
+  if (configVersion !== 0) {
+    buffer[pos++] = 24;
+    pos = writeVarint(buffer, pos, configVersion);
   }
   return buffer;
 }

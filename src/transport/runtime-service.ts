@@ -1,13 +1,23 @@
 import { status } from '@grpc/grpc-js';
 import { fieldInvalid } from '../domain/errors.js';
+import type { ProjectionUseCases } from '../domain/projection-use-cases.js';
 import type { RuntimeUseCases } from '../domain/runtime-use-cases.js';
 import type { WorkspaceSession, WorkspaceTokens } from '../domain/workspace-tokens.js';
 import type {
   HeartbeatStreamRequest,
   HeartbeatStreamResponse,
   RuntimeServiceServer,
+  WatchProjectionRequest,
+  WatchProjectionResponse,
 } from '../../gen/vigil/v1/runtime_service.js';
-import { handlePipelinedBidi, handleUnary, type AdapterDeps } from './adapters.js';
+import {
+  handlePipelinedBidi,
+  handleServerStream,
+  handleUnary,
+  type AdapterDeps,
+  type CallContext,
+} from './adapters.js';
+import { projectionEventToProto, projectionToProto } from './projection-convert.js';
 import {
   deliveryModeFromProto,
   durationToProto,
@@ -21,6 +31,8 @@ import { isMalformed } from './malformed.js';
 
 export interface RuntimeServiceDeps extends AdapterDeps {
   readonly runtime: RuntimeUseCases;
+  /** The projection: Get/WatchProjection, the heartbeat's version hint and applied report. */
+  readonly projection: ProjectionUseCases;
   /** HeartbeatStream resolves its token once, at open. */
   readonly tokens: Pick<WorkspaceTokens, 'openSession'>;
   /** Cluster mode: unary heartbeats for a workspace another replica owns go to it. */
@@ -32,7 +44,16 @@ const MAX_IN_FLIGHT = 512;
 
 /** vigil.v1.RuntimeService: authenticated by workspace token, delegated to the runtime use-cases. */
 export function createRuntimeService(deps: RuntimeServiceDeps): RuntimeServiceServer {
-  const { runtime, tokens, observer, forwarder } = deps;
+  const { runtime, tokens, observer, forwarder, projection } = deps;
+  /** The answer to an applied heartbeat: the version hint, and the applied version recorded. */
+  const answer = (
+    result: Parameters<typeof heartbeatResponse>[0],
+    workspaceId: string,
+    applied: number,
+  ) => {
+    projection.reportApplied(workspaceId, applied);
+    return heartbeatResponse(result, projection.configVersion(workspaceId));
+  };
   return {
     register: handleUnary(deps, 'Register', async (request, context) => {
       const result = await runtime.register(
@@ -46,8 +67,9 @@ export function createRuntimeService(deps: RuntimeServiceDeps): RuntimeServiceSe
         context.signal,
       );
       return {
-        workspace: workspaceToProto(result.workspace),
+        workspace: workspaceToProto(result.workspace, projection.status(result.workspace.id)),
         heartbeatInterval: durationToProto(result.heartbeatIntervalMs),
+        configVersion: projection.configVersion(result.workspace.id),
       };
     }),
     heartbeat: handleUnary(deps, 'Heartbeat', async (request, context) => {
@@ -58,7 +80,8 @@ export function createRuntimeService(deps: RuntimeServiceDeps): RuntimeServiceSe
         // Unreachable owner: answered here, which makes this replica the owner.
         if (answered) return answered;
       }
-      return heartbeatResponse(await runtime.heartbeat(context.token, heartbeatCommand(request)));
+      const result = await runtime.heartbeat(context.token, heartbeatCommand(request));
+      return answer(result, request.workspaceId, request.appliedConfigVersion);
     }),
     /**
      * The token is resolved (hashed and looked up) once, at open, so a bad one
@@ -68,6 +91,17 @@ export function createRuntimeService(deps: RuntimeServiceDeps): RuntimeServiceSe
      * in-band `error` answer and writes nothing; the stream stays open, unless
      * the token stopped being valid (UNAUTHENTICATED ends it).
      */
+    getProjection: handleUnary(deps, 'GetProjection', async (request, context) => ({
+      projection: projectionToProto(await projection.get(context.token, request.workspaceId)),
+    })),
+    watchProjection: handleServerStream(
+      deps,
+      'WatchProjection',
+      // The workspace token is checked by the use-case, before the first event.
+      () => undefined,
+      (request: WatchProjectionRequest, context: CallContext) =>
+        watchProjection(projection, request, context),
+    ),
     heartbeatStream: handlePipelinedBidi<
       HeartbeatStreamRequest,
       HeartbeatStreamResponse,
@@ -82,7 +116,10 @@ export function createRuntimeService(deps: RuntimeServiceDeps): RuntimeServiceSe
         const result = await runtime.heartbeat(session, heartbeatCommand(heartbeat));
         return {
           requestId: request.requestId,
-          result: { $case: 'heartbeat', value: heartbeatResponse(result) },
+          result: {
+            $case: 'heartbeat',
+            value: answer(result, heartbeat.workspaceId, heartbeat.appliedConfigVersion),
+          },
         };
       },
       refuse(known, request) {
@@ -107,4 +144,13 @@ export function createRuntimeService(deps: RuntimeServiceDeps): RuntimeServiceSe
       },
     }),
   };
+}
+
+async function* watchProjection(
+  projection: ProjectionUseCases,
+  request: WatchProjectionRequest,
+  context: CallContext,
+): AsyncGenerator<WatchProjectionResponse, void, undefined> {
+  const events = await projection.watch(context.token, request.workspaceId, context.signal);
+  for await (const event of events) yield projectionEventToProto(event);
 }

@@ -77,6 +77,7 @@ export async function startGrpcServer(options: GrpcServerOptions): Promise<GrpcS
     tolerant(runtimeServiceDefinition, options.maxMessageBytes),
     createRuntimeService({
       runtime: options.useCases.runtime,
+      projection: options.useCases.projection,
       tokens: options.useCases.tokens,
       logger: options.logger,
       observer: options.observer,
@@ -88,6 +89,7 @@ export async function startGrpcServer(options: GrpcServerOptions): Promise<GrpcS
     tolerant(controlServiceDefinition, options.maxMessageBytes),
     createControlService({
       admin: options.useCases.admin,
+      projection: options.useCases.projection,
       tokens: options.useCases.tokens,
       controlAuth: options.controlAuth,
       watch: options.watch,

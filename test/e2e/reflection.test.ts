@@ -104,6 +104,12 @@ function errorInfoReason(bytes: Uint8Array): string {
 const VIGIL_METHODS = [
   'vigil.v1.ControlService/CreateWorkspace',
   'vigil.v1.ControlService/DeleteWorkspace',
+  'vigil.v1.ControlService/DeleteWorkspaceSecret',
+  'vigil.v1.ControlService/ExplainProjection',
+  'vigil.v1.ControlService/ListAuditEvents',
+  'vigil.v1.ControlService/ListWorkspaceSecrets',
+  'vigil.v1.ControlService/SetWorkspaceRuntimeConfig',
+  'vigil.v1.ControlService/SetWorkspaceSecret',
   'vigil.v1.ControlService/GetWorkspace',
   'vigil.v1.ControlService/ListTransitions',
   'vigil.v1.ControlService/ListWorkspaces',
@@ -113,6 +119,8 @@ const VIGIL_METHODS = [
   'vigil.v1.RuntimeService/Heartbeat',
   'vigil.v1.RuntimeService/HeartbeatStream',
   'vigil.v1.RuntimeService/Register',
+  'vigil.v1.RuntimeService/GetProjection',
+  'vigil.v1.RuntimeService/WatchProjection',
 ];
 
 describe('server reflection with buf curl', () => {
@@ -127,7 +135,7 @@ describe('server reflection with buf curl', () => {
   });
 
   describe('when listing methods', () => {
-    it('lists the 11 RuntimeService and ControlService RPCs and Health/Check', async () => {
+    it('lists the 19 RuntimeService and ControlService RPCs and Health/Check', async () => {
       const result = await run(BUF, [
         'curl',
         '--protocol',
@@ -269,6 +277,7 @@ describe('server reflection with Python grpc (C core)', () => {
         expect(version.files).to.include.members([
           'vigil/v1/runtime_service.proto',
           'vigil/v1/workspace.proto',
+          'vigil/v1/projection.proto',
           'google/protobuf/struct.proto',
           'google/protobuf/duration.proto',
           'google/protobuf/timestamp.proto',
@@ -280,6 +289,14 @@ describe('server reflection with Python grpc (C core)', () => {
           HeartbeatStream: {
             input: 'vigil.v1.HeartbeatStreamRequest',
             output: 'vigil.v1.HeartbeatStreamResponse',
+          },
+          GetProjection: {
+            input: 'vigil.v1.GetProjectionRequest',
+            output: 'vigil.v1.GetProjectionResponse',
+          },
+          WatchProjection: {
+            input: 'vigil.v1.WatchProjectionRequest',
+            output: 'vigil.v1.WatchProjectionResponse',
           },
         });
         expect(version.fieldTypes?.['vigil.v1.RegisterRequest.agent_card']).to.equal(

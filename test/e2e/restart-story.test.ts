@@ -59,6 +59,7 @@ describe('the restart story over real gRPC', () => {
       currentTask: '',
       runtimeState: 0,
       nativeStatusManagement: false,
+      appliedConfigVersion: 0,
     };
     expect((await call(runtime, runtime.heartbeat, { ...beat, agentCard }, token)).status).to.equal(
       WorkspaceStatus.WORKSPACE_STATUS_ONLINE,
@@ -166,6 +167,7 @@ describe('the restart story over real gRPC', () => {
         currentTask: '',
         runtimeState: 0,
         nativeStatusManagement: false,
+        appliedConfigVersion: 0,
       },
       token,
     );

@@ -44,6 +44,7 @@ function beat(workspaceId: string) {
     currentTask: '',
     runtimeState: 0,
     nativeStatusManagement: false,
+    appliedConfigVersion: 0,
   };
 }
 

@@ -939,6 +939,50 @@ const NOT_FROM_A_CLIENT: Readonly<Partial<Record<ErrorReason, { suite: string; h
     suite: 'test/integration/replica-serving.test.ts',
     how: 'a cluster replica whose etcd stops answering its lease keepalives',
   },
+  SECRET_NAME_INVALID: {
+    suite: 'test/unit/projection.test.ts',
+    how: 'a secret or env name outside the allowed pattern',
+  },
+  SECRET_VALUE_INVALID: {
+    suite: 'test/unit/projection.test.ts',
+    how: 'a secret value with NUL or over 32 KiB',
+  },
+  PROJECTION_INCOMPLETE: {
+    suite: 'test/unit/projection.test.ts',
+    how: 'a provider whose credential is not stored',
+  },
+  PROVIDER_UNRESOLVED: {
+    suite: 'test/unit/projection.test.ts',
+    how: 'a model no provider derives from',
+  },
+  PROVIDER_AMBIGUOUS: {
+    suite: 'test/unit/projection.test.ts',
+    how: 'both anthropic credentials stored for a claude model',
+  },
+  PROVIDER_UNSUPPORTED_BY_ADAPTER: {
+    suite: 'test/unit/projection.test.ts',
+    how: 'an adapter that cannot drive the provider',
+  },
+  SECRET_UNREADABLE: {
+    suite: 'test/unit/projection.test.ts',
+    how: 'a ciphertext copied to another row',
+  },
+  SECRET_NOT_FOUND: {
+    suite: 'test/e2e/projection.test.ts',
+    how: 'deleting a secret that is not stored',
+  },
+  CONFIG_VERSION_MISMATCH: {
+    suite: 'test/e2e/projection.test.ts',
+    how: 'two Sets racing with one expected_config_version',
+  },
+  SECRETS_DISABLED: {
+    suite: 'test/e2e/projection.test.ts',
+    how: 'a server running with --secrets-keyring off',
+  },
+  STORE_UNSUPPORTED: {
+    suite: 'test/e2e/projection.test.ts',
+    how: 'projection RPCs on the etcd store, which does not implement them yet',
+  },
   INTERNAL: {
     suite: 'test/unit/wire.test.ts',
     how: 'a handler throwing something that is not a VigilError',

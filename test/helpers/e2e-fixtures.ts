@@ -98,6 +98,7 @@ export function heartbeatRequest(
     currentTask: '',
     runtimeState: RuntimeState.RUNTIME_STATE_HEALTHY,
     nativeStatusManagement: false,
+    appliedConfigVersion: 0,
     ...overrides,
   };
 }

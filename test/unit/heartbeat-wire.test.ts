@@ -28,6 +28,7 @@ function request(agentCard: Record<string, unknown> | undefined): HeartbeatReque
     currentTask: 'task',
     runtimeState: RuntimeState.RUNTIME_STATE_WEDGED,
     nativeStatusManagement: true,
+    appliedConfigVersion: 3,
   };
 }
 
@@ -121,10 +122,11 @@ describe('hand-written heartbeat wire paths, byte for byte against the generated
           }),
           { nil: undefined },
         ),
-        (requestId, status, heartbeatInterval) => {
+        fc.oneof(fc.constant(0), fc.integer({ min: 1, max: 300 }), fc.maxSafeNat()),
+        (requestId, status, heartbeatInterval, configVersion) => {
           const message: HeartbeatStreamResponse = {
             requestId,
-            result: { $case: 'heartbeat', value: { status, heartbeatInterval } },
+            result: { $case: 'heartbeat', value: { status, heartbeatInterval, configVersion } },
           };
           expect(encodeHeartbeatStreamResponse(message)).to.deep.equal(
             Buffer.from(HeartbeatStreamResponse.encode(message).finish()),
@@ -171,6 +173,7 @@ describe('hand-written heartbeat wire paths, byte for byte against the generated
                 currentTask: fc.string(),
                 runtimeState: fc.integer({ min: 0, max: 2 }),
                 nativeStatusManagement: fc.boolean(),
+                appliedConfigVersion: fc.maxSafeNat(),
               }),
             }),
           ),

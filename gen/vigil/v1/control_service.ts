@@ -22,6 +22,14 @@ import {
 } from "@grpc/grpc-js";
 import { Timestamp } from "../../google/protobuf/timestamp";
 import {
+  AuditEvent,
+  DroppedVariable,
+  ExplainedVariable,
+  ProjectionError,
+  RuntimeConfig,
+  SecretMetadata,
+} from "./projection";
+import {
   StatusTransition,
   Workspace,
   WorkspaceStatus,
@@ -209,6 +217,129 @@ export interface Progress {
    * been sent. Resume from here.
    */
   seq: number;
+}
+
+/** SetWorkspaceSecretRequest names a secret and carries its value. */
+export interface SetWorkspaceSecretRequest {
+  /** The workspace. */
+  workspaceId: string;
+  /** The variable name: ^[A-Z_][A-Z0-9_]{0,127}$, not VIGIL_* or MODEL. */
+  name: string;
+  /** The value: UTF-8 without NUL, at most 32 KiB. */
+  value: string;
+  /**
+   * 0: unconditional. Else the write happens only if the workspace's
+   * config_version is still this one (ABORTED, CONFIG_VERSION_MISMATCH otherwise).
+   */
+  expectedConfigVersion: number;
+}
+
+/** SetWorkspaceSecretResponse returns the secret's metadata and the new version. */
+export interface SetWorkspaceSecretResponse {
+  /** The stored secret, without its value. */
+  secret:
+    | SecretMetadata
+    | undefined;
+  /** The workspace's config_version after this write. */
+  configVersion: number;
+}
+
+/** DeleteWorkspaceSecretRequest names the secret to delete. */
+export interface DeleteWorkspaceSecretRequest {
+  /** The workspace. */
+  workspaceId: string;
+  /** The secret's name. */
+  name: string;
+  /** As in SetWorkspaceSecretRequest. */
+  expectedConfigVersion: number;
+}
+
+/** DeleteWorkspaceSecretResponse returns the new version. */
+export interface DeleteWorkspaceSecretResponse {
+  /** The workspace's config_version after this write. */
+  configVersion: number;
+}
+
+/** ListWorkspaceSecretsRequest names the workspace. */
+export interface ListWorkspaceSecretsRequest {
+  /** The workspace. */
+  workspaceId: string;
+}
+
+/** ListWorkspaceSecretsResponse lists secret metadata by name. */
+export interface ListWorkspaceSecretsResponse {
+  /** Every secret of the workspace, by name, without values. */
+  secrets: SecretMetadata[];
+  /** The workspace's current config_version. */
+  configVersion: number;
+}
+
+/** SetWorkspaceRuntimeConfigRequest carries the whole new runtime config. */
+export interface SetWorkspaceRuntimeConfigRequest {
+  /** The workspace. */
+  workspaceId: string;
+  /** The config; it replaces the stored one. */
+  config:
+    | RuntimeConfig
+    | undefined;
+  /** As in SetWorkspaceSecretRequest. */
+  expectedConfigVersion: number;
+}
+
+/** SetWorkspaceRuntimeConfigResponse returns the new version. */
+export interface SetWorkspaceRuntimeConfigResponse {
+  /** The workspace's config_version after this write. */
+  configVersion: number;
+}
+
+/** ExplainProjectionRequest names the workspace. */
+export interface ExplainProjectionRequest {
+  /** The workspace. */
+  workspaceId: string;
+}
+
+/** ExplainProjectionResponse describes the projection without its values. */
+export interface ExplainProjectionResponse {
+  /** The workspace. */
+  workspaceId: string;
+  /** The current version. */
+  configVersion: number;
+  /** The version the runtime last reported applying (0: none yet). */
+  appliedConfigVersion: number;
+  /** Whether the projection currently succeeds. */
+  ready: boolean;
+  /** The digest of the environment, when ready. */
+  digest: string;
+  /** The resolved provider, when ready. */
+  resolvedProvider: string;
+  /** The stored runtime config (unset when none was ever set). */
+  config:
+    | RuntimeConfig
+    | undefined;
+  /** Every variable of the environment and its source, by name. */
+  variables: ExplainedVariable[];
+  /** Secrets and config variables that were suppressed or shadowed. */
+  dropped: DroppedVariable[];
+  /** Why the projection fails, when it does. */
+  error: ProjectionError | undefined;
+}
+
+/** ListAuditEventsRequest selects and pages audit events. */
+export interface ListAuditEventsRequest {
+  /** Only this workspace's events; empty for all. */
+  workspaceId: string;
+  /** At most this many (0: 100; at most 1000). */
+  pageSize: number;
+  /** From a previous response's next_page_token. */
+  pageToken: string;
+}
+
+/** ListAuditEventsResponse is one page of audit events. */
+export interface ListAuditEventsResponse {
+  /** Events in seq order. */
+  events: AuditEvent[];
+  /** Token of the next page; empty on the last one. */
+  nextPageToken: string;
 }
 
 function createBaseCreateWorkspaceRequest(): CreateWorkspaceRequest {
@@ -1837,6 +1968,1275 @@ export const Progress: MessageFns<Progress> = {
   },
 };
 
+function createBaseSetWorkspaceSecretRequest(): SetWorkspaceSecretRequest {
+  return { workspaceId: "", name: "", value: "", expectedConfigVersion: 0 };
+}
+
+export const SetWorkspaceSecretRequest: MessageFns<SetWorkspaceSecretRequest> = {
+  encode(message: SetWorkspaceSecretRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.workspaceId !== "") {
+      writer.uint32(10).string(message.workspaceId);
+    }
+    if (message.name !== "") {
+      writer.uint32(18).string(message.name);
+    }
+    if (message.value !== "") {
+      writer.uint32(26).string(message.value);
+    }
+    if (message.expectedConfigVersion !== 0) {
+      writer.uint32(32).uint64(message.expectedConfigVersion);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SetWorkspaceSecretRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSetWorkspaceSecretRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.workspaceId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.value = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.expectedConfigVersion = longToNumber(reader.uint64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SetWorkspaceSecretRequest {
+    return {
+      workspaceId: isSet(object.workspaceId)
+        ? globalThis.String(object.workspaceId)
+        : isSet(object.workspace_id)
+        ? globalThis.String(object.workspace_id)
+        : "",
+      name: isSet(object.name) ? globalThis.String(object.name) : "",
+      value: isSet(object.value) ? globalThis.String(object.value) : "",
+      expectedConfigVersion: isSet(object.expectedConfigVersion)
+        ? globalThis.Number(object.expectedConfigVersion)
+        : isSet(object.expected_config_version)
+        ? globalThis.Number(object.expected_config_version)
+        : 0,
+    };
+  },
+
+  toJSON(message: SetWorkspaceSecretRequest): unknown {
+    const obj: any = {};
+    if (message.workspaceId !== "") {
+      obj.workspaceId = message.workspaceId;
+    }
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
+    if (message.value !== "") {
+      obj.value = message.value;
+    }
+    if (message.expectedConfigVersion !== 0) {
+      obj.expectedConfigVersion = Math.round(message.expectedConfigVersion);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<SetWorkspaceSecretRequest>): SetWorkspaceSecretRequest {
+    return SetWorkspaceSecretRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<SetWorkspaceSecretRequest>): SetWorkspaceSecretRequest {
+    const message = createBaseSetWorkspaceSecretRequest();
+    message.workspaceId = object.workspaceId ?? "";
+    message.name = object.name ?? "";
+    message.value = object.value ?? "";
+    message.expectedConfigVersion = object.expectedConfigVersion ?? 0;
+    return message;
+  },
+};
+
+function createBaseSetWorkspaceSecretResponse(): SetWorkspaceSecretResponse {
+  return { secret: undefined, configVersion: 0 };
+}
+
+export const SetWorkspaceSecretResponse: MessageFns<SetWorkspaceSecretResponse> = {
+  encode(message: SetWorkspaceSecretResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.secret !== undefined) {
+      SecretMetadata.encode(message.secret, writer.uint32(10).fork()).join();
+    }
+    if (message.configVersion !== 0) {
+      writer.uint32(16).uint64(message.configVersion);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SetWorkspaceSecretResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSetWorkspaceSecretResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.secret = SecretMetadata.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.configVersion = longToNumber(reader.uint64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SetWorkspaceSecretResponse {
+    return {
+      secret: isSet(object.secret) ? SecretMetadata.fromJSON(object.secret) : undefined,
+      configVersion: isSet(object.configVersion)
+        ? globalThis.Number(object.configVersion)
+        : isSet(object.config_version)
+        ? globalThis.Number(object.config_version)
+        : 0,
+    };
+  },
+
+  toJSON(message: SetWorkspaceSecretResponse): unknown {
+    const obj: any = {};
+    if (message.secret !== undefined) {
+      obj.secret = SecretMetadata.toJSON(message.secret);
+    }
+    if (message.configVersion !== 0) {
+      obj.configVersion = Math.round(message.configVersion);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<SetWorkspaceSecretResponse>): SetWorkspaceSecretResponse {
+    return SetWorkspaceSecretResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<SetWorkspaceSecretResponse>): SetWorkspaceSecretResponse {
+    const message = createBaseSetWorkspaceSecretResponse();
+    message.secret = (object.secret !== undefined && object.secret !== null)
+      ? SecretMetadata.fromPartial(object.secret)
+      : undefined;
+    message.configVersion = object.configVersion ?? 0;
+    return message;
+  },
+};
+
+function createBaseDeleteWorkspaceSecretRequest(): DeleteWorkspaceSecretRequest {
+  return { workspaceId: "", name: "", expectedConfigVersion: 0 };
+}
+
+export const DeleteWorkspaceSecretRequest: MessageFns<DeleteWorkspaceSecretRequest> = {
+  encode(message: DeleteWorkspaceSecretRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.workspaceId !== "") {
+      writer.uint32(10).string(message.workspaceId);
+    }
+    if (message.name !== "") {
+      writer.uint32(18).string(message.name);
+    }
+    if (message.expectedConfigVersion !== 0) {
+      writer.uint32(24).uint64(message.expectedConfigVersion);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): DeleteWorkspaceSecretRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDeleteWorkspaceSecretRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.workspaceId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.expectedConfigVersion = longToNumber(reader.uint64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): DeleteWorkspaceSecretRequest {
+    return {
+      workspaceId: isSet(object.workspaceId)
+        ? globalThis.String(object.workspaceId)
+        : isSet(object.workspace_id)
+        ? globalThis.String(object.workspace_id)
+        : "",
+      name: isSet(object.name) ? globalThis.String(object.name) : "",
+      expectedConfigVersion: isSet(object.expectedConfigVersion)
+        ? globalThis.Number(object.expectedConfigVersion)
+        : isSet(object.expected_config_version)
+        ? globalThis.Number(object.expected_config_version)
+        : 0,
+    };
+  },
+
+  toJSON(message: DeleteWorkspaceSecretRequest): unknown {
+    const obj: any = {};
+    if (message.workspaceId !== "") {
+      obj.workspaceId = message.workspaceId;
+    }
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
+    if (message.expectedConfigVersion !== 0) {
+      obj.expectedConfigVersion = Math.round(message.expectedConfigVersion);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<DeleteWorkspaceSecretRequest>): DeleteWorkspaceSecretRequest {
+    return DeleteWorkspaceSecretRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<DeleteWorkspaceSecretRequest>): DeleteWorkspaceSecretRequest {
+    const message = createBaseDeleteWorkspaceSecretRequest();
+    message.workspaceId = object.workspaceId ?? "";
+    message.name = object.name ?? "";
+    message.expectedConfigVersion = object.expectedConfigVersion ?? 0;
+    return message;
+  },
+};
+
+function createBaseDeleteWorkspaceSecretResponse(): DeleteWorkspaceSecretResponse {
+  return { configVersion: 0 };
+}
+
+export const DeleteWorkspaceSecretResponse: MessageFns<DeleteWorkspaceSecretResponse> = {
+  encode(message: DeleteWorkspaceSecretResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.configVersion !== 0) {
+      writer.uint32(8).uint64(message.configVersion);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): DeleteWorkspaceSecretResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDeleteWorkspaceSecretResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.configVersion = longToNumber(reader.uint64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): DeleteWorkspaceSecretResponse {
+    return {
+      configVersion: isSet(object.configVersion)
+        ? globalThis.Number(object.configVersion)
+        : isSet(object.config_version)
+        ? globalThis.Number(object.config_version)
+        : 0,
+    };
+  },
+
+  toJSON(message: DeleteWorkspaceSecretResponse): unknown {
+    const obj: any = {};
+    if (message.configVersion !== 0) {
+      obj.configVersion = Math.round(message.configVersion);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<DeleteWorkspaceSecretResponse>): DeleteWorkspaceSecretResponse {
+    return DeleteWorkspaceSecretResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<DeleteWorkspaceSecretResponse>): DeleteWorkspaceSecretResponse {
+    const message = createBaseDeleteWorkspaceSecretResponse();
+    message.configVersion = object.configVersion ?? 0;
+    return message;
+  },
+};
+
+function createBaseListWorkspaceSecretsRequest(): ListWorkspaceSecretsRequest {
+  return { workspaceId: "" };
+}
+
+export const ListWorkspaceSecretsRequest: MessageFns<ListWorkspaceSecretsRequest> = {
+  encode(message: ListWorkspaceSecretsRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.workspaceId !== "") {
+      writer.uint32(10).string(message.workspaceId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListWorkspaceSecretsRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListWorkspaceSecretsRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.workspaceId = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ListWorkspaceSecretsRequest {
+    return {
+      workspaceId: isSet(object.workspaceId)
+        ? globalThis.String(object.workspaceId)
+        : isSet(object.workspace_id)
+        ? globalThis.String(object.workspace_id)
+        : "",
+    };
+  },
+
+  toJSON(message: ListWorkspaceSecretsRequest): unknown {
+    const obj: any = {};
+    if (message.workspaceId !== "") {
+      obj.workspaceId = message.workspaceId;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ListWorkspaceSecretsRequest>): ListWorkspaceSecretsRequest {
+    return ListWorkspaceSecretsRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ListWorkspaceSecretsRequest>): ListWorkspaceSecretsRequest {
+    const message = createBaseListWorkspaceSecretsRequest();
+    message.workspaceId = object.workspaceId ?? "";
+    return message;
+  },
+};
+
+function createBaseListWorkspaceSecretsResponse(): ListWorkspaceSecretsResponse {
+  return { secrets: [], configVersion: 0 };
+}
+
+export const ListWorkspaceSecretsResponse: MessageFns<ListWorkspaceSecretsResponse> = {
+  encode(message: ListWorkspaceSecretsResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.secrets) {
+      SecretMetadata.encode(v!, writer.uint32(10).fork()).join();
+    }
+    if (message.configVersion !== 0) {
+      writer.uint32(16).uint64(message.configVersion);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListWorkspaceSecretsResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListWorkspaceSecretsResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.secrets.push(SecretMetadata.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.configVersion = longToNumber(reader.uint64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ListWorkspaceSecretsResponse {
+    return {
+      secrets: globalThis.Array.isArray(object?.secrets)
+        ? object.secrets.map((e: any) => SecretMetadata.fromJSON(e))
+        : [],
+      configVersion: isSet(object.configVersion)
+        ? globalThis.Number(object.configVersion)
+        : isSet(object.config_version)
+        ? globalThis.Number(object.config_version)
+        : 0,
+    };
+  },
+
+  toJSON(message: ListWorkspaceSecretsResponse): unknown {
+    const obj: any = {};
+    if (message.secrets?.length) {
+      obj.secrets = message.secrets.map((e) => SecretMetadata.toJSON(e));
+    }
+    if (message.configVersion !== 0) {
+      obj.configVersion = Math.round(message.configVersion);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ListWorkspaceSecretsResponse>): ListWorkspaceSecretsResponse {
+    return ListWorkspaceSecretsResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ListWorkspaceSecretsResponse>): ListWorkspaceSecretsResponse {
+    const message = createBaseListWorkspaceSecretsResponse();
+    message.secrets = object.secrets?.map((e) => SecretMetadata.fromPartial(e)) || [];
+    message.configVersion = object.configVersion ?? 0;
+    return message;
+  },
+};
+
+function createBaseSetWorkspaceRuntimeConfigRequest(): SetWorkspaceRuntimeConfigRequest {
+  return { workspaceId: "", config: undefined, expectedConfigVersion: 0 };
+}
+
+export const SetWorkspaceRuntimeConfigRequest: MessageFns<SetWorkspaceRuntimeConfigRequest> = {
+  encode(message: SetWorkspaceRuntimeConfigRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.workspaceId !== "") {
+      writer.uint32(10).string(message.workspaceId);
+    }
+    if (message.config !== undefined) {
+      RuntimeConfig.encode(message.config, writer.uint32(18).fork()).join();
+    }
+    if (message.expectedConfigVersion !== 0) {
+      writer.uint32(24).uint64(message.expectedConfigVersion);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SetWorkspaceRuntimeConfigRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSetWorkspaceRuntimeConfigRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.workspaceId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.config = RuntimeConfig.decode(reader, reader.uint32());
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.expectedConfigVersion = longToNumber(reader.uint64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SetWorkspaceRuntimeConfigRequest {
+    return {
+      workspaceId: isSet(object.workspaceId)
+        ? globalThis.String(object.workspaceId)
+        : isSet(object.workspace_id)
+        ? globalThis.String(object.workspace_id)
+        : "",
+      config: isSet(object.config) ? RuntimeConfig.fromJSON(object.config) : undefined,
+      expectedConfigVersion: isSet(object.expectedConfigVersion)
+        ? globalThis.Number(object.expectedConfigVersion)
+        : isSet(object.expected_config_version)
+        ? globalThis.Number(object.expected_config_version)
+        : 0,
+    };
+  },
+
+  toJSON(message: SetWorkspaceRuntimeConfigRequest): unknown {
+    const obj: any = {};
+    if (message.workspaceId !== "") {
+      obj.workspaceId = message.workspaceId;
+    }
+    if (message.config !== undefined) {
+      obj.config = RuntimeConfig.toJSON(message.config);
+    }
+    if (message.expectedConfigVersion !== 0) {
+      obj.expectedConfigVersion = Math.round(message.expectedConfigVersion);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<SetWorkspaceRuntimeConfigRequest>): SetWorkspaceRuntimeConfigRequest {
+    return SetWorkspaceRuntimeConfigRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<SetWorkspaceRuntimeConfigRequest>): SetWorkspaceRuntimeConfigRequest {
+    const message = createBaseSetWorkspaceRuntimeConfigRequest();
+    message.workspaceId = object.workspaceId ?? "";
+    message.config = (object.config !== undefined && object.config !== null)
+      ? RuntimeConfig.fromPartial(object.config)
+      : undefined;
+    message.expectedConfigVersion = object.expectedConfigVersion ?? 0;
+    return message;
+  },
+};
+
+function createBaseSetWorkspaceRuntimeConfigResponse(): SetWorkspaceRuntimeConfigResponse {
+  return { configVersion: 0 };
+}
+
+export const SetWorkspaceRuntimeConfigResponse: MessageFns<SetWorkspaceRuntimeConfigResponse> = {
+  encode(message: SetWorkspaceRuntimeConfigResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.configVersion !== 0) {
+      writer.uint32(8).uint64(message.configVersion);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SetWorkspaceRuntimeConfigResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSetWorkspaceRuntimeConfigResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.configVersion = longToNumber(reader.uint64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SetWorkspaceRuntimeConfigResponse {
+    return {
+      configVersion: isSet(object.configVersion)
+        ? globalThis.Number(object.configVersion)
+        : isSet(object.config_version)
+        ? globalThis.Number(object.config_version)
+        : 0,
+    };
+  },
+
+  toJSON(message: SetWorkspaceRuntimeConfigResponse): unknown {
+    const obj: any = {};
+    if (message.configVersion !== 0) {
+      obj.configVersion = Math.round(message.configVersion);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<SetWorkspaceRuntimeConfigResponse>): SetWorkspaceRuntimeConfigResponse {
+    return SetWorkspaceRuntimeConfigResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<SetWorkspaceRuntimeConfigResponse>): SetWorkspaceRuntimeConfigResponse {
+    const message = createBaseSetWorkspaceRuntimeConfigResponse();
+    message.configVersion = object.configVersion ?? 0;
+    return message;
+  },
+};
+
+function createBaseExplainProjectionRequest(): ExplainProjectionRequest {
+  return { workspaceId: "" };
+}
+
+export const ExplainProjectionRequest: MessageFns<ExplainProjectionRequest> = {
+  encode(message: ExplainProjectionRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.workspaceId !== "") {
+      writer.uint32(10).string(message.workspaceId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ExplainProjectionRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseExplainProjectionRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.workspaceId = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ExplainProjectionRequest {
+    return {
+      workspaceId: isSet(object.workspaceId)
+        ? globalThis.String(object.workspaceId)
+        : isSet(object.workspace_id)
+        ? globalThis.String(object.workspace_id)
+        : "",
+    };
+  },
+
+  toJSON(message: ExplainProjectionRequest): unknown {
+    const obj: any = {};
+    if (message.workspaceId !== "") {
+      obj.workspaceId = message.workspaceId;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ExplainProjectionRequest>): ExplainProjectionRequest {
+    return ExplainProjectionRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ExplainProjectionRequest>): ExplainProjectionRequest {
+    const message = createBaseExplainProjectionRequest();
+    message.workspaceId = object.workspaceId ?? "";
+    return message;
+  },
+};
+
+function createBaseExplainProjectionResponse(): ExplainProjectionResponse {
+  return {
+    workspaceId: "",
+    configVersion: 0,
+    appliedConfigVersion: 0,
+    ready: false,
+    digest: "",
+    resolvedProvider: "",
+    config: undefined,
+    variables: [],
+    dropped: [],
+    error: undefined,
+  };
+}
+
+export const ExplainProjectionResponse: MessageFns<ExplainProjectionResponse> = {
+  encode(message: ExplainProjectionResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.workspaceId !== "") {
+      writer.uint32(10).string(message.workspaceId);
+    }
+    if (message.configVersion !== 0) {
+      writer.uint32(16).uint64(message.configVersion);
+    }
+    if (message.appliedConfigVersion !== 0) {
+      writer.uint32(24).uint64(message.appliedConfigVersion);
+    }
+    if (message.ready !== false) {
+      writer.uint32(32).bool(message.ready);
+    }
+    if (message.digest !== "") {
+      writer.uint32(42).string(message.digest);
+    }
+    if (message.resolvedProvider !== "") {
+      writer.uint32(50).string(message.resolvedProvider);
+    }
+    if (message.config !== undefined) {
+      RuntimeConfig.encode(message.config, writer.uint32(58).fork()).join();
+    }
+    for (const v of message.variables) {
+      ExplainedVariable.encode(v!, writer.uint32(66).fork()).join();
+    }
+    for (const v of message.dropped) {
+      DroppedVariable.encode(v!, writer.uint32(74).fork()).join();
+    }
+    if (message.error !== undefined) {
+      ProjectionError.encode(message.error, writer.uint32(82).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ExplainProjectionResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseExplainProjectionResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.workspaceId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.configVersion = longToNumber(reader.uint64());
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.appliedConfigVersion = longToNumber(reader.uint64());
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.ready = reader.bool();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.digest = reader.string();
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.resolvedProvider = reader.string();
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.config = RuntimeConfig.decode(reader, reader.uint32());
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.variables.push(ExplainedVariable.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.dropped.push(DroppedVariable.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 10: {
+            if (tag !== 82) {
+              break;
+            }
+
+            message.error = ProjectionError.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ExplainProjectionResponse {
+    return {
+      workspaceId: isSet(object.workspaceId)
+        ? globalThis.String(object.workspaceId)
+        : isSet(object.workspace_id)
+        ? globalThis.String(object.workspace_id)
+        : "",
+      configVersion: isSet(object.configVersion)
+        ? globalThis.Number(object.configVersion)
+        : isSet(object.config_version)
+        ? globalThis.Number(object.config_version)
+        : 0,
+      appliedConfigVersion: isSet(object.appliedConfigVersion)
+        ? globalThis.Number(object.appliedConfigVersion)
+        : isSet(object.applied_config_version)
+        ? globalThis.Number(object.applied_config_version)
+        : 0,
+      ready: isSet(object.ready) ? globalThis.Boolean(object.ready) : false,
+      digest: isSet(object.digest) ? globalThis.String(object.digest) : "",
+      resolvedProvider: isSet(object.resolvedProvider)
+        ? globalThis.String(object.resolvedProvider)
+        : isSet(object.resolved_provider)
+        ? globalThis.String(object.resolved_provider)
+        : "",
+      config: isSet(object.config) ? RuntimeConfig.fromJSON(object.config) : undefined,
+      variables: globalThis.Array.isArray(object?.variables)
+        ? object.variables.map((e: any) => ExplainedVariable.fromJSON(e))
+        : [],
+      dropped: globalThis.Array.isArray(object?.dropped)
+        ? object.dropped.map((e: any) => DroppedVariable.fromJSON(e))
+        : [],
+      error: isSet(object.error) ? ProjectionError.fromJSON(object.error) : undefined,
+    };
+  },
+
+  toJSON(message: ExplainProjectionResponse): unknown {
+    const obj: any = {};
+    if (message.workspaceId !== "") {
+      obj.workspaceId = message.workspaceId;
+    }
+    if (message.configVersion !== 0) {
+      obj.configVersion = Math.round(message.configVersion);
+    }
+    if (message.appliedConfigVersion !== 0) {
+      obj.appliedConfigVersion = Math.round(message.appliedConfigVersion);
+    }
+    if (message.ready !== false) {
+      obj.ready = message.ready;
+    }
+    if (message.digest !== "") {
+      obj.digest = message.digest;
+    }
+    if (message.resolvedProvider !== "") {
+      obj.resolvedProvider = message.resolvedProvider;
+    }
+    if (message.config !== undefined) {
+      obj.config = RuntimeConfig.toJSON(message.config);
+    }
+    if (message.variables?.length) {
+      obj.variables = message.variables.map((e) => ExplainedVariable.toJSON(e));
+    }
+    if (message.dropped?.length) {
+      obj.dropped = message.dropped.map((e) => DroppedVariable.toJSON(e));
+    }
+    if (message.error !== undefined) {
+      obj.error = ProjectionError.toJSON(message.error);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ExplainProjectionResponse>): ExplainProjectionResponse {
+    return ExplainProjectionResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ExplainProjectionResponse>): ExplainProjectionResponse {
+    const message = createBaseExplainProjectionResponse();
+    message.workspaceId = object.workspaceId ?? "";
+    message.configVersion = object.configVersion ?? 0;
+    message.appliedConfigVersion = object.appliedConfigVersion ?? 0;
+    message.ready = object.ready ?? false;
+    message.digest = object.digest ?? "";
+    message.resolvedProvider = object.resolvedProvider ?? "";
+    message.config = (object.config !== undefined && object.config !== null)
+      ? RuntimeConfig.fromPartial(object.config)
+      : undefined;
+    message.variables = object.variables?.map((e) => ExplainedVariable.fromPartial(e)) || [];
+    message.dropped = object.dropped?.map((e) => DroppedVariable.fromPartial(e)) || [];
+    message.error = (object.error !== undefined && object.error !== null)
+      ? ProjectionError.fromPartial(object.error)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseListAuditEventsRequest(): ListAuditEventsRequest {
+  return { workspaceId: "", pageSize: 0, pageToken: "" };
+}
+
+export const ListAuditEventsRequest: MessageFns<ListAuditEventsRequest> = {
+  encode(message: ListAuditEventsRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.workspaceId !== "") {
+      writer.uint32(10).string(message.workspaceId);
+    }
+    if (message.pageSize !== 0) {
+      writer.uint32(16).int32(message.pageSize);
+    }
+    if (message.pageToken !== "") {
+      writer.uint32(26).string(message.pageToken);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListAuditEventsRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListAuditEventsRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.workspaceId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.pageSize = reader.int32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.pageToken = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ListAuditEventsRequest {
+    return {
+      workspaceId: isSet(object.workspaceId)
+        ? globalThis.String(object.workspaceId)
+        : isSet(object.workspace_id)
+        ? globalThis.String(object.workspace_id)
+        : "",
+      pageSize: isSet(object.pageSize)
+        ? globalThis.Number(object.pageSize)
+        : isSet(object.page_size)
+        ? globalThis.Number(object.page_size)
+        : 0,
+      pageToken: isSet(object.pageToken)
+        ? globalThis.String(object.pageToken)
+        : isSet(object.page_token)
+        ? globalThis.String(object.page_token)
+        : "",
+    };
+  },
+
+  toJSON(message: ListAuditEventsRequest): unknown {
+    const obj: any = {};
+    if (message.workspaceId !== "") {
+      obj.workspaceId = message.workspaceId;
+    }
+    if (message.pageSize !== 0) {
+      obj.pageSize = Math.round(message.pageSize);
+    }
+    if (message.pageToken !== "") {
+      obj.pageToken = message.pageToken;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ListAuditEventsRequest>): ListAuditEventsRequest {
+    return ListAuditEventsRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ListAuditEventsRequest>): ListAuditEventsRequest {
+    const message = createBaseListAuditEventsRequest();
+    message.workspaceId = object.workspaceId ?? "";
+    message.pageSize = object.pageSize ?? 0;
+    message.pageToken = object.pageToken ?? "";
+    return message;
+  },
+};
+
+function createBaseListAuditEventsResponse(): ListAuditEventsResponse {
+  return { events: [], nextPageToken: "" };
+}
+
+export const ListAuditEventsResponse: MessageFns<ListAuditEventsResponse> = {
+  encode(message: ListAuditEventsResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.events) {
+      AuditEvent.encode(v!, writer.uint32(10).fork()).join();
+    }
+    if (message.nextPageToken !== "") {
+      writer.uint32(18).string(message.nextPageToken);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListAuditEventsResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListAuditEventsResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.events.push(AuditEvent.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.nextPageToken = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ListAuditEventsResponse {
+    return {
+      events: globalThis.Array.isArray(object?.events) ? object.events.map((e: any) => AuditEvent.fromJSON(e)) : [],
+      nextPageToken: isSet(object.nextPageToken)
+        ? globalThis.String(object.nextPageToken)
+        : isSet(object.next_page_token)
+        ? globalThis.String(object.next_page_token)
+        : "",
+    };
+  },
+
+  toJSON(message: ListAuditEventsResponse): unknown {
+    const obj: any = {};
+    if (message.events?.length) {
+      obj.events = message.events.map((e) => AuditEvent.toJSON(e));
+    }
+    if (message.nextPageToken !== "") {
+      obj.nextPageToken = message.nextPageToken;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ListAuditEventsResponse>): ListAuditEventsResponse {
+    return ListAuditEventsResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ListAuditEventsResponse>): ListAuditEventsResponse {
+    const message = createBaseListAuditEventsResponse();
+    message.events = object.events?.map((e) => AuditEvent.fromPartial(e)) || [];
+    message.nextPageToken = object.nextPageToken ?? "";
+    return message;
+  },
+};
+
 /**
  * ControlService is called by internal services and operators to manage
  * workspaces and follow their status. Every call carries the control token in
@@ -1963,6 +3363,100 @@ export const ControlServiceService = {
     responseSerialize: (value: WatchStatusResponse): Buffer => Buffer.from(WatchStatusResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): WatchStatusResponse => WatchStatusResponse.decode(value),
   },
+  /**
+   * SetWorkspaceSecret stores (or replaces) one secret of a workspace,
+   * encrypted at rest, and bumps the workspace's config_version. Needs an
+   * admin control token. The value is never returned by any call.
+   */
+  setWorkspaceSecret: {
+    path: "/vigil.v1.ControlService/SetWorkspaceSecret" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: SetWorkspaceSecretRequest): Buffer =>
+      Buffer.from(SetWorkspaceSecretRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): SetWorkspaceSecretRequest => SetWorkspaceSecretRequest.decode(value),
+    responseSerialize: (value: SetWorkspaceSecretResponse): Buffer =>
+      Buffer.from(SetWorkspaceSecretResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): SetWorkspaceSecretResponse => SetWorkspaceSecretResponse.decode(value),
+  },
+  /**
+   * DeleteWorkspaceSecret removes one secret and bumps config_version. Needs
+   * an admin control token. NOT_FOUND (SECRET_NOT_FOUND) when there is none.
+   */
+  deleteWorkspaceSecret: {
+    path: "/vigil.v1.ControlService/DeleteWorkspaceSecret" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: DeleteWorkspaceSecretRequest): Buffer =>
+      Buffer.from(DeleteWorkspaceSecretRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): DeleteWorkspaceSecretRequest => DeleteWorkspaceSecretRequest.decode(value),
+    responseSerialize: (value: DeleteWorkspaceSecretResponse): Buffer =>
+      Buffer.from(DeleteWorkspaceSecretResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): DeleteWorkspaceSecretResponse => DeleteWorkspaceSecretResponse.decode(value),
+  },
+  /**
+   * ListWorkspaceSecrets returns the metadata of every secret of a
+   * workspace (name, time, fingerprint, use), never a value.
+   */
+  listWorkspaceSecrets: {
+    path: "/vigil.v1.ControlService/ListWorkspaceSecrets" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ListWorkspaceSecretsRequest): Buffer =>
+      Buffer.from(ListWorkspaceSecretsRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ListWorkspaceSecretsRequest => ListWorkspaceSecretsRequest.decode(value),
+    responseSerialize: (value: ListWorkspaceSecretsResponse): Buffer =>
+      Buffer.from(ListWorkspaceSecretsResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ListWorkspaceSecretsResponse => ListWorkspaceSecretsResponse.decode(value),
+  },
+  /**
+   * SetWorkspaceRuntimeConfig replaces the runtime config of a workspace and
+   * bumps config_version. Needs an admin control token.
+   */
+  setWorkspaceRuntimeConfig: {
+    path: "/vigil.v1.ControlService/SetWorkspaceRuntimeConfig" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: SetWorkspaceRuntimeConfigRequest): Buffer =>
+      Buffer.from(SetWorkspaceRuntimeConfigRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): SetWorkspaceRuntimeConfigRequest =>
+      SetWorkspaceRuntimeConfigRequest.decode(value),
+    responseSerialize: (value: SetWorkspaceRuntimeConfigResponse): Buffer =>
+      Buffer.from(SetWorkspaceRuntimeConfigResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): SetWorkspaceRuntimeConfigResponse =>
+      SetWorkspaceRuntimeConfigResponse.decode(value),
+  },
+  /**
+   * ExplainProjection says which rule produced which variable of the
+   * workspace's projection, and which were suppressed or shadowed; values
+   * are redacted (fingerprints only).
+   */
+  explainProjection: {
+    path: "/vigil.v1.ControlService/ExplainProjection" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ExplainProjectionRequest): Buffer =>
+      Buffer.from(ExplainProjectionRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ExplainProjectionRequest => ExplainProjectionRequest.decode(value),
+    responseSerialize: (value: ExplainProjectionResponse): Buffer =>
+      Buffer.from(ExplainProjectionResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ExplainProjectionResponse => ExplainProjectionResponse.decode(value),
+  },
+  /**
+   * ListAuditEvents returns audit events (secret and config writes,
+   * deliveries, denials, key re-wraps) in seq order, one page at a time.
+   */
+  listAuditEvents: {
+    path: "/vigil.v1.ControlService/ListAuditEvents" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ListAuditEventsRequest): Buffer =>
+      Buffer.from(ListAuditEventsRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ListAuditEventsRequest => ListAuditEventsRequest.decode(value),
+    responseSerialize: (value: ListAuditEventsResponse): Buffer =>
+      Buffer.from(ListAuditEventsResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ListAuditEventsResponse => ListAuditEventsResponse.decode(value),
+  },
 } as const;
 
 export interface ControlServiceServer extends UntypedServiceImplementation {
@@ -2008,6 +3502,38 @@ export interface ControlServiceServer extends UntypedServiceImplementation {
    * shuts down the stream ends with UNAVAILABLE.
    */
   watchStatus: handleServerStreamingCall<WatchStatusRequest, WatchStatusResponse>;
+  /**
+   * SetWorkspaceSecret stores (or replaces) one secret of a workspace,
+   * encrypted at rest, and bumps the workspace's config_version. Needs an
+   * admin control token. The value is never returned by any call.
+   */
+  setWorkspaceSecret: handleUnaryCall<SetWorkspaceSecretRequest, SetWorkspaceSecretResponse>;
+  /**
+   * DeleteWorkspaceSecret removes one secret and bumps config_version. Needs
+   * an admin control token. NOT_FOUND (SECRET_NOT_FOUND) when there is none.
+   */
+  deleteWorkspaceSecret: handleUnaryCall<DeleteWorkspaceSecretRequest, DeleteWorkspaceSecretResponse>;
+  /**
+   * ListWorkspaceSecrets returns the metadata of every secret of a
+   * workspace (name, time, fingerprint, use), never a value.
+   */
+  listWorkspaceSecrets: handleUnaryCall<ListWorkspaceSecretsRequest, ListWorkspaceSecretsResponse>;
+  /**
+   * SetWorkspaceRuntimeConfig replaces the runtime config of a workspace and
+   * bumps config_version. Needs an admin control token.
+   */
+  setWorkspaceRuntimeConfig: handleUnaryCall<SetWorkspaceRuntimeConfigRequest, SetWorkspaceRuntimeConfigResponse>;
+  /**
+   * ExplainProjection says which rule produced which variable of the
+   * workspace's projection, and which were suppressed or shadowed; values
+   * are redacted (fingerprints only).
+   */
+  explainProjection: handleUnaryCall<ExplainProjectionRequest, ExplainProjectionResponse>;
+  /**
+   * ListAuditEvents returns audit events (secret and config writes,
+   * deliveries, denials, key re-wraps) in seq order, one page at a time.
+   */
+  listAuditEvents: handleUnaryCall<ListAuditEventsRequest, ListAuditEventsResponse>;
 }
 
 export interface ControlServiceClient extends Client {
@@ -2156,6 +3682,122 @@ export interface ControlServiceClient extends Client {
     metadata?: Metadata,
     options?: Partial<CallOptions>,
   ): ClientReadableStream<WatchStatusResponse>;
+  /**
+   * SetWorkspaceSecret stores (or replaces) one secret of a workspace,
+   * encrypted at rest, and bumps the workspace's config_version. Needs an
+   * admin control token. The value is never returned by any call.
+   */
+  setWorkspaceSecret(
+    request: SetWorkspaceSecretRequest,
+    callback: (error: ServiceError | null, response: SetWorkspaceSecretResponse) => void,
+  ): ClientUnaryCall;
+  setWorkspaceSecret(
+    request: SetWorkspaceSecretRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: SetWorkspaceSecretResponse) => void,
+  ): ClientUnaryCall;
+  setWorkspaceSecret(
+    request: SetWorkspaceSecretRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: SetWorkspaceSecretResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * DeleteWorkspaceSecret removes one secret and bumps config_version. Needs
+   * an admin control token. NOT_FOUND (SECRET_NOT_FOUND) when there is none.
+   */
+  deleteWorkspaceSecret(
+    request: DeleteWorkspaceSecretRequest,
+    callback: (error: ServiceError | null, response: DeleteWorkspaceSecretResponse) => void,
+  ): ClientUnaryCall;
+  deleteWorkspaceSecret(
+    request: DeleteWorkspaceSecretRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: DeleteWorkspaceSecretResponse) => void,
+  ): ClientUnaryCall;
+  deleteWorkspaceSecret(
+    request: DeleteWorkspaceSecretRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: DeleteWorkspaceSecretResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * ListWorkspaceSecrets returns the metadata of every secret of a
+   * workspace (name, time, fingerprint, use), never a value.
+   */
+  listWorkspaceSecrets(
+    request: ListWorkspaceSecretsRequest,
+    callback: (error: ServiceError | null, response: ListWorkspaceSecretsResponse) => void,
+  ): ClientUnaryCall;
+  listWorkspaceSecrets(
+    request: ListWorkspaceSecretsRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ListWorkspaceSecretsResponse) => void,
+  ): ClientUnaryCall;
+  listWorkspaceSecrets(
+    request: ListWorkspaceSecretsRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ListWorkspaceSecretsResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * SetWorkspaceRuntimeConfig replaces the runtime config of a workspace and
+   * bumps config_version. Needs an admin control token.
+   */
+  setWorkspaceRuntimeConfig(
+    request: SetWorkspaceRuntimeConfigRequest,
+    callback: (error: ServiceError | null, response: SetWorkspaceRuntimeConfigResponse) => void,
+  ): ClientUnaryCall;
+  setWorkspaceRuntimeConfig(
+    request: SetWorkspaceRuntimeConfigRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: SetWorkspaceRuntimeConfigResponse) => void,
+  ): ClientUnaryCall;
+  setWorkspaceRuntimeConfig(
+    request: SetWorkspaceRuntimeConfigRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: SetWorkspaceRuntimeConfigResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * ExplainProjection says which rule produced which variable of the
+   * workspace's projection, and which were suppressed or shadowed; values
+   * are redacted (fingerprints only).
+   */
+  explainProjection(
+    request: ExplainProjectionRequest,
+    callback: (error: ServiceError | null, response: ExplainProjectionResponse) => void,
+  ): ClientUnaryCall;
+  explainProjection(
+    request: ExplainProjectionRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ExplainProjectionResponse) => void,
+  ): ClientUnaryCall;
+  explainProjection(
+    request: ExplainProjectionRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ExplainProjectionResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * ListAuditEvents returns audit events (secret and config writes,
+   * deliveries, denials, key re-wraps) in seq order, one page at a time.
+   */
+  listAuditEvents(
+    request: ListAuditEventsRequest,
+    callback: (error: ServiceError | null, response: ListAuditEventsResponse) => void,
+  ): ClientUnaryCall;
+  listAuditEvents(
+    request: ListAuditEventsRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ListAuditEventsResponse) => void,
+  ): ClientUnaryCall;
+  listAuditEvents(
+    request: ListAuditEventsRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ListAuditEventsResponse) => void,
+  ): ClientUnaryCall;
 }
 
 export const ControlServiceClient = makeGenericClientConstructor(

@@ -12,8 +12,10 @@ import {
   Client,
   type ClientDuplexStream,
   type ClientOptions,
+  type ClientReadableStream,
   type ClientUnaryCall,
   type handleBidiStreamingCall,
+  type handleServerStreamingCall,
   type handleUnaryCall,
   makeGenericClientConstructor,
   type Metadata,
@@ -23,6 +25,7 @@ import {
 import { Duration } from "../../google/protobuf/duration";
 import { Struct } from "../../google/protobuf/struct";
 import { Status } from "../../google/rpc/status";
+import { Projection, ProjectionError, ProjectionProgress } from "./projection";
 import {
   DeliveryMode,
   deliveryModeFromJSON,
@@ -35,6 +38,45 @@ import {
   workspaceStatusFromJSON,
   workspaceStatusToJSON,
 } from "./workspace";
+
+/** GetProjectionRequest names the workspace. */
+export interface GetProjectionRequest {
+  /** The workspace the calling token belongs to. */
+  workspaceId: string;
+}
+
+/** GetProjectionResponse carries the projection. */
+export interface GetProjectionResponse {
+  /** The environment and its version. */
+  projection: Projection | undefined;
+}
+
+/** WatchProjectionRequest opens a projection stream. */
+export interface WatchProjectionRequest {
+  /** The workspace the calling token belongs to. */
+  workspaceId: string;
+  /**
+   * The version the runtime holds (0: none). The current state is sent on
+   * open anyway.
+   */
+  knownConfigVersion: number;
+}
+
+/** WatchProjectionResponse is one event of a projection stream. */
+export interface WatchProjectionResponse {
+  /** The event. */
+  event:
+    | //
+    /** The projection of a (new) version. */
+    { $case: "projection"; value: Projection }
+    | //
+    /** The current version fails to project. */
+    { $case: "error"; value: ProjectionError }
+    | //
+    /** Nothing changed. */
+    { $case: "progress"; value: ProjectionProgress }
+    | undefined;
+}
 
 /** RegisterRequest advertises a runtime. */
 export interface RegisterRequest {
@@ -66,7 +108,14 @@ export interface RegisterResponse {
     | Workspace
     | undefined;
   /** When to send the next heartbeat (the configured interval, jittered ±10%). */
-  heartbeatInterval: Duration | undefined;
+  heartbeatInterval:
+    | Duration
+    | undefined;
+  /**
+   * The workspace's current projection version (never a secret): a runtime
+   * holding an older one fetches the projection again.
+   */
+  configVersion: number;
 }
 
 /** HeartbeatRequest reports the runtime's liveness and health. */
@@ -98,6 +147,8 @@ export interface HeartbeatRequest {
    * degrades the workspace.
    */
   nativeStatusManagement: boolean;
+  /** The projection version the runtime runs with (0: none or unknown). */
+  appliedConfigVersion: number;
 }
 
 /** HeartbeatResponse returns the status after the heartbeat was applied. */
@@ -105,7 +156,11 @@ export interface HeartbeatResponse {
   /** The workspace's status after this heartbeat. */
   status: WorkspaceStatus;
   /** When to send the next heartbeat (the configured interval, jittered ±10%). */
-  heartbeatInterval: Duration | undefined;
+  heartbeatInterval:
+    | Duration
+    | undefined;
+  /** The workspace's current projection version, as in RegisterResponse. */
+  configVersion: number;
 }
 
 /** HeartbeatStreamRequest is one heartbeat on a HeartbeatStream. */
@@ -168,6 +223,363 @@ export interface HeartbeatError_MetadataEntry {
   key: string;
   value: string;
 }
+
+function createBaseGetProjectionRequest(): GetProjectionRequest {
+  return { workspaceId: "" };
+}
+
+export const GetProjectionRequest: MessageFns<GetProjectionRequest> = {
+  encode(message: GetProjectionRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.workspaceId !== "") {
+      writer.uint32(10).string(message.workspaceId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetProjectionRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetProjectionRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.workspaceId = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GetProjectionRequest {
+    return {
+      workspaceId: isSet(object.workspaceId)
+        ? globalThis.String(object.workspaceId)
+        : isSet(object.workspace_id)
+        ? globalThis.String(object.workspace_id)
+        : "",
+    };
+  },
+
+  toJSON(message: GetProjectionRequest): unknown {
+    const obj: any = {};
+    if (message.workspaceId !== "") {
+      obj.workspaceId = message.workspaceId;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<GetProjectionRequest>): GetProjectionRequest {
+    return GetProjectionRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<GetProjectionRequest>): GetProjectionRequest {
+    const message = createBaseGetProjectionRequest();
+    message.workspaceId = object.workspaceId ?? "";
+    return message;
+  },
+};
+
+function createBaseGetProjectionResponse(): GetProjectionResponse {
+  return { projection: undefined };
+}
+
+export const GetProjectionResponse: MessageFns<GetProjectionResponse> = {
+  encode(message: GetProjectionResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.projection !== undefined) {
+      Projection.encode(message.projection, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetProjectionResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetProjectionResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.projection = Projection.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GetProjectionResponse {
+    return { projection: isSet(object.projection) ? Projection.fromJSON(object.projection) : undefined };
+  },
+
+  toJSON(message: GetProjectionResponse): unknown {
+    const obj: any = {};
+    if (message.projection !== undefined) {
+      obj.projection = Projection.toJSON(message.projection);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<GetProjectionResponse>): GetProjectionResponse {
+    return GetProjectionResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<GetProjectionResponse>): GetProjectionResponse {
+    const message = createBaseGetProjectionResponse();
+    message.projection = (object.projection !== undefined && object.projection !== null)
+      ? Projection.fromPartial(object.projection)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseWatchProjectionRequest(): WatchProjectionRequest {
+  return { workspaceId: "", knownConfigVersion: 0 };
+}
+
+export const WatchProjectionRequest: MessageFns<WatchProjectionRequest> = {
+  encode(message: WatchProjectionRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.workspaceId !== "") {
+      writer.uint32(10).string(message.workspaceId);
+    }
+    if (message.knownConfigVersion !== 0) {
+      writer.uint32(16).uint64(message.knownConfigVersion);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): WatchProjectionRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseWatchProjectionRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.workspaceId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.knownConfigVersion = longToNumber(reader.uint64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): WatchProjectionRequest {
+    return {
+      workspaceId: isSet(object.workspaceId)
+        ? globalThis.String(object.workspaceId)
+        : isSet(object.workspace_id)
+        ? globalThis.String(object.workspace_id)
+        : "",
+      knownConfigVersion: isSet(object.knownConfigVersion)
+        ? globalThis.Number(object.knownConfigVersion)
+        : isSet(object.known_config_version)
+        ? globalThis.Number(object.known_config_version)
+        : 0,
+    };
+  },
+
+  toJSON(message: WatchProjectionRequest): unknown {
+    const obj: any = {};
+    if (message.workspaceId !== "") {
+      obj.workspaceId = message.workspaceId;
+    }
+    if (message.knownConfigVersion !== 0) {
+      obj.knownConfigVersion = Math.round(message.knownConfigVersion);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<WatchProjectionRequest>): WatchProjectionRequest {
+    return WatchProjectionRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<WatchProjectionRequest>): WatchProjectionRequest {
+    const message = createBaseWatchProjectionRequest();
+    message.workspaceId = object.workspaceId ?? "";
+    message.knownConfigVersion = object.knownConfigVersion ?? 0;
+    return message;
+  },
+};
+
+function createBaseWatchProjectionResponse(): WatchProjectionResponse {
+  return { event: undefined };
+}
+
+export const WatchProjectionResponse: MessageFns<WatchProjectionResponse> = {
+  encode(message: WatchProjectionResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    switch (message.event?.$case) {
+      case "projection":
+        Projection.encode(message.event.value, writer.uint32(10).fork()).join();
+        break;
+      case "error":
+        ProjectionError.encode(message.event.value, writer.uint32(18).fork()).join();
+        break;
+      case "progress":
+        ProjectionProgress.encode(message.event.value, writer.uint32(26).fork()).join();
+        break;
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): WatchProjectionResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseWatchProjectionResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.event = { $case: "projection", value: Projection.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.event = { $case: "error", value: ProjectionError.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.event = { $case: "progress", value: ProjectionProgress.decode(reader, reader.uint32()) };
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): WatchProjectionResponse {
+    return {
+      event: isSet(object.projection)
+        ? { $case: "projection", value: Projection.fromJSON(object.projection) }
+        : isSet(object.error)
+        ? { $case: "error", value: ProjectionError.fromJSON(object.error) }
+        : isSet(object.progress)
+        ? { $case: "progress", value: ProjectionProgress.fromJSON(object.progress) }
+        : undefined,
+    };
+  },
+
+  toJSON(message: WatchProjectionResponse): unknown {
+    const obj: any = {};
+    if (message.event?.$case === "projection") {
+      obj.projection = Projection.toJSON(message.event.value);
+    } else if (message.event?.$case === "error") {
+      obj.error = ProjectionError.toJSON(message.event.value);
+    } else if (message.event?.$case === "progress") {
+      obj.progress = ProjectionProgress.toJSON(message.event.value);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<WatchProjectionResponse>): WatchProjectionResponse {
+    return WatchProjectionResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<WatchProjectionResponse>): WatchProjectionResponse {
+    const message = createBaseWatchProjectionResponse();
+    switch (object.event?.$case) {
+      case "projection": {
+        if (object.event?.value !== undefined && object.event?.value !== null) {
+          message.event = { $case: "projection", value: Projection.fromPartial(object.event.value) };
+        }
+        break;
+      }
+      case "error": {
+        if (object.event?.value !== undefined && object.event?.value !== null) {
+          message.event = { $case: "error", value: ProjectionError.fromPartial(object.event.value) };
+        }
+        break;
+      }
+      case "progress": {
+        if (object.event?.value !== undefined && object.event?.value !== null) {
+          message.event = { $case: "progress", value: ProjectionProgress.fromPartial(object.event.value) };
+        }
+        break;
+      }
+    }
+    return message;
+  },
+};
 
 function createBaseRegisterRequest(): RegisterRequest {
   return { workspaceId: "", url: "", agentCard: undefined, deliveryMode: 0 };
@@ -299,7 +711,7 @@ export const RegisterRequest: MessageFns<RegisterRequest> = {
 };
 
 function createBaseRegisterResponse(): RegisterResponse {
-  return { workspace: undefined, heartbeatInterval: undefined };
+  return { workspace: undefined, heartbeatInterval: undefined, configVersion: 0 };
 }
 
 export const RegisterResponse: MessageFns<RegisterResponse> = {
@@ -309,6 +721,9 @@ export const RegisterResponse: MessageFns<RegisterResponse> = {
     }
     if (message.heartbeatInterval !== undefined) {
       Duration.encode(message.heartbeatInterval, writer.uint32(18).fork()).join();
+    }
+    if (message.configVersion !== 0) {
+      writer.uint32(24).uint64(message.configVersion);
     }
     return writer;
   },
@@ -342,6 +757,14 @@ export const RegisterResponse: MessageFns<RegisterResponse> = {
             message.heartbeatInterval = Duration.decode(reader, reader.uint32());
             continue;
           }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.configVersion = longToNumber(reader.uint64());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -362,6 +785,11 @@ export const RegisterResponse: MessageFns<RegisterResponse> = {
         : isSet(object.heartbeat_interval)
         ? Duration.fromJSON(object.heartbeat_interval)
         : undefined,
+      configVersion: isSet(object.configVersion)
+        ? globalThis.Number(object.configVersion)
+        : isSet(object.config_version)
+        ? globalThis.Number(object.config_version)
+        : 0,
     };
   },
 
@@ -372,6 +800,9 @@ export const RegisterResponse: MessageFns<RegisterResponse> = {
     }
     if (message.heartbeatInterval !== undefined) {
       obj.heartbeatInterval = Duration.toJSON(message.heartbeatInterval);
+    }
+    if (message.configVersion !== 0) {
+      obj.configVersion = Math.round(message.configVersion);
     }
     return obj;
   },
@@ -387,6 +818,7 @@ export const RegisterResponse: MessageFns<RegisterResponse> = {
     message.heartbeatInterval = (object.heartbeatInterval !== undefined && object.heartbeatInterval !== null)
       ? Duration.fromPartial(object.heartbeatInterval)
       : undefined;
+    message.configVersion = object.configVersion ?? 0;
     return message;
   },
 };
@@ -402,6 +834,7 @@ function createBaseHeartbeatRequest(): HeartbeatRequest {
     currentTask: "",
     runtimeState: 0,
     nativeStatusManagement: false,
+    appliedConfigVersion: 0,
   };
 }
 
@@ -433,6 +866,9 @@ export const HeartbeatRequest: MessageFns<HeartbeatRequest> = {
     }
     if (message.nativeStatusManagement !== false) {
       writer.uint32(72).bool(message.nativeStatusManagement);
+    }
+    if (message.appliedConfigVersion !== 0) {
+      writer.uint32(80).uint64(message.appliedConfigVersion);
     }
     return writer;
   },
@@ -522,6 +958,14 @@ export const HeartbeatRequest: MessageFns<HeartbeatRequest> = {
             message.nativeStatusManagement = reader.bool();
             continue;
           }
+          case 10: {
+            if (tag !== 80) {
+              break;
+            }
+
+            message.appliedConfigVersion = longToNumber(reader.uint64());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -581,6 +1025,11 @@ export const HeartbeatRequest: MessageFns<HeartbeatRequest> = {
         : isSet(object.native_status_management)
         ? globalThis.Boolean(object.native_status_management)
         : false,
+      appliedConfigVersion: isSet(object.appliedConfigVersion)
+        ? globalThis.Number(object.appliedConfigVersion)
+        : isSet(object.applied_config_version)
+        ? globalThis.Number(object.applied_config_version)
+        : 0,
     };
   },
 
@@ -613,6 +1062,9 @@ export const HeartbeatRequest: MessageFns<HeartbeatRequest> = {
     if (message.nativeStatusManagement !== false) {
       obj.nativeStatusManagement = message.nativeStatusManagement;
     }
+    if (message.appliedConfigVersion !== 0) {
+      obj.appliedConfigVersion = Math.round(message.appliedConfigVersion);
+    }
     return obj;
   },
 
@@ -630,12 +1082,13 @@ export const HeartbeatRequest: MessageFns<HeartbeatRequest> = {
     message.currentTask = object.currentTask ?? "";
     message.runtimeState = object.runtimeState ?? 0;
     message.nativeStatusManagement = object.nativeStatusManagement ?? false;
+    message.appliedConfigVersion = object.appliedConfigVersion ?? 0;
     return message;
   },
 };
 
 function createBaseHeartbeatResponse(): HeartbeatResponse {
-  return { status: 0, heartbeatInterval: undefined };
+  return { status: 0, heartbeatInterval: undefined, configVersion: 0 };
 }
 
 export const HeartbeatResponse: MessageFns<HeartbeatResponse> = {
@@ -645,6 +1098,9 @@ export const HeartbeatResponse: MessageFns<HeartbeatResponse> = {
     }
     if (message.heartbeatInterval !== undefined) {
       Duration.encode(message.heartbeatInterval, writer.uint32(18).fork()).join();
+    }
+    if (message.configVersion !== 0) {
+      writer.uint32(24).uint64(message.configVersion);
     }
     return writer;
   },
@@ -678,6 +1134,14 @@ export const HeartbeatResponse: MessageFns<HeartbeatResponse> = {
             message.heartbeatInterval = Duration.decode(reader, reader.uint32());
             continue;
           }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.configVersion = longToNumber(reader.uint64());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -698,6 +1162,11 @@ export const HeartbeatResponse: MessageFns<HeartbeatResponse> = {
         : isSet(object.heartbeat_interval)
         ? Duration.fromJSON(object.heartbeat_interval)
         : undefined,
+      configVersion: isSet(object.configVersion)
+        ? globalThis.Number(object.configVersion)
+        : isSet(object.config_version)
+        ? globalThis.Number(object.config_version)
+        : 0,
     };
   },
 
@@ -708,6 +1177,9 @@ export const HeartbeatResponse: MessageFns<HeartbeatResponse> = {
     }
     if (message.heartbeatInterval !== undefined) {
       obj.heartbeatInterval = Duration.toJSON(message.heartbeatInterval);
+    }
+    if (message.configVersion !== 0) {
+      obj.configVersion = Math.round(message.configVersion);
     }
     return obj;
   },
@@ -721,6 +1193,7 @@ export const HeartbeatResponse: MessageFns<HeartbeatResponse> = {
     message.heartbeatInterval = (object.heartbeatInterval !== undefined && object.heartbeatInterval !== null)
       ? Duration.fromPartial(object.heartbeatInterval)
       : undefined;
+    message.configVersion = object.configVersion ?? 0;
     return message;
   },
 };
@@ -1244,6 +1717,44 @@ export const RuntimeServiceService = {
       Buffer.from(HeartbeatStreamResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): HeartbeatStreamResponse => HeartbeatStreamResponse.decode(value),
   },
+  /**
+   * GetProjection returns the environment the runtime must start with: the
+   * same for every start path (first start, restart, recreate). Only the
+   * workspace's own token may call it. Fails FAILED_PRECONDITION
+   * (PROJECTION_INCOMPLETE, PROVIDER_UNRESOLVED, PROVIDER_AMBIGUOUS,
+   * PROVIDER_UNSUPPORTED_BY_ADAPTER, SECRETS_DISABLED, WORKSPACE_REMOVED) or
+   * DATA_LOSS (SECRET_UNREADABLE), never with a partial environment.
+   */
+  getProjection: {
+    path: "/vigil.v1.RuntimeService/GetProjection" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: GetProjectionRequest): Buffer => Buffer.from(GetProjectionRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): GetProjectionRequest => GetProjectionRequest.decode(value),
+    responseSerialize: (value: GetProjectionResponse): Buffer =>
+      Buffer.from(GetProjectionResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): GetProjectionResponse => GetProjectionResponse.decode(value),
+  },
+  /**
+   * WatchProjection streams the projection: the current state at once on
+   * open (whatever known_config_version says; dedup by version), then the
+   * full state on every version change (at most about one a second),
+   * `progress` when idle. A failing version is sent as `error` and the
+   * stream stays open. Ends UNAVAILABLE on shutdown, UNAUTHENTICATED when
+   * the token is revoked, FAILED_PRECONDITION (WORKSPACE_REMOVED) when the
+   * workspace is deleted.
+   */
+  watchProjection: {
+    path: "/vigil.v1.RuntimeService/WatchProjection" as const,
+    requestStream: false as const,
+    responseStream: true as const,
+    requestSerialize: (value: WatchProjectionRequest): Buffer =>
+      Buffer.from(WatchProjectionRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): WatchProjectionRequest => WatchProjectionRequest.decode(value),
+    responseSerialize: (value: WatchProjectionResponse): Buffer =>
+      Buffer.from(WatchProjectionResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): WatchProjectionResponse => WatchProjectionResponse.decode(value),
+  },
 } as const;
 
 export interface RuntimeServiceServer extends UntypedServiceImplementation {
@@ -1271,6 +1782,25 @@ export interface RuntimeServiceServer extends UntypedServiceImplementation {
    * set, writes nothing, and leaves the stream open.
    */
   heartbeatStream: handleBidiStreamingCall<HeartbeatStreamRequest, HeartbeatStreamResponse>;
+  /**
+   * GetProjection returns the environment the runtime must start with: the
+   * same for every start path (first start, restart, recreate). Only the
+   * workspace's own token may call it. Fails FAILED_PRECONDITION
+   * (PROJECTION_INCOMPLETE, PROVIDER_UNRESOLVED, PROVIDER_AMBIGUOUS,
+   * PROVIDER_UNSUPPORTED_BY_ADAPTER, SECRETS_DISABLED, WORKSPACE_REMOVED) or
+   * DATA_LOSS (SECRET_UNREADABLE), never with a partial environment.
+   */
+  getProjection: handleUnaryCall<GetProjectionRequest, GetProjectionResponse>;
+  /**
+   * WatchProjection streams the projection: the current state at once on
+   * open (whatever known_config_version says; dedup by version), then the
+   * full state on every version change (at most about one a second),
+   * `progress` when idle. A failing version is sent as `error` and the
+   * stream stays open. Ends UNAVAILABLE on shutdown, UNAUTHENTICATED when
+   * the token is revoked, FAILED_PRECONDITION (WORKSPACE_REMOVED) when the
+   * workspace is deleted.
+   */
+  watchProjection: handleServerStreamingCall<WatchProjectionRequest, WatchProjectionResponse>;
 }
 
 export interface RuntimeServiceClient extends Client {
@@ -1331,6 +1861,47 @@ export interface RuntimeServiceClient extends Client {
     metadata: Metadata,
     options?: Partial<CallOptions>,
   ): ClientDuplexStream<HeartbeatStreamRequest, HeartbeatStreamResponse>;
+  /**
+   * GetProjection returns the environment the runtime must start with: the
+   * same for every start path (first start, restart, recreate). Only the
+   * workspace's own token may call it. Fails FAILED_PRECONDITION
+   * (PROJECTION_INCOMPLETE, PROVIDER_UNRESOLVED, PROVIDER_AMBIGUOUS,
+   * PROVIDER_UNSUPPORTED_BY_ADAPTER, SECRETS_DISABLED, WORKSPACE_REMOVED) or
+   * DATA_LOSS (SECRET_UNREADABLE), never with a partial environment.
+   */
+  getProjection(
+    request: GetProjectionRequest,
+    callback: (error: ServiceError | null, response: GetProjectionResponse) => void,
+  ): ClientUnaryCall;
+  getProjection(
+    request: GetProjectionRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: GetProjectionResponse) => void,
+  ): ClientUnaryCall;
+  getProjection(
+    request: GetProjectionRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: GetProjectionResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * WatchProjection streams the projection: the current state at once on
+   * open (whatever known_config_version says; dedup by version), then the
+   * full state on every version change (at most about one a second),
+   * `progress` when idle. A failing version is sent as `error` and the
+   * stream stays open. Ends UNAVAILABLE on shutdown, UNAUTHENTICATED when
+   * the token is revoked, FAILED_PRECONDITION (WORKSPACE_REMOVED) when the
+   * workspace is deleted.
+   */
+  watchProjection(
+    request: WatchProjectionRequest,
+    options?: Partial<CallOptions>,
+  ): ClientReadableStream<WatchProjectionResponse>;
+  watchProjection(
+    request: WatchProjectionRequest,
+    metadata?: Metadata,
+    options?: Partial<CallOptions>,
+  ): ClientReadableStream<WatchProjectionResponse>;
 }
 
 export const RuntimeServiceClient = makeGenericClientConstructor(

@@ -352,7 +352,15 @@ export interface Workspace {
    * When one of the workspace's tokens was last used (kept to within a few
    * seconds); unset when never.
    */
-  tokenLastUsedAt: Date | undefined;
+  tokenLastUsedAt:
+    | Date
+    | undefined;
+  /** The desired projection version: bumped by every secret or config write. */
+  configVersion: number;
+  /** The projection version the runtime last reported applying. */
+  appliedConfigVersion: number;
+  /** Whether the projection of config_version currently succeeds. */
+  projectionReady: boolean;
 }
 
 /**
@@ -399,6 +407,9 @@ function createBaseWorkspace(): Workspace {
     runtimeState: 0,
     nativeStatusManagement: false,
     tokenLastUsedAt: undefined,
+    configVersion: 0,
+    appliedConfigVersion: 0,
+    projectionReady: false,
   };
 }
 
@@ -463,6 +474,15 @@ export const Workspace: MessageFns<Workspace> = {
     }
     if (message.tokenLastUsedAt !== undefined) {
       Timestamp.encode(toTimestamp(message.tokenLastUsedAt), writer.uint32(162).fork()).join();
+    }
+    if (message.configVersion !== 0) {
+      writer.uint32(168).uint64(message.configVersion);
+    }
+    if (message.appliedConfigVersion !== 0) {
+      writer.uint32(176).uint64(message.appliedConfigVersion);
+    }
+    if (message.projectionReady !== false) {
+      writer.uint32(184).bool(message.projectionReady);
     }
     return writer;
   },
@@ -640,6 +660,30 @@ export const Workspace: MessageFns<Workspace> = {
             message.tokenLastUsedAt = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
             continue;
           }
+          case 21: {
+            if (tag !== 168) {
+              break;
+            }
+
+            message.configVersion = longToNumber(reader.uint64());
+            continue;
+          }
+          case 22: {
+            if (tag !== 176) {
+              break;
+            }
+
+            message.appliedConfigVersion = longToNumber(reader.uint64());
+            continue;
+          }
+          case 23: {
+            if (tag !== 184) {
+              break;
+            }
+
+            message.projectionReady = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -738,6 +782,21 @@ export const Workspace: MessageFns<Workspace> = {
         : isSet(object.token_last_used_at)
         ? fromJsonTimestamp(object.token_last_used_at)
         : undefined,
+      configVersion: isSet(object.configVersion)
+        ? globalThis.Number(object.configVersion)
+        : isSet(object.config_version)
+        ? globalThis.Number(object.config_version)
+        : 0,
+      appliedConfigVersion: isSet(object.appliedConfigVersion)
+        ? globalThis.Number(object.appliedConfigVersion)
+        : isSet(object.applied_config_version)
+        ? globalThis.Number(object.applied_config_version)
+        : 0,
+      projectionReady: isSet(object.projectionReady)
+        ? globalThis.Boolean(object.projectionReady)
+        : isSet(object.projection_ready)
+        ? globalThis.Boolean(object.projection_ready)
+        : false,
     };
   },
 
@@ -803,6 +862,15 @@ export const Workspace: MessageFns<Workspace> = {
     if (message.tokenLastUsedAt !== undefined) {
       obj.tokenLastUsedAt = message.tokenLastUsedAt.toISOString();
     }
+    if (message.configVersion !== 0) {
+      obj.configVersion = Math.round(message.configVersion);
+    }
+    if (message.appliedConfigVersion !== 0) {
+      obj.appliedConfigVersion = Math.round(message.appliedConfigVersion);
+    }
+    if (message.projectionReady !== false) {
+      obj.projectionReady = message.projectionReady;
+    }
     return obj;
   },
 
@@ -831,6 +899,9 @@ export const Workspace: MessageFns<Workspace> = {
     message.runtimeState = object.runtimeState ?? 0;
     message.nativeStatusManagement = object.nativeStatusManagement ?? false;
     message.tokenLastUsedAt = object.tokenLastUsedAt ?? undefined;
+    message.configVersion = object.configVersion ?? 0;
+    message.appliedConfigVersion = object.appliedConfigVersion ?? 0;
+    message.projectionReady = object.projectionReady ?? false;
     return message;
   },
 };
