@@ -76,8 +76,12 @@ export async function serveCommand(args: string[]): Promise<number> {
   const vigil = await startVigil({ ...settings, controlTokens }, { logger });
   const signal = await stop.done;
   logger.info({ signal }, 'shutting down');
-  // A second signal cuts the graceful stop short.
+  const firstSignalAt = Date.now();
+  // A second signal cuts the graceful stop short. One arriving at once is the
+  // same stop delivered twice (Ctrl-C reaches npm and this process, and npm
+  // forwards it; systemd signals the whole control group), not a second request.
   const force = () => {
+    if (Date.now() - firstSignalAt < DUPLICATE_SIGNAL_MS) return;
     logger.warn('second signal: exiting now');
     process.exit(1);
   };
@@ -91,6 +95,9 @@ export async function serveCommand(args: string[]): Promise<number> {
   setTimeout(() => process.exit(0), 500).unref();
   return 0;
 }
+
+/** A signal this soon after the first is the same request delivered twice. */
+const DUPLICATE_SIGNAL_MS = 1_000;
 
 /** In-flight calls get this long; with the rest of the stop, exit comes within 5 s. */
 const SHUTDOWN_GRACE_MS = 4_000;
