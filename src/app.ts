@@ -10,6 +10,7 @@ import type { RateLimit } from './domain/rate-limiter.js';
 import type { HostResolver, UrlPolicyName } from './domain/url-policy.js';
 import { MAX_CURRENT_TASK_BYTES, MAX_SAMPLE_ERROR_BYTES } from './domain/validation.js';
 import { serveHttp, type HttpListener, type HttpRoute } from './http/http-listener.js';
+import { healthzRoute, readyzRoute, type ReadinessCheck } from './http/probes.js';
 import { createMetrics, metricsRoute } from './metrics/prometheus.js';
 import { openDatabase, type Synchronous } from './storage/database.js';
 import type { Ownership } from './domain/ownership.js';
@@ -152,6 +153,7 @@ export async function startVigil(
   let replica: EtcdReplica | undefined;
   let storeMetrics: Pick<Parameters<typeof createMetrics>[0], 'sqlStatements' | 'etcdRequests'>;
   let databaseFile: string;
+  let probeWritable: (() => Promise<void>) | undefined;
   if (settings.etcd) {
     const etcd = settings.etcd;
     const etcdConnection = createEtcdConnection({ endpoints: etcd.endpoints, tls: etcd.tls });
@@ -199,6 +201,7 @@ export async function startVigil(
     const db = openDatabase(databaseFile, { synchronous: settings.synchronous });
     const sqlite = createSqliteStore(db, { onListenerError });
     store = sqlite;
+    probeWritable = () => sqlite.probeWritable();
     storeMetrics = { sqlStatements: () => sqlite.statementsExecuted() };
   }
   const hub = createTransitionHub({
@@ -299,11 +302,22 @@ export async function startVigil(
     throw error;
   }
   let metricsServer: HttpListener | undefined;
+  let stopping = false;
   if (settings.metricsListen !== '') {
     // Everything the HTTP port serves, in match order.
-    const routes: HttpRoute[] = [metricsRoute(metrics.registry)];
+    const routes: HttpRoute[] = [
+      metricsRoute(metrics.registry),
+      healthzRoute(),
+      readyzRoute(() =>
+        readinessChecks({ store, probeWritable, replica, stopping: () => stopping }),
+      ),
+    ];
     try {
-      metricsServer = await serveHttp(settings.metricsListen, routes);
+      metricsServer = await serveHttp(
+        settings.metricsListen,
+        routes,
+        'try /metrics, /healthz or /readyz',
+      );
     } catch (error) {
       await server.shutdown(0);
       await useCases.liveness.stop();
@@ -331,6 +345,7 @@ export async function startVigil(
     useCases,
     databaseFile,
     async stop(graceMs = 4_000) {
+      stopping = true;
       await server.shutdown(graceMs);
       // Writes the unflushed last-seen times (failures are logged through onError).
       await useCases.liveness.stop();
@@ -345,6 +360,43 @@ export async function startVigil(
       logger.info('stopped');
     },
   };
+}
+
+/**
+ * What `/readyz` requires: not stopping; the store answers and, for SQLite,
+ * takes a write; in cluster mode the replica lease is confirmed (serving).
+ */
+function readinessChecks(parts: {
+  readonly store: RegistryStore;
+  readonly probeWritable: (() => Promise<void>) | undefined;
+  readonly replica: EtcdReplica | undefined;
+  readonly stopping: () => boolean;
+}): ReadinessCheck[] {
+  const { store, probeWritable, replica, stopping } = parts;
+  return [
+    {
+      name: 'server',
+      check: () => (stopping() ? Promise.reject(new Error('shutting down')) : Promise.resolve()),
+    },
+    {
+      name: 'store',
+      check: async () => {
+        await store.headSeq();
+        await probeWritable?.();
+      },
+    },
+    ...(replica
+      ? [
+          {
+            name: 'replica lease',
+            check: () =>
+              replica.serving()
+                ? Promise.resolve()
+                : Promise.reject(new Error('not confirmed for half its TTL')),
+          },
+        ]
+      : []),
+  ];
 }
 
 function hostOf(listen: string): string {

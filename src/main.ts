@@ -1,4 +1,5 @@
 #!/usr/bin/env node
+import { VIGIL_VERSION } from './app.js';
 import { UsageError, describeFailure } from './cli/common.js';
 import { serveCommand } from './cli/serve-command.js';
 import { sidecarCommand } from './cli/sidecar-command.js';
@@ -14,6 +15,7 @@ Commands:
   workspace   create, get, list, delete workspaces and rotate their tokens
   watch       follow status transitions as they commit
   sidecar     register and heartbeat for one runtime
+  version     print this build's version (also --version)
 
 Run "vigil <command> --help" for a command's flags.`;
 
@@ -28,6 +30,11 @@ async function main(argv: string[]): Promise<number> {
       return watchCommand(rest, process.env);
     case 'sidecar':
       return sidecarCommand(rest, process.env);
+    case '--version':
+    case '-v':
+    case 'version':
+      process.stdout.write(`vigil ${VIGIL_VERSION}\n`);
+      return 0;
     case 'help':
     case '--help':
     case '-h':

@@ -1,7 +1,7 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import pino from 'pino';
-import { startVigil, type RunningVigil } from '../app.js';
+import { VIGIL_VERSION, startVigil, type RunningVigil } from '../app.js';
 import { UsageError, parse, untilSignal } from './common.js';
 import type { ControlTokenSpec } from '../domain/control-auth.js';
 import { hashToken } from '../domain/tokens.js';
@@ -13,7 +13,12 @@ import {
 import { CONTROL_TOKEN_FILE, loadOrCreateControlToken } from './control-token.js';
 import { readControlTokensFile } from './control-tokens-file.js';
 import { DataDirLockedError, LOCK_FILE, lockDataDir, type DataDirLock } from './data-dir-lock.js';
-import { SERVE_SETTINGS, resolveServeConfig, settingSource } from './serve-config.js';
+import {
+  SERVE_SETTINGS,
+  describeSettings,
+  resolveServeConfig,
+  settingSource,
+} from './serve-config.js';
 import { createStartRollback, listenProblem } from './start-guard.js';
 
 const DATABASE_FILE = 'vigil.db';
@@ -133,6 +138,10 @@ export async function serveCommand(args: string[]): Promise<number> {
     undo();
     return fail(describeStartFailure(error, settings.dataDir, flags));
   }
+  logger.info(
+    { version: VIGIL_VERSION, settings: describeSettings(settings, logLevel) },
+    'started',
+  );
   if (tokenFile) {
     logger.info(
       { file: tokenFile.file, created: tokenFile.created },

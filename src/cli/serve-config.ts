@@ -509,3 +509,49 @@ export function parseSize(text: string): number | undefined {
   const unit = match[2] === 'MiB' ? 1024 * 1024 : match[2] === 'KiB' ? 1024 : 1;
   return Number(match[1]) * unit;
 }
+
+/**
+ * The effective settings, for the start log: what each flag resolved to, in
+ * the flags' own notation. Never secrets: TLS and etcd keys appear as whether
+ * they are set, control tokens not at all.
+ */
+export function describeSettings(
+  settings: ServeConfig['settings'],
+  logLevel: string,
+): Record<string, string | number | boolean> {
+  const t = settings.timings;
+  const etcd = settings.etcd;
+  return {
+    listen: settings.listen,
+    dataDir: settings.dataDir,
+    store: etcd ? 'etcd' : 'sqlite',
+    ...(etcd
+      ? {
+          etcdEndpoints: etcd.endpoints.join(','),
+          etcdPrefix: etcd.prefix,
+          replicaId: etcd.replicaId,
+          advertise: etcd.advertise,
+          etcdTls: etcd.tls !== undefined,
+        }
+      : { sync: settings.synchronous.toLowerCase() }),
+    tls: settings.tls ? (settings.tls.clientCa ? 'mtls' : 'tls') : 'off',
+    heartbeatInterval: formatDuration(t.heartbeatIntervalMs),
+    offlineAfter: formatDuration(t.offlineAfterMs),
+    registerFailureWindow: formatDuration(t.registerFailureWindowMs),
+    provisionTimeout: formatDuration(t.provisionTimeoutMs),
+    retention: formatDuration(t.retentionMs),
+    tokenRotationOverlap: formatDuration(t.tokenRotationOverlapMs),
+    progressInterval: formatDuration(settings.progressIntervalMs),
+    urlPolicy: settings.urlPolicy,
+    maxMessageSize: settings.maxMessageBytes,
+    maxSampleError: settings.fieldLimits.sampleErrorBytes,
+    maxCurrentTask: settings.fieldLimits.currentTaskBytes,
+    heartbeatRateLimit: settings.heartbeatRateLimit
+      ? `${settings.heartbeatRateLimit.ratePerSecond}/s`
+      : 'off',
+    heartbeatBurst: settings.heartbeatRateLimit?.burst ?? 0,
+    maxWatchStreams: settings.maxWatchStreamsPerToken,
+    metricsListen: settings.metricsListen === '' ? 'off' : settings.metricsListen,
+    logLevel,
+  };
+}

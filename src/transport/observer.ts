@@ -1,4 +1,5 @@
-import type { status } from '@grpc/grpc-js';
+import { status } from '@grpc/grpc-js';
+import type { Logger } from 'pino';
 
 /**
  * What transport reports about calls, for metrics. Transport knows nothing of
@@ -18,4 +19,22 @@ export interface WatchTracker {
   delivered(seq: number): void;
   /** The stream ended (its code is reported through `callFinished`). */
   closed(): void;
+}
+
+/**
+ * `observer`, plus one debug log line per finished call (method, code,
+ * duration) when the logger is at debug level or finer; `observer` itself otherwise.
+ */
+export function withCallLog(observer: CallObserver, logger: Logger): CallObserver {
+  if (!logger.isLevelEnabled('debug')) return observer;
+  return {
+    ...observer,
+    callFinished(method, code, seconds) {
+      logger.debug(
+        { method, code: status[code], ms: Math.round(seconds * 100_000) / 100 },
+        'rpc finished',
+      );
+      observer.callFinished(method, code, seconds);
+    },
+  };
 }

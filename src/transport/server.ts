@@ -7,7 +7,7 @@ import type { WatchDeps } from '../watch/watch-session.js';
 import { createControlService } from './control-service.js';
 import { addReflection } from './reflection.js';
 import { tolerant } from './malformed.js';
-import type { CallObserver } from './observer.js';
+import { withCallLog, type CallObserver } from './observer.js';
 import { runtimeServiceDefinition } from './heartbeat-wire.js';
 import { createRuntimeService } from './runtime-service.js';
 import type { HeartbeatForwarder } from './heartbeat-forwarder.js';
@@ -60,6 +60,7 @@ export async function startGrpcServer(options: GrpcServerOptions): Promise<GrpcS
     // Vigil answers itself (MESSAGE_TOO_LARGE) without decoding the message.
     'grpc.max_receive_message_length': 2 * options.maxMessageBytes,
   });
+  const observer = withCallLog(options.observer, options.logger);
   const health = new HealthImplementation(Object.fromEntries(SERVICES.map((s) => [s, 'SERVING'])));
   health.addToServer(server);
   addReflection(server);
@@ -69,7 +70,7 @@ export async function startGrpcServer(options: GrpcServerOptions): Promise<GrpcS
       runtime: options.useCases.runtime,
       tokens: options.useCases.tokens,
       logger: options.logger,
-      observer: options.observer,
+      observer,
       shutdown,
       forwarder: options.forwarder,
     }),
@@ -84,7 +85,7 @@ export async function startGrpcServer(options: GrpcServerOptions): Promise<GrpcS
       maxWatchStreamsPerToken: options.maxWatchStreamsPerToken,
       shutdown,
       logger: options.logger,
-      observer: options.observer,
+      observer,
     }),
   );
 
