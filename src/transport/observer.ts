@@ -8,6 +8,11 @@ import type { Logger } from 'pino';
 export interface CallObserver {
   /** A call finished with `code` after `seconds` (streams: from open to end). */
   callFinished(method: string, code: status, seconds: number): void;
+  /**
+   * One message of a pipelined bidi stream (a streamed heartbeat) was answered with
+   * `code` (OK, or the in-band refusal's code) `seconds` after it arrived.
+   */
+  messageAnswered(method: string, code: status, seconds: number): void;
   /** A heartbeat arrived (valid or not). */
   heartbeatReceived(): void;
   /** A watch stream opened, starting after `afterSeq` (0: at the head); the tracker follows it until it closes. */
