@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 import { VIGIL_VERSION } from './app.js';
+import { backupCommand, restoreCommand } from './cli/backup-command.js';
 import { UsageError, describeFailure } from './cli/common.js';
 import { serveCommand } from './cli/serve-command.js';
 import { sidecarCommand } from './cli/sidecar-command.js';
@@ -15,6 +16,8 @@ Commands:
   workspace   create, get, list, delete workspaces and rotate their tokens
   watch       follow status transitions as they commit
   sidecar     register and heartbeat for one runtime
+  backup      copy the database consistently while the server runs
+  restore     put a backup in place (server stopped)
   version     print this build's version (also --version)
 
 Run "vigil <command> --help" for a command's flags.`;
@@ -30,6 +33,10 @@ async function main(argv: string[]): Promise<number> {
       return watchCommand(rest, process.env);
     case 'sidecar':
       return sidecarCommand(rest, process.env);
+    case 'backup':
+      return backupCommand(rest, process.env);
+    case 'restore':
+      return restoreCommand(rest, process.env);
     case '--version':
     case '-v':
     case 'version':
