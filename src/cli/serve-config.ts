@@ -69,7 +69,8 @@ export const SERVE_SETTINGS: readonly Setting[] = [
   {
     flag: 'register-failure-window',
     env: 'VIGIL_REGISTER_FAILURE_WINDOW',
-    description: 'a failed Register keeps the workspace DEGRADED this long',
+    description:
+      'a failed Register keeps the workspace DEGRADED this long, unless a heartbeat carrying a valid card clears it first',
     defaultText: formatDuration(DEFAULT_SETTINGS.timings.registerFailureWindowMs),
   },
   {
