@@ -12,6 +12,7 @@ import { MAX_CURRENT_TASK_BYTES, MAX_SAMPLE_ERROR_BYTES } from './domain/validat
 import { consoleApiRoute } from './http/console-api.js';
 import { consoleStaticRoute } from './http/console-static.js';
 import { serveHttp, type HttpListener, type HttpRoute } from './http/http-listener.js';
+import { healthzRoute, readyzRoute, type ReadinessCheck } from './http/probes.js';
 import { createMetrics, metricsRoute } from './metrics/prometheus.js';
 import { openDatabase, type Synchronous } from './storage/database.js';
 import type { Ownership } from './domain/ownership.js';
@@ -180,6 +181,7 @@ export async function startVigil(
   let databaseFile: string;
   let projectionStore: ProjectionStore | undefined;
   let cipher: SecretCipher | undefined;
+  let probeWritable: (() => Promise<void>) | undefined;
   if (settings.etcd) {
     const etcd = settings.etcd;
     const etcdConnection = createEtcdConnection({ endpoints: etcd.endpoints, tls: etcd.tls });
@@ -250,6 +252,7 @@ export async function startVigil(
         throw error;
       }
     }
+    probeWritable = () => sqlite.probeWritable();
     storeMetrics = { sqlStatements: () => sqlite.statementsExecuted() };
   }
   const hub = createTransitionHub({
@@ -386,6 +389,7 @@ export async function startVigil(
       });
   }
   let metricsServer: HttpListener | undefined;
+  let stopping = false;
   if (settings.metricsListen !== '') {
     // Everything the HTTP port serves, in match order.
     const routes: HttpRoute[] = [
@@ -401,11 +405,19 @@ export async function startVigil(
         clock,
         logger,
       }),
+      healthzRoute(),
+      readyzRoute(() =>
+        readinessChecks({ store, probeWritable, replica, stopping: () => stopping }),
+      ),
       // Built by `npm run build` next to dist/src.
       consoleStaticRoute(join(__dirname, '..', 'web')),
     ];
     try {
-      metricsServer = await serveHttp(settings.metricsListen, routes, 'try / or /metrics');
+      metricsServer = await serveHttp(
+        settings.metricsListen,
+        routes,
+        'try /, /metrics, /healthz or /readyz',
+      );
     } catch (error) {
       await server.shutdown(0);
       await useCases.liveness.stop();
@@ -436,6 +448,7 @@ export async function startVigil(
     useCases,
     databaseFile,
     async stop(graceMs = 4_000) {
+      stopping = true;
       await server.shutdown(graceMs);
       // Writes the unflushed last-seen times (failures are logged through onError).
       await useCases.liveness.stop();
@@ -450,6 +463,43 @@ export async function startVigil(
       logger.info('stopped');
     },
   };
+}
+
+/**
+ * What `/readyz` requires: not stopping; the store answers and, for SQLite,
+ * takes a write; in cluster mode the replica lease is confirmed (serving).
+ */
+function readinessChecks(parts: {
+  readonly store: RegistryStore;
+  readonly probeWritable: (() => Promise<void>) | undefined;
+  readonly replica: EtcdReplica | undefined;
+  readonly stopping: () => boolean;
+}): ReadinessCheck[] {
+  const { store, probeWritable, replica, stopping } = parts;
+  return [
+    {
+      name: 'server',
+      check: () => (stopping() ? Promise.reject(new Error('shutting down')) : Promise.resolve()),
+    },
+    {
+      name: 'store',
+      check: async () => {
+        await store.headSeq();
+        await probeWritable?.();
+      },
+    },
+    ...(replica
+      ? [
+          {
+            name: 'replica lease',
+            check: () =>
+              replica.serving()
+                ? Promise.resolve()
+                : Promise.reject(new Error('not confirmed for half its TTL')),
+          },
+        ]
+      : []),
+  ];
 }
 
 function hostOf(listen: string): string {

@@ -1,4 +1,6 @@
 #!/usr/bin/env node
+import { VIGIL_VERSION } from './app.js';
+import { backupCommand, restoreCommand } from './cli/backup-command.js';
 import { UsageError, describeFailure } from './cli/common.js';
 import {
   configCommand,
@@ -24,6 +26,9 @@ Commands:
   config      set a workspace's runtime config
   projection  explain or get a workspace's runtime projection
   keyring     rotate the secrets keyring, remove or list its keys
+  backup      copy the database consistently while the server runs
+  restore     put a backup in place (server stopped)
+  version     print this build's version (also --version)
 
 Run "vigil <command> --help" for a command's flags.`;
 
@@ -46,6 +51,15 @@ async function main(argv: string[]): Promise<number> {
       return projectionCommand(rest, process.env);
     case 'keyring':
       return keyringCommand(rest, process.env);
+    case 'backup':
+      return backupCommand(rest, process.env);
+    case 'restore':
+      return restoreCommand(rest, process.env);
+    case '--version':
+    case '-v':
+    case 'version':
+      process.stdout.write(`vigil ${VIGIL_VERSION}\n`);
+      return 0;
     case 'help':
     case '--help':
     case '-h':

@@ -43,8 +43,27 @@ export function parse<O extends Options>(
   try {
     return parseArgs({ args, options, strict: true, allowPositionals: true });
   } catch (error) {
-    throw new UsageError(error instanceof Error ? error.message : String(error));
+    throw new UsageError(describeParseError(error, options));
   }
+}
+
+/** node:util's parse errors, said in one line an operator can act on. */
+function describeParseError(error: unknown, options: Options): string {
+  const message = error instanceof Error ? error.message : String(error);
+  const code = (error as { code?: unknown }).code;
+  const option = /'(-{1,2}[^' ]+)/.exec(message)?.[1] ?? '';
+  const known = Object.keys(options)
+    .map((name) => `--${name}`)
+    .join(', ');
+  if (code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION') {
+    return `unknown flag ${option}; the flags are ${known} (--help says what each does)`;
+  }
+  if (code === 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE') {
+    return message.includes('does not take an argument')
+      ? `${option} takes no value`
+      : `${option} needs a value (--help says which)`;
+  }
+  return message;
 }
 
 export function serverAddress(flag: string | undefined, env: NodeJS.ProcessEnv): string {

@@ -21,6 +21,16 @@ export interface Setting {
 
 const DEFAULT_ETCD_PREFIX = 'vigil/';
 
+const LOG_LEVELS: readonly string[] = [
+  'fatal',
+  'error',
+  'warn',
+  'info',
+  'debug',
+  'trace',
+  'silent',
+];
+
 /** Defaults written the way the flags read them, so --help, the README and parsing agree. */
 const DEFAULT_TEXT = {
   maxMessage: `${DEFAULT_SETTINGS.maxMessageBytes / 1024 / 1024}MiB`,
@@ -61,7 +71,8 @@ export const SERVE_SETTINGS: readonly Setting[] = [
   {
     flag: 'register-failure-window',
     env: 'VIGIL_REGISTER_FAILURE_WINDOW',
-    description: 'a failed Register keeps the workspace DEGRADED this long',
+    description:
+      'a failed Register keeps the workspace DEGRADED this long, unless a heartbeat carrying a valid card clears it first',
     defaultText: formatDuration(DEFAULT_SETTINGS.timings.registerFailureWindowMs),
   },
   {
@@ -244,7 +255,7 @@ export const SERVE_SETTINGS: readonly Setting[] = [
   {
     flag: 'log-level',
     env: 'VIGIL_LOG_LEVEL',
-    description: 'fatal | error | warn | info | debug | trace',
+    description: 'fatal | error | warn | info | debug | trace | silent',
     defaultText: 'info',
   },
 ];
@@ -268,28 +279,30 @@ export function resolveServeConfig(
     const setting = SERVE_SETTINGS.find((s) => s.flag === flag);
     return flags[flag] ?? (setting ? env[setting.env] : undefined);
   };
+  const label = (flag: string): string => settingSource(flag, flags, env);
   const duration = (flag: string, fallback: number): number => {
     const text = value(flag);
     if (text === undefined) return fallback;
     const ms = parseDuration(text);
     if (ms === undefined || ms <= 0) {
-      errors.push(`--${flag}: "${text}" is not a positive duration such as 10s, 5m or 1m30s`);
+      errors.push(
+        `${label(flag)}: "${text}" is not a positive duration: whole numbers with ms, s, m, h or d, such as 250ms, 10s, 5m, 1m30s, 7d`,
+      );
       return fallback;
     }
     return ms;
   };
 
   const listen = value('listen') ?? DEFAULT_SETTINGS.listen;
-  if (!isHostPort(listen)) {
-    errors.push(`--listen: "${listen}" is not HOST:PORT`);
-  }
+  const listenProblem = hostPortProblem(listen);
+  if (listenProblem !== undefined) errors.push(`${label('listen')}: ${listenProblem}`);
   const metricsText = value('metrics-listen') ?? DEFAULT_SETTINGS.metricsListen;
   const metricsListen = metricsText === 'off' ? '' : metricsText;
-  if (metricsListen !== '' && !isHostPort(metricsListen)) {
-    errors.push(`--metrics-listen: "${metricsText}" is not HOST:PORT or off`);
-  }
+  const metricsProblem = metricsListen === '' ? undefined : hostPortProblem(metricsListen);
+  if (metricsProblem !== undefined)
+    errors.push(`${label('metrics-listen')}: ${metricsProblem}, or off to disable metrics`);
   const dataDir = value('data-dir') ?? DEFAULT_SETTINGS.dataDir;
-  if (dataDir === '') errors.push('--data-dir: must not be empty');
+  if (dataDir === '') errors.push(`${label('data-dir')}: must not be empty`);
   const d = DEFAULT_SETTINGS.timings;
   const timings = {
     heartbeatIntervalMs: duration('heartbeat-interval', d.heartbeatIntervalMs),
@@ -301,20 +314,20 @@ export function resolveServeConfig(
   };
   if (timings.offlineAfterMs <= timings.heartbeatIntervalMs) {
     errors.push(
-      '--offline-after: must be longer than --heartbeat-interval, or every workspace flaps OFFLINE',
+      `${label('offline-after')}: must be longer than ${label('heartbeat-interval')} (${formatDuration(timings.heartbeatIntervalMs)}), or every workspace flaps OFFLINE`,
     );
   }
   const progressIntervalMs = duration('progress-interval', DEFAULT_SETTINGS.progressIntervalMs);
   const urlPolicy = value('url-policy') ?? DEFAULT_SETTINGS.urlPolicy;
   if (!URL_POLICIES.includes(urlPolicy as UrlPolicyName)) {
-    errors.push(`--url-policy: "${urlPolicy}" is not one of ${URL_POLICIES.join(', ')}`);
+    errors.push(`${label('url-policy')}: "${urlPolicy}" is not one of ${URL_POLICIES.join(', ')}`);
   }
   const sync = (value('sync') ?? DEFAULT_SETTINGS.synchronous).toUpperCase();
   if (sync !== 'FULL' && sync !== 'NORMAL')
-    errors.push(`--sync: "${sync.toLowerCase()}" is not full or normal`);
+    errors.push(`${label('sync')}: "${sync.toLowerCase()}" is not one of full, normal`);
   const logLevel = value('log-level') ?? 'info';
-  if (!['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].includes(logLevel)) {
-    errors.push(`--log-level: "${logLevel}" is not a log level`);
+  if (!LOG_LEVELS.includes(logLevel)) {
+    errors.push(`${label('log-level')}: "${logLevel}" is not one of ${LOG_LEVELS.join(', ')}`);
   }
   const readPem = (flag: string): Buffer | undefined => {
     const file = value(flag);
@@ -322,7 +335,7 @@ export function resolveServeConfig(
     try {
       return readFileSync(file);
     } catch {
-      errors.push(`--${flag}: cannot read ${file}`);
+      errors.push(`${label(flag)}: cannot read ${file}`);
       return undefined;
     }
   };
@@ -330,17 +343,19 @@ export function resolveServeConfig(
   const key = readPem('tls-key');
   const clientCa = readPem('tls-client-ca');
   if ((value('tls-cert') === undefined) !== (value('tls-key') === undefined)) {
-    errors.push('--tls-cert and --tls-key go together');
+    errors.push(`${label('tls-cert')} and ${label('tls-key')} go together`);
   }
   if (value('tls-client-ca') !== undefined && value('tls-cert') === undefined) {
-    errors.push('--tls-client-ca needs --tls-cert and --tls-key (mTLS is TLS first)');
+    errors.push(
+      `${label('tls-client-ca')} needs ${label('tls-cert')} and ${label('tls-key')} (mTLS is TLS first)`,
+    );
   }
   const tls = cert && key ? { cert, key, ...(clientCa ? { clientCa } : {}) } : undefined;
   const sizeText = value('max-message-size') ?? DEFAULT_TEXT.maxMessage;
   const maxMessageBytes = parseSize(sizeText);
   if (maxMessageBytes === undefined || maxMessageBytes < 65 * 1024) {
     errors.push(
-      `--max-message-size: "${sizeText}" is not a size of at least 65KiB (a 64 KiB agent card must fit)`,
+      `${label('max-message-size')}: "${sizeText}" is not a size of at least 65KiB, in bytes or with KiB or MiB such as 1MiB (a 64 KiB agent card must fit)`,
     );
   }
   const fieldLimit = (flag: string, fallback: number): number => {
@@ -348,7 +363,9 @@ export function resolveServeConfig(
     if (text === undefined) return fallback;
     const bytes = parseSize(text);
     if (bytes === undefined || bytes < 1 || bytes > 64 * 1024) {
-      errors.push(`--${flag}: "${text}" is not a size from 1 byte to 64KiB`);
+      errors.push(
+        `${label(flag)}: "${text}" is not a size from 1 byte to 64KiB, in bytes or with KiB such as 4096 or 4KiB`,
+      );
       return fallback;
     }
     return bytes;
@@ -360,27 +377,32 @@ export function resolveServeConfig(
   const rateText = value('heartbeat-rate-limit') ?? DEFAULT_TEXT.rate;
   const rate = parseRate(rateText);
   if (rate === undefined)
-    errors.push(`--heartbeat-rate-limit: "${rateText}" is not N/s, N/m or off`);
+    errors.push(
+      `${label('heartbeat-rate-limit')}: "${rateText}" is not N/s, N/m or off (such as 5/s or 120/m)`,
+    );
   const burstText = value('heartbeat-burst') ?? DEFAULT_TEXT.burst;
   if (!/^[1-9]\d*$/.test(burstText))
-    errors.push(`--heartbeat-burst: "${burstText}" is not a positive integer`);
+    errors.push(`${label('heartbeat-burst')}: "${burstText}" is not a whole number of at least 1`);
   const heartbeatRateLimit =
     rate === undefined || rate === 'off'
       ? undefined
       : { ratePerSecond: rate, burst: Number(burstText) };
   const watchText = value('max-watch-streams') ?? DEFAULT_TEXT.watchStreams;
   if (!/^\d+$/.test(watchText))
-    errors.push(`--max-watch-streams: "${watchText}" is not a whole number`);
-  const etcd = resolveEtcd(value, listen, errors);
+    errors.push(
+      `${label('max-watch-streams')}: "${watchText}" is not a whole number (0 for no limit)`,
+    );
+  const etcd = resolveEtcd(value, label, listen, errors);
   const secretsKeyring = value('secrets-keyring');
-  if (secretsKeyring === '') errors.push('--secrets-keyring: must not be empty (use "off")');
+  if (secretsKeyring === '')
+    errors.push(`${label('secrets-keyring')}: must not be empty (use "off")`);
   const providersFile = value('providers-file');
   let providers: ProviderCatalog | undefined;
   if (providersFile !== undefined) {
     try {
       providers = readProvidersFile(providersFile);
     } catch (error) {
-      errors.push(`--providers-file: ${(error as Error).message}`);
+      errors.push(`${label('providers-file')}: ${(error as Error).message}`);
     }
   }
   const controlToken = env['VIGIL_CONTROL_TOKEN'];
@@ -417,6 +439,7 @@ export function resolveServeConfig(
 /** Cluster mode's settings, when `--store etcd`. */
 function resolveEtcd(
   value: (flag: string) => string | undefined,
+  label: (flag: string) => string,
   listen: string,
   errors: string[],
 ): EtcdSettings | undefined {
@@ -424,12 +447,13 @@ function resolveEtcd(
   const etcdFlags = ['etcd-endpoints', 'etcd-ca', 'etcd-cert', 'etcd-key', 'replica-lease'];
   if (store === 'sqlite') {
     for (const flag of etcdFlags) {
-      if (value(flag) !== undefined) errors.push(`--${flag}: only with --store etcd`);
+      if (value(flag) !== undefined)
+        errors.push(`${label(flag)}: only with ${label('store')} etcd (cluster mode)`);
     }
     return undefined;
   }
   if (store !== 'etcd') {
-    errors.push(`--store: "${store}" is not sqlite or etcd`);
+    errors.push(`${label('store')}: "${store}" is not one of sqlite, etcd`);
     return undefined;
   }
   const endpointsText = value('etcd-endpoints') ?? '';
@@ -437,42 +461,54 @@ function resolveEtcd(
     .split(',')
     .map((e) => e.trim())
     .filter((e) => e !== '');
-  if (endpoints.length === 0) errors.push('--etcd-endpoints: --store etcd needs at least one');
+  if (endpoints.length === 0)
+    errors.push(
+      `${label('etcd-endpoints')}: --store etcd needs at least one HOST:PORT or http[s]://HOST:PORT`,
+    );
   const tlsToEtcd = value('etcd-ca') !== undefined;
   const urls = endpoints.flatMap((endpoint) => {
     const bare = endpoint.replace(/^https?:\/\//, '');
-    if (!isHostPort(bare)) {
-      errors.push(`--etcd-endpoints: "${endpoint}" is not HOST:PORT or http[s]://HOST:PORT`);
+    if (hostPortProblem(bare) !== undefined) {
+      errors.push(
+        `${label('etcd-endpoints')}: "${endpoint}" is not HOST:PORT or http[s]://HOST:PORT`,
+      );
       return [];
     }
     return [/^https?:\/\//.test(endpoint) ? endpoint : `${tlsToEtcd ? 'https' : 'http'}://${bare}`];
   });
   const prefix = value('etcd-prefix') ?? DEFAULT_ETCD_PREFIX;
   if (prefix === '' || /\s/.test(prefix))
-    errors.push(`--etcd-prefix: "${prefix}" must be non-empty, without spaces`);
+    errors.push(`${label('etcd-prefix')}: "${prefix}" must be non-empty, without spaces`);
   const replicaId = value('replica-id') ?? `r-${randomBytes(4).toString('hex')}`;
   if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/.test(replicaId)) {
-    errors.push(`--replica-id: "${replicaId}" is not 1–63 letters, digits, '.', '_' or '-'`);
+    errors.push(
+      `${label('replica-id')}: "${replicaId}" is not 1–63 letters, digits, '.', '_' or '-'`,
+    );
   }
   const advertise = value('advertise') ?? listen;
-  if (!isHostPort(advertise)) errors.push(`--advertise: "${advertise}" is not HOST:PORT`);
+  const advertiseProblem = hostPortProblem(advertise);
+  if (advertiseProblem !== undefined) errors.push(`${label('advertise')}: ${advertiseProblem}`);
   const leaseText = value('replica-lease') ?? '10s';
   const leaseMs = parseDuration(leaseText);
   let leaseTtlSeconds = 10;
   if (leaseMs === undefined || leaseMs < 2_000 || leaseMs % 1_000 !== 0) {
-    errors.push(`--replica-lease: "${leaseText}" is not a whole number of seconds ≥ 2s`);
+    errors.push(
+      `${label('replica-lease')}: "${leaseText}" is not a whole number of seconds, at least 2s`,
+    );
   } else {
     leaseTtlSeconds = leaseMs / 1_000;
   }
   for (const flag of ['etcd-ca', 'etcd-cert', 'etcd-key']) {
     const file = value(flag);
-    if (file !== undefined && !existsSync(file)) errors.push(`--${flag}: cannot read ${file}`);
+    if (file !== undefined && !existsSync(file)) errors.push(`${label(flag)}: cannot read ${file}`);
   }
   if ((value('etcd-cert') === undefined) !== (value('etcd-key') === undefined)) {
-    errors.push('--etcd-cert and --etcd-key go together');
+    errors.push(`${label('etcd-cert')} and ${label('etcd-key')} go together`);
   }
   if (value('etcd-cert') !== undefined && !tlsToEtcd) {
-    errors.push('--etcd-cert needs --etcd-ca (client certificates are TLS first)');
+    errors.push(
+      `${label('etcd-cert')} needs ${label('etcd-ca')} (client certificates are TLS first)`,
+    );
   }
   return {
     endpoints: urls,
@@ -492,9 +528,28 @@ function resolveEtcd(
   };
 }
 
-function isHostPort(text: string): boolean {
-  const match = /^(\[[0-9a-fA-F:.]+\]|[^:\s]+):(\d{1,5})$/.exec(text);
-  return match !== null && Number(match[2]) <= 65535;
+/** Why `text` is not a HOST:PORT one can listen on or dial; undefined when it is. */
+function hostPortProblem(text: string): string | undefined {
+  const match = /^(\[[0-9a-fA-F:.]+\]|[^:\s]+):(\d+)$/.exec(text);
+  if (!match) return `"${text}" is not HOST:PORT (such as 127.0.0.1:50051 or [::1]:50051)`;
+  if (Number(match[2]) > 65535) return `port ${match[2]} in "${text}" is not from 0 to 65535`;
+  return undefined;
+}
+
+/**
+ * Where a setting's value came from, as an operator would fix it: `--flag`
+ * when the flag was given, else its environment variable when that is set,
+ * else the flag (the default was used).
+ */
+export function settingSource(
+  flag: string,
+  flags: Readonly<Record<string, string | undefined>>,
+  env: NodeJS.ProcessEnv,
+): string {
+  if (flags[flag] !== undefined) return `--${flag}`;
+  const setting = SERVE_SETTINGS.find((s) => s.flag === flag);
+  if (setting && env[setting.env] !== undefined) return setting.env;
+  return `--${flag}`;
 }
 
 /** Parses `1048576`, `512KiB` or `4MiB` into bytes; undefined when malformed. */
@@ -503,4 +558,50 @@ export function parseSize(text: string): number | undefined {
   if (!match) return undefined;
   const unit = match[2] === 'MiB' ? 1024 * 1024 : match[2] === 'KiB' ? 1024 : 1;
   return Number(match[1]) * unit;
+}
+
+/**
+ * The effective settings, for the start log: what each flag resolved to, in
+ * the flags' own notation. Never secrets: TLS and etcd keys appear as whether
+ * they are set, control tokens not at all.
+ */
+export function describeSettings(
+  settings: ServeConfig['settings'],
+  logLevel: string,
+): Record<string, string | number | boolean> {
+  const t = settings.timings;
+  const etcd = settings.etcd;
+  return {
+    listen: settings.listen,
+    dataDir: settings.dataDir,
+    store: etcd ? 'etcd' : 'sqlite',
+    ...(etcd
+      ? {
+          etcdEndpoints: etcd.endpoints.join(','),
+          etcdPrefix: etcd.prefix,
+          replicaId: etcd.replicaId,
+          advertise: etcd.advertise,
+          etcdTls: etcd.tls !== undefined,
+        }
+      : { sync: settings.synchronous.toLowerCase() }),
+    tls: settings.tls ? (settings.tls.clientCa ? 'mtls' : 'tls') : 'off',
+    heartbeatInterval: formatDuration(t.heartbeatIntervalMs),
+    offlineAfter: formatDuration(t.offlineAfterMs),
+    registerFailureWindow: formatDuration(t.registerFailureWindowMs),
+    provisionTimeout: formatDuration(t.provisionTimeoutMs),
+    retention: formatDuration(t.retentionMs),
+    tokenRotationOverlap: formatDuration(t.tokenRotationOverlapMs),
+    progressInterval: formatDuration(settings.progressIntervalMs),
+    urlPolicy: settings.urlPolicy,
+    maxMessageSize: settings.maxMessageBytes,
+    maxSampleError: settings.fieldLimits.sampleErrorBytes,
+    maxCurrentTask: settings.fieldLimits.currentTaskBytes,
+    heartbeatRateLimit: settings.heartbeatRateLimit
+      ? `${settings.heartbeatRateLimit.ratePerSecond}/s`
+      : 'off',
+    heartbeatBurst: settings.heartbeatRateLimit?.burst ?? 0,
+    maxWatchStreams: settings.maxWatchStreamsPerToken,
+    metricsListen: settings.metricsListen === '' ? 'off' : settings.metricsListen,
+    logLevel,
+  };
 }

@@ -120,6 +120,7 @@ export async function sidecarCommand(args: string[], env: NodeJS.ProcessEnv): Pr
     };
   };
   try {
+    const shown: ShownState = { state: '', failures: 0 };
     const loop = runHeartbeatLoop({
       client,
       workspaceId,
@@ -130,7 +131,13 @@ export async function sidecarCommand(args: string[], env: NodeJS.ProcessEnv): Pr
       report,
       signal: halt.signal,
       onEvent: (event) => {
-        out(json ? JSON.stringify(eventJson(event)) : eventText(event));
+        if (json) {
+          out(JSON.stringify(eventJson(event)));
+          return;
+        }
+        // One line per change of state, not one per heartbeat.
+        const line = changeLine(event, shown);
+        if (line !== undefined) out(line);
       },
     });
     // Either ending (a fatal projection error, a removed workspace) ends both.
@@ -215,17 +222,54 @@ function eventJson(event: SidecarEvent): Record<string, unknown> {
   }
 }
 
+/** What the text output last said, so it speaks only when that changes. */
+interface ShownState {
+  state: string;
+  /** Heartbeats rejected or failed in a row since the last one that went through. */
+  failures: number;
+}
+
+/** The line for `event` when it changes what the output last said; undefined otherwise. */
+export function changeLine(event: SidecarEvent, shown: ShownState): string | undefined {
+  let state: string;
+  switch (event.type) {
+    case 'heartbeat':
+      state = `ok ${statusName(event.status)} ${String(event.intervalMs)}`;
+      break;
+    case 'heartbeat-failed':
+      shown.failures += 1;
+      state = `failed ${event.error.codeName} ${event.error.reason}`;
+      break;
+    default:
+      state = event.type;
+  }
+  if (state === shown.state) return undefined;
+  const after = shown.failures;
+  shown.state = state;
+  if (event.type === 'heartbeat') {
+    shown.failures = 0;
+    const text = eventText(event);
+    return after > 0 ? `${text} (recovered after ${after} failed heartbeats)` : text;
+  }
+  return eventText(event);
+}
+
+/** Durations for people: `250ms` below a second, else seconds with one decimal (`10.1s`). */
+export function seconds(ms: number): string {
+  return ms < 1_000 ? `${String(Math.round(ms))}ms` : `${(ms / 1_000).toFixed(1)}s`;
+}
+
 function eventText(event: SidecarEvent): string {
   switch (event.type) {
     case 'registered':
-      return `registered: ${statusName(event.status)}; heartbeating every ${event.intervalMs} ms`;
+      return `registered: ${statusName(event.status)}; heartbeating every ${seconds(event.intervalMs)}`;
     case 'heartbeat':
-      return `heartbeat: ${statusName(event.status)}`;
+      return `heartbeat: ${statusName(event.status)}, every ${seconds(event.intervalMs)}`;
     case 'register-failed':
       return `register failed: ${describeFailure(event.error)} (${
         event.fatal ? 'stopping' : event.willRetry ? 'will retry' : 'heartbeating on'
       })`;
     case 'heartbeat-failed':
-      return `heartbeat failed: ${describeFailure(event.error)} (retry in ${event.retryInMs} ms)`;
+      return `heartbeat failed: ${describeFailure(event.error)} (retrying with backoff, first in ${seconds(event.retryInMs)}; said once until it changes)`;
   }
 }

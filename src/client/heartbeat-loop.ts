@@ -181,16 +181,34 @@ export async function runHeartbeatLoop(options: HeartbeatLoopOptions): Promise<v
           throw clientError;
         }
         failures += 1;
-        // Retry sooner than a full interval, but never hammer a struggling server.
-        waitMs = Math.min(
-          intervalMs,
-          backoffDelay(failures, { random, baseMs: 500, maxMs: intervalMs }),
-        );
+        waitMs = clientError.retryable
+          ? // Unavailable: retry sooner than a full interval, but never hammer a struggling server.
+            Math.min(intervalMs, backoffDelay(failures, { random, baseMs: 500, maxMs: intervalMs }))
+          : // Rejected (say, an invalid card): the same heartbeat fails the same way until
+            // the cause goes, so back off from one interval, doubling up to 5 minutes.
+            rejectedBackoff(failures, intervalMs, random);
         emit({ type: 'heartbeat-failed', error: clientError, retryInMs: waitMs });
       }
       await sleep(waitMs, signal);
     }
   }
+}
+
+/** Longest wait between heartbeats the server keeps rejecting. */
+export const REJECTED_MAX_MS = 300_000;
+
+/**
+ * The wait after the `failures`-th rejected heartbeat in a row: "equal jitter"
+ * around min(5 min, interval · 2^(failures−1)), i.e. between half of it and all
+ * of it, so sidecars rejected together spread out but none retries at once.
+ */
+export function rejectedBackoff(
+  failures: number,
+  intervalMs: number,
+  random: () => number,
+): number {
+  const cap = Math.min(REJECTED_MAX_MS, intervalMs * 2 ** Math.min(failures - 1, 30));
+  return Math.round(cap / 2 + (random() * cap) / 2);
 }
 
 /** Failures no retry can fix: the token is wrong for this workspace. */

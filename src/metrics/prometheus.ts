@@ -159,6 +159,13 @@ export function createMetrics(sources: MetricsSources): Metrics {
       latency.observe({ method }, seconds);
       if (method === 'WatchStatus') watchClosed.inc({ code: status[code] });
     },
+    messageAnswered(method, code, seconds) {
+      // Each streamed message is a call of its own for rates and latency; the stream
+      // itself is counted under its method when it ends.
+      const perMessage = `${method}:message`;
+      requests.inc({ method: perMessage, code: status[code] });
+      latency.observe({ method: perMessage }, seconds);
+    },
     heartbeatReceived() {
       heartbeats.inc();
     },

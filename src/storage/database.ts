@@ -38,9 +38,9 @@ function createPrivately(file: string): void {
 
 /** Opens (creating if needed) and migrates the database file, with WAL and foreign keys on. */
 export function openDatabase(file: string, options: OpenOptions = {}): Database.Database {
-  if (file !== ':memory:') createPrivately(file);
   let db: Database.Database | undefined;
   try {
+    if (file !== ':memory:') createPrivately(file);
     db = new Database(file);
     db.pragma('journal_mode = WAL');
     db.pragma(`synchronous = ${options.synchronous ?? 'FULL'}`);
@@ -50,12 +50,19 @@ export function openDatabase(file: string, options: OpenOptions = {}): Database.
     const check = db.pragma('quick_check', { simple: true }) as string;
     if (check !== 'ok') throw new CorruptDatabaseError(file, check);
     migrate(db);
+    // A file this process may only read opens without complaint (SQLite falls back to
+    // read-only): one write now says so at start, not at the first heartbeat.
+    const version = db.pragma('user_version', { simple: true }) as number;
+    db.pragma(`user_version = ${String(version)}`);
     return db;
   } catch (error) {
     db?.close();
     const code = (error as { code?: unknown }).code;
     if (code === 'SQLITE_NOTADB' || code === 'SQLITE_CORRUPT') {
       throw new CorruptDatabaseError(file, (error as Error).message);
+    }
+    if (typeof code === 'string' && UNWRITABLE.has(code)) {
+      throw new UnwritableDatabaseError(file, (error as Error).message);
     }
     throw error;
   }
@@ -72,6 +79,33 @@ export class CorruptDatabaseError extends Error {
     super(
       `the database ${file} is damaged or not a Vigil database (${detail.replace(/\s*\n\s*/g, '; ')}); ` +
         'restore it from a backup, or move it away to start with an empty one',
+    );
+  }
+}
+
+/** Errors that mean the file or its directory cannot be written by this process. */
+const UNWRITABLE = new Set([
+  'SQLITE_READONLY',
+  'SQLITE_READONLY_DIRECTORY',
+  'SQLITE_READONLY_DBMOVED',
+  'SQLITE_CANTOPEN',
+  'SQLITE_PERM',
+  'EACCES',
+  'EPERM',
+  'EROFS',
+]);
+
+/** The database file, its directory or its WAL cannot be written. */
+export class UnwritableDatabaseError extends Error {
+  override readonly name = 'UnwritableDatabaseError';
+
+  constructor(
+    readonly file: string,
+    detail: string,
+  ) {
+    super(
+      `cannot open the database ${file} for writing (${detail.replace(/\s*\n\s*/g, '; ')}); ` +
+        'the file and its directory must be writable by the user running Vigil',
     );
   }
 }

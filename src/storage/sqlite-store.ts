@@ -89,6 +89,12 @@ export interface SqliteStoreOptions {
 export interface SqliteStore extends RegistryStore {
   /** SQL statements executed so far (BEGIN and COMMIT included), for metrics. */
   statementsExecuted(): number;
+  /**
+   * Commits one write that changes nothing (the schema version, rewritten as
+   * it is): resolves when the database file and its WAL can be written now,
+   * rejects UNAVAILABLE when not. For the readiness probe.
+   */
+  probeWritable(): Promise<void>;
 }
 
 /**
@@ -442,6 +448,11 @@ export function createSqliteStore(db: Database, options: SqliteStoreOptions = {}
   return {
     subscribe: (listener) => listeners.subscribe(listener),
     statementsExecuted: () => statements,
+    probeWritable: () =>
+      run(() => {
+        const version = db.pragma('user_version', { simple: true }) as number;
+        db.pragma(`user_version = ${String(version)}`);
+      }),
     createWorkspace: (input) => write(() => createTx.immediate(input)),
     getWorkspace: (id) =>
       run(() => {

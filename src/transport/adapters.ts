@@ -249,11 +249,16 @@ export function handlePipelinedBidi<Req, Res, Session>(
     session.catch(fail);
 
     async function answer(request: Req): Promise<Res | undefined> {
+      const elapsed = stopwatch();
       try {
-        return await handler.message(await session, wellFormed(request), context);
+        const response = await handler.message(await session, wellFormed(request), context);
+        deps.observer.messageAnswered(method, status.OK, elapsed());
+        return response;
       } catch (error) {
         const known = toKnownError(error, deps.logger, method);
         const refusal = handler.refuse(known, request);
+        if (refusal !== undefined)
+          deps.observer.messageAnswered(method, status[known.codeName], elapsed());
         if (refusal === undefined) fail(known);
         return refusal;
       }

@@ -8,7 +8,7 @@ import type { StreamQuota } from '../watch/stream-quota.js';
 import { createControlService } from './control-service.js';
 import { addReflection } from './reflection.js';
 import { tolerant } from './malformed.js';
-import type { CallObserver } from './observer.js';
+import { withCallLog, type CallObserver } from './observer.js';
 import { runtimeServiceDefinition } from './heartbeat-wire.js';
 import { createRuntimeService } from './runtime-service.js';
 import type { HeartbeatForwarder } from './heartbeat-forwarder.js';
@@ -70,6 +70,7 @@ export async function startGrpcServer(options: GrpcServerOptions): Promise<GrpcS
     // Vigil answers itself (MESSAGE_TOO_LARGE) without decoding the message.
     'grpc.max_receive_message_length': 2 * options.maxMessageBytes,
   });
+  const observer = withCallLog(options.observer, options.logger);
   const health = new HealthImplementation(Object.fromEntries(SERVICES.map((s) => [s, 'SERVING'])));
   health.addToServer(server);
   addReflection(server);
@@ -80,7 +81,7 @@ export async function startGrpcServer(options: GrpcServerOptions): Promise<GrpcS
       projection: options.useCases.projection,
       tokens: options.useCases.tokens,
       logger: options.logger,
-      observer: options.observer,
+      observer,
       shutdown,
       forwarder: options.forwarder,
     }),
@@ -98,7 +99,7 @@ export async function startGrpcServer(options: GrpcServerOptions): Promise<GrpcS
       watchQuota: options.watchQuota,
       shutdown,
       logger: options.logger,
-      observer: options.observer,
+      observer,
     }),
   );
 

@@ -248,10 +248,42 @@ describe('metrics', () => {
       });
     });
 
+    describe('when heartbeats arrive over HeartbeatStream', () => {
+      it('counts and times each streamed heartbeat by its answer, apart from the stream', async () => {
+        const { token } = await createWorkspace(harness, 'm-p');
+        await register(harness, 'm-p', token);
+        const stream = harness.clients.runtime.heartbeatStream(bearer(token));
+        stream.on('error', () => undefined);
+        await new Promise<void>((resolve) => {
+          let answers = 0;
+          stream.on('data', () => {
+            answers += 1;
+            if (answers === 3) resolve();
+          });
+          stream.write({ requestId: 1, heartbeat: heartbeatRequest('m-p') });
+          stream.write({ requestId: 2, heartbeat: heartbeatRequest('m-p') });
+          // Another workspace's id with this token: refused in-band, the stream stays open.
+          stream.write({ requestId: 3, heartbeat: heartbeatRequest('m-other') });
+        });
+        const m = await scrape(url);
+        stream.cancel();
+        const method = 'HeartbeatStream:message';
+        expect(m.value('vigil_rpc_requests_total', { method, code: 'OK' })).to.equal(2);
+        expect(m.value('vigil_rpc_requests_total', { method, code: 'PERMISSION_DENIED' })).to.equal(
+          1,
+        );
+        expect(m.value('vigil_rpc_duration_seconds_count', { method })).to.equal(3);
+        // The stream itself is still open: not counted yet.
+        expect(m.value('vigil_rpc_duration_seconds_count', { method: 'HeartbeatStream' })).to.equal(
+          undefined,
+        );
+      });
+    });
+
     describe('when another path is asked for', () => {
       it('answers 404 (/ is the web console)', async () => {
         const base = `http://127.0.0.1:${String(harness.vigil.metricsPort)}`;
-        for (const path of ['/metric', '/metrics/extra', '/healthz', '/api/console']) {
+        for (const path of ['/metric', '/metrics/extra', '/api/console']) {
           const response = await fetch(`${base}${path}`);
           await response.arrayBuffer();
           expect(response.status, path).to.equal(404);
@@ -260,7 +292,7 @@ describe('metrics', () => {
         await ok.arrayBuffer();
         expect(ok.status).to.equal(200);
         const unknown = await fetch(`${base}/nothing`);
-        expect(await unknown.text()).to.include('try / or /metrics');
+        expect(await unknown.text()).to.include('try /, /metrics, /healthz or /readyz');
       });
     });
   });
