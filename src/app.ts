@@ -7,7 +7,8 @@ import { DEFAULT_TIMINGS, type Timings } from './domain/config.js';
 import { createControlAuth, type ControlTokenSpec } from './domain/control-auth.js';
 import { createUseCases, type UseCases } from './domain/use-cases.js';
 import type { RateLimit } from './domain/rate-limiter.js';
-import type { HostResolver, UrlPolicyName } from './domain/url-policy.js';
+import type { UrlPolicyName } from './domain/url-policy.js';
+import { createUrlChecker, type HostResolver } from './egress/url-policy.js';
 import { MAX_CURRENT_TASK_BYTES, MAX_SAMPLE_ERROR_BYTES } from './domain/validation.js';
 import { serveHttp, type HttpListener, type HttpRoute } from './http/http-listener.js';
 import { createMetrics, metricsRoute } from './metrics/prometheus.js';
@@ -213,8 +214,7 @@ export async function startVigil(
     store,
     clock,
     timings: settings.timings,
-    urlPolicy: settings.urlPolicy,
-    resolveHost: overrides.resolveHost ?? systemResolver,
+    checkUrl: createUrlChecker(settings.urlPolicy, overrides.resolveHost ?? systemResolver),
     serverStartedAt: clock.now(),
     ownership,
     heartbeatRateLimit: settings.heartbeatRateLimit,

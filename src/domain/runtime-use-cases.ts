@@ -7,7 +7,7 @@ import type { DeliveryMode, HeartbeatReport, Workspace } from './model.js';
 import { createRateLimiter, type RateLimit } from './rate-limiter.js';
 import type { HeartbeatApplied, RegistryStore } from './registry-store.js';
 import { nextStatus, type StatusEvent } from './status-machine.js';
-import { MAX_URL_BYTES, validateUrl, type HostResolver, type UrlPolicyName } from './url-policy.js';
+import { MAX_URL_BYTES, type UrlChecker } from './url-policy.js';
 import { MAX_CURRENT_TASK_BYTES, MAX_SAMPLE_ERROR_BYTES, checkMaxBytes } from './validation.js';
 import type { WorkspaceSession, WorkspaceTokens } from './workspace-tokens.js';
 
@@ -53,10 +53,11 @@ export type RuntimeCaller = string | undefined | WorkspaceSession;
  */
 export interface RuntimeUseCases {
   /**
-   * Stores URL and card, clears the marker, moves the workspace ONLINE, and
-   * returns it with the heartbeat hint. A URL that fails validation (after
-   * authentication) stamps the marker (ONLINE → DEGRADED) and throws
-   * URL_VALIDATE_FAILED; `signal` stops waiting on name resolution.
+   * Stores URL (a PUSH URL in the canonical form that was checked) and card,
+   * clears the marker, moves the workspace ONLINE, and returns it with the
+   * heartbeat hint. A URL that fails validation (after authentication) stamps
+   * the marker (ONLINE → DEGRADED) and throws URL_VALIDATE_FAILED; `signal`
+   * stops waiting on name resolution.
    */
   register(
     caller: RuntimeCaller,
@@ -82,8 +83,8 @@ export interface RuntimeOptions {
   readonly liveness: Liveness;
   readonly clock: Clock;
   readonly timings: Timings;
-  readonly urlPolicy: UrlPolicyName;
-  readonly resolveHost: HostResolver;
+  /** Checks a PUSH Register's URL and returns the canonical form to store. */
+  readonly checkUrl: UrlChecker;
   /** Largest `sample_error` and `current_task` accepted, in bytes (defaults 4096 and 1024). */
   readonly fieldLimits?:
     { readonly sampleErrorBytes: number; readonly currentTaskBytes: number } | undefined;
@@ -137,10 +138,12 @@ export function createRuntimeUseCases(options: RuntimeOptions): RuntimeUseCases 
       throw new VigilError('AGENT_CARD_INVALID', 'agent_card is required');
     }
     const agentCard = validateAgentCard(command.agentCard);
+    let url = command.url;
     if (command.deliveryMode === 'PUSH') {
       if (command.url === '') throw fieldInvalid('url', 'is required for PUSH delivery');
       try {
-        await validateUrl(command.url, options.urlPolicy, options.resolveHost, signal);
+        // Only the canonical form that was checked is stored and handed out.
+        url = await options.checkUrl(command.url, signal);
       } catch (error) {
         if (error instanceof VigilError && error.reason === 'URL_VALIDATE_FAILED') {
           const now = clock.now();
@@ -158,7 +161,7 @@ export function createRuntimeUseCases(options: RuntimeOptions): RuntimeUseCases 
     const applied = await store.applyRegister(
       {
         id: command.workspaceId,
-        url: command.url,
+        url,
         deliveryMode: command.deliveryMode,
         agentCard,
         now,

@@ -131,6 +131,13 @@ const REFUSED_URLS: { readonly url: string; readonly why: string; readonly host?
     host: 'nowhere.invalid',
   },
   { url: 'not a url', why: 'it cannot be parsed' },
+  {
+    url: 'http://127.0.0.1\\@169.254.169.254/latest/meta-data/',
+    why: 'a backslash makes other parsers read another host',
+  },
+  { url: 'http://127.0.0.1:8000/\r\nX-Injected: 1', why: 'it carries CR/LF' },
+  { url: 'http://127.0.0.1:8000/a\tb', why: 'it carries a tab WHATWG would drop' },
+  { url: ' http://127.0.0.1:8000/', why: 'it has leading space WHATWG would strip' },
 ];
 
 /** Register on ws-a (ONLINE) refused by the URL policy. */
@@ -199,18 +206,22 @@ describe('Register validation', () => {
   describe('URL policy', () => {
     describeRefusals(URL_REFUSALS, current);
 
-    const ALLOWED = [
-      'http://runtime.internal:8080/a2a',
-      'http://localhost:8000',
-      'https://10.0.0.7/',
+    // Each with the canonical (WHATWG-serialized) form that was checked and is stored.
+    const ALLOWED: readonly (readonly [string, string])[] = [
+      ['http://runtime.internal:8080/a2a', 'http://runtime.internal:8080/a2a'],
+      ['http://localhost:8000', 'http://localhost:8000/'],
+      ['https://10.0.0.7/', 'https://10.0.0.7/'],
+      ['HTTP://0x7f.1:80/a/../b', 'http://127.0.0.1/b'],
+      ['http://[::FFFF:10.0.0.7]:8080', 'http://[::ffff:a00:7]:8080/'],
     ];
-    for (const url of ALLOWED) {
+    for (const [url, canonical] of ALLOWED) {
       describe(`when the URL is allowed by the local policy (${url})`, () => {
-        it('registers and stores it', async () => {
+        it('registers it and stores and returns only its canonical form', async () => {
           const { h } = current();
           const response = await registerWith({ url });
           expect(response.workspace?.status).to.equal(WorkspaceStatus.WORKSPACE_STATUS_ONLINE);
-          expect((await getWorkspace(h, 'ws-a')).url).to.equal(url);
+          expect(response.workspace?.url).to.equal(canonical);
+          expect((await getWorkspace(h, 'ws-a')).url).to.equal(canonical);
         });
       });
     }
@@ -921,6 +932,10 @@ describe('limits', () => {
  * (the check below reads that suite for the reason).
  */
 const NOT_FROM_A_CLIENT: Readonly<Partial<Record<ErrorReason, { suite: string; how: string }>>> = {
+  URL_RESOLVE_UNAVAILABLE: {
+    suite: 'test/unit/url-policy.test.ts',
+    how: 'a resolver that gives no definitive answer',
+  },
   AUTH_UNAVAILABLE: {
     suite: 'test/integration/registry-storage.test.ts',
     how: 'the token store failing under authentication',

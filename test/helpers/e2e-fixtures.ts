@@ -77,7 +77,7 @@ export function registerRequest(
 ): RegisterRequest {
   return {
     workspaceId,
-    url: 'http://127.0.0.1:8000',
+    url: 'http://127.0.0.1:8000/',
     agentCard: card(),
     deliveryMode: DeliveryMode.DELIVERY_MODE_PUSH,
     ...overrides,

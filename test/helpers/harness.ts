@@ -10,7 +10,7 @@ import {
   type VigilSettings,
 } from '../../src/app.js';
 import { hashToken } from '../../src/domain/tokens.js';
-import type { HostResolver } from '../../src/domain/url-policy.js';
+import type { HostResolver } from '../../src/egress/url-policy.js';
 import { createManualClock, type ManualClock } from './manual-clock.js';
 import { createClients } from './rpc.js';
 import { suiteEtcdSettings } from './suite-store.js';

@@ -13,6 +13,7 @@ import { SCHEMA_VERSION } from '../../src/storage/migrations.js';
 import { createSqliteStore } from '../../src/storage/sqlite-store.js';
 import { card, fakeResolver, tempDir } from '../helpers/harness.js';
 import { createManualClock, type ManualClock } from '../helpers/manual-clock.js';
+import { createUrlChecker } from '../../src/egress/url-policy.js';
 
 const HEALTHY: HeartbeatReport = {
   errorRate: 0,
@@ -42,8 +43,7 @@ async function open(file: string, clock: ManualClock): Promise<Fixture> {
     store,
     clock,
     timings: DEFAULT_TIMINGS,
-    urlPolicy: 'local',
-    resolveHost: fakeResolver,
+    checkUrl: createUrlChecker('local', fakeResolver),
     serverStartedAt: clock.now(),
     sweepIntervalMs: 3_600_000,
   });
@@ -167,8 +167,7 @@ describe('registry on a real SQLite file', () => {
         store: failing,
         clock: f.clock,
         timings: DEFAULT_TIMINGS,
-        urlPolicy: 'local',
-        resolveHost: fakeResolver,
+        checkUrl: createUrlChecker('local', fakeResolver),
         serverStartedAt: f.clock.now(),
         sweepIntervalMs: 3_600_000,
       });

@@ -42,9 +42,11 @@ export interface RegisterRequest {
   workspaceId: string;
   /**
    * URL the platform calls for PUSH delivery: http or https, with a host that
-   * resolves to allowed addresses. Optional for POLL delivery, and then stored
-   * unchecked (only its length is limited): consumers must never call the URL
-   * of a POLL workspace.
+   * resolves to allowed addresses, and without backslashes, control
+   * characters or spaces (which other URL parsers read differently). Only
+   * its canonical (WHATWG-serialized) form, the one checked, is stored and
+   * returned. Optional for POLL delivery, and then stored unchecked (only its
+   * length is limited): consumers must never call the URL of a POLL workspace.
    */
   url: string;
   /**
