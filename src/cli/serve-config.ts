@@ -28,6 +28,10 @@ const DEFAULT_TEXT = {
     ? `${DEFAULT_SETTINGS.heartbeatRateLimit.ratePerSecond}/s`
     : 'off',
   burst: String(DEFAULT_SETTINGS.heartbeatRateLimit?.burst ?? 20),
+  registerRate: DEFAULT_SETTINGS.registerRateLimit
+    ? `${DEFAULT_SETTINGS.registerRateLimit.ratePerSecond}/s`
+    : 'off',
+  registerBurst: String(DEFAULT_SETTINGS.registerRateLimit?.burst ?? 10),
   watchStreams: String(DEFAULT_SETTINGS.maxWatchStreamsPerToken),
 };
 
@@ -116,6 +120,19 @@ export const SERVE_SETTINGS: readonly Setting[] = [
     env: 'VIGIL_HEARTBEAT_BURST',
     description: 'heartbeats a workspace may send at once above the sustained rate',
     defaultText: DEFAULT_TEXT.burst,
+  },
+  {
+    flag: 'register-rate-limit',
+    env: 'VIGIL_REGISTER_RATE_LIMIT',
+    description:
+      'Registers allowed per workspace, sustained (N/s or N/m; off disables); more get RESOURCE_EXHAUSTED',
+    defaultText: DEFAULT_TEXT.registerRate,
+  },
+  {
+    flag: 'register-burst',
+    env: 'VIGIL_REGISTER_BURST',
+    description: 'Registers a workspace may send at once above the sustained rate',
+    defaultText: DEFAULT_TEXT.registerBurst,
   },
   {
     flag: 'max-watch-streams',
@@ -333,17 +350,34 @@ export function resolveServeConfig(
     sampleErrorBytes: fieldLimit('max-sample-error', DEFAULT_SETTINGS.fieldLimits.sampleErrorBytes),
     currentTaskBytes: fieldLimit('max-current-task', DEFAULT_SETTINGS.fieldLimits.currentTaskBytes),
   };
-  const rateText = value('heartbeat-rate-limit') ?? DEFAULT_TEXT.rate;
-  const rate = parseRate(rateText);
-  if (rate === undefined)
-    errors.push(`--heartbeat-rate-limit: "${rateText}" is not N/s, N/m or off`);
-  const burstText = value('heartbeat-burst') ?? DEFAULT_TEXT.burst;
-  if (!/^[1-9]\d*$/.test(burstText))
-    errors.push(`--heartbeat-burst: "${burstText}" is not a positive integer`);
-  const heartbeatRateLimit =
-    rate === undefined || rate === 'off'
+  const rateLimit = (
+    rateFlag: string,
+    burstFlag: string,
+    rateDefault: string,
+    burstDefault: string,
+  ) => {
+    const rateText = value(rateFlag) ?? rateDefault;
+    const rate = parseRate(rateText);
+    if (rate === undefined) errors.push(`--${rateFlag}: "${rateText}" is not N/s, N/m or off`);
+    const burstText = value(burstFlag) ?? burstDefault;
+    if (!/^[1-9]\d*$/.test(burstText))
+      errors.push(`--${burstFlag}: "${burstText}" is not a positive integer`);
+    return rate === undefined || rate === 'off'
       ? undefined
       : { ratePerSecond: rate, burst: Number(burstText) };
+  };
+  const heartbeatRateLimit = rateLimit(
+    'heartbeat-rate-limit',
+    'heartbeat-burst',
+    DEFAULT_TEXT.rate,
+    DEFAULT_TEXT.burst,
+  );
+  const registerRateLimit = rateLimit(
+    'register-rate-limit',
+    'register-burst',
+    DEFAULT_TEXT.registerRate,
+    DEFAULT_TEXT.registerBurst,
+  );
   const watchText = value('max-watch-streams') ?? DEFAULT_TEXT.watchStreams;
   if (!/^\d+$/.test(watchText))
     errors.push(`--max-watch-streams: "${watchText}" is not a whole number`);
@@ -359,6 +393,7 @@ export function resolveServeConfig(
         ...(tls ? { tls } : {}),
         maxMessageBytes: maxMessageBytes ?? 0,
         heartbeatRateLimit,
+        registerRateLimit,
         fieldLimits,
         maxWatchStreamsPerToken: Number(watchText),
         metricsListen,

@@ -90,6 +90,10 @@ export interface RuntimeOptions {
     { readonly sampleErrorBytes: number; readonly currentTaskBytes: number } | undefined;
   /** Per-workspace heartbeat rate limit; none when unset. */
   readonly heartbeatRateLimit?: RateLimit | undefined;
+  /** Per-workspace Register rate limit; none when unset. */
+  readonly registerRateLimit?: RateLimit | undefined;
+  /** URL checks (name resolution) one workspace may have in flight at once; 2 by default. */
+  readonly urlChecksPerWorkspace?: number | undefined;
   /** Source of randomness for the heartbeat hint jitter; Math.random by default. */
   readonly random?: (() => number) | undefined;
 }
@@ -104,7 +108,36 @@ export function createRuntimeUseCases(options: RuntimeOptions): RuntimeUseCases 
   const limiter = options.heartbeatRateLimit
     ? createRateLimiter(options.heartbeatRateLimit, clock)
     : undefined;
+  const registerLimiter = options.registerRateLimit
+    ? createRateLimiter(options.registerRateLimit, clock)
+    : undefined;
+  const urlChecksPerWorkspace = options.urlChecksPerWorkspace ?? 2;
+  // URL checks in flight per workspace: one workspace's slow names cannot pile up without bound.
+  const checking = new Map<string, number>();
   const stats = { answeredFromMemory: 0, written: 0, cardsValidated: 0 };
+
+  function rateLimited(what: string, id: string, waitMs: number): VigilError {
+    return new VigilError(
+      'RATE_LIMITED',
+      `too many ${what} for workspace ${id}; retry in ${waitMs} ms`,
+      { workspaceId: id, retryAfterMs: String(waitMs) },
+      { retryAfterMs: waitMs },
+    );
+  }
+
+  /** Runs one URL check of workspace `id`, refusing it past the per-workspace bound. */
+  async function checkUrlOf(id: string, url: string, signal?: AbortSignal): Promise<string> {
+    const running = checking.get(id) ?? 0;
+    if (running >= urlChecksPerWorkspace) throw rateLimited('URL checks in flight', id, 1_000);
+    checking.set(id, running + 1);
+    try {
+      return await options.checkUrl(url, signal);
+    } finally {
+      const left = (checking.get(id) ?? 1) - 1;
+      if (left === 0) checking.delete(id);
+      else checking.set(id, left);
+    }
+  }
 
   const decider = (event: StatusEvent, now: number) => (state: Parameters<typeof nextStatus>[0]) =>
     nextStatus(state, event, now, timings);
@@ -132,6 +165,9 @@ export function createRuntimeUseCases(options: RuntimeOptions): RuntimeUseCases 
 
   async function register(caller: RuntimeCaller, command: RegisterCommand, signal?: AbortSignal) {
     await tokens.authenticate(caller, command.workspaceId);
+    // After authentication, so nobody can spend another workspace's budget.
+    const waitMs = registerLimiter?.take(command.workspaceId) ?? 0;
+    if (waitMs > 0) throw rateLimited('Registers', command.workspaceId, waitMs);
     // A Register takes ownership of the workspace's liveness (cluster mode).
     if (!liveness.entry(command.workspaceId)) await liveness.take(command.workspaceId);
     if (command.agentCard === undefined) {
@@ -143,7 +179,7 @@ export function createRuntimeUseCases(options: RuntimeOptions): RuntimeUseCases 
       if (command.url === '') throw fieldInvalid('url', 'is required for PUSH delivery');
       try {
         // Only the canonical form that was checked is stored and handed out.
-        url = await options.checkUrl(command.url, signal);
+        url = await checkUrlOf(command.workspaceId, command.url, signal);
       } catch (error) {
         if (error instanceof VigilError && error.reason === 'URL_VALIDATE_FAILED') {
           const now = clock.now();
@@ -181,14 +217,7 @@ export function createRuntimeUseCases(options: RuntimeOptions): RuntimeUseCases 
     if (authenticating !== undefined) await authenticating;
     // After authentication, so nobody can spend another workspace's budget.
     const waitMs = limiter?.take(id) ?? 0;
-    if (waitMs > 0) {
-      throw new VigilError(
-        'RATE_LIMITED',
-        `too many heartbeats for workspace ${id}; retry in ${waitMs} ms`,
-        { workspaceId: id, retryAfterMs: String(waitMs) },
-        { retryAfterMs: waitMs },
-      );
-    }
+    if (waitMs > 0) throw rateLimited('heartbeats', id, waitMs);
     validateReport(report);
     const card = command.agentCard;
     // A heartbeat that reaches this process makes it the workspace's owner (cluster mode: a

@@ -59,6 +59,7 @@ export function createUseCases(options: UseCaseOptions): UseCases {
     checkUrl: options.checkUrl,
     fieldLimits: options.fieldLimits,
     heartbeatRateLimit: options.heartbeatRateLimit,
+    registerRateLimit: options.registerRateLimit,
     random: options.random,
   });
   const admin = createWorkspaceAdmin({ store, tokens, liveness, clock, timings });

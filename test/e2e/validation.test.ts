@@ -882,6 +882,22 @@ const RATE_LIMIT_REFUSALS: readonly Refusal<Ctx>[] = [
   },
 ];
 
+/** Register on ws-a (ONLINE, its one Register of the budget spent by the setup). */
+const REGISTER_RATE_REFUSALS: readonly Refusal<Ctx>[] = [
+  {
+    when: 'the workspace has spent its Register budget',
+    rpc: 'Register',
+    request: registerRequest('ws-a', {
+      url: 'http://10.0.0.9:8000/',
+      agentCard: card('other-agent'),
+    }),
+    token: OWN_TOKEN,
+    code: status.RESOURCE_EXHAUSTED,
+    reason: 'RATE_LIMITED',
+    unchanged: ['ws-a'],
+  },
+];
+
 interface WatchCapCtx extends Ctx {
   readonly watches: WatchReader[];
 }
@@ -914,6 +930,14 @@ describe('limits', () => {
     describeRefusals(RATE_LIMIT_REFUSALS, current);
   });
 
+  describe('Register rate limit', () => {
+    const current = harnessPerTest(withWorkspaceA, {
+      settings: { registerRateLimit: { ratePerSecond: 0.01, burst: 1 } },
+    });
+
+    describeRefusals(REGISTER_RATE_REFUSALS, current);
+  });
+
   describe('WatchStatus stream cap', () => {
     const watches: WatchReader[] = [];
     afterEach(() => {
@@ -933,8 +957,8 @@ describe('limits', () => {
  */
 const NOT_FROM_A_CLIENT: Readonly<Partial<Record<ErrorReason, { suite: string; how: string }>>> = {
   URL_RESOLVE_UNAVAILABLE: {
-    suite: 'test/unit/url-policy.test.ts',
-    how: 'a resolver that gives no definitive answer',
+    suite: 'test/e2e/resolver-starvation.test.ts',
+    how: 'a DNS server that never answers, in a private network namespace',
   },
   AUTH_UNAVAILABLE: {
     suite: 'test/integration/registry-storage.test.ts',
@@ -967,6 +991,7 @@ const REFUSAL_TABLES: readonly (readonly { readonly reason: ErrorReason }[])[] =
   WATCH_REFUSALS,
   LIST_TRANSITIONS_REFUSALS,
   RATE_LIMIT_REFUSALS,
+  REGISTER_RATE_REFUSALS,
   WATCH_CAP_REFUSALS,
 ];
 

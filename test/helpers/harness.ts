@@ -66,6 +66,7 @@ export async function startHarness(options: HarnessOptions = {}): Promise<Harnes
       metricsListen: '',
       // Tests that are not about it send heartbeats faster than a runtime would.
       heartbeatRateLimit: undefined,
+      registerRateLimit: undefined,
       dataDir,
       controlTokens: [{ name: 'test', scope: 'admin', hash: hashToken(CONTROL_TOKEN) }],
       // Sweeps are driven by the tests through the registry.

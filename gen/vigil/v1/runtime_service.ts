@@ -1200,7 +1200,12 @@ export const RuntimeServiceService = {
    * Register records the runtime's advertised URL and agent card and brings
    * the workspace ONLINE. When the URL fails validation the call returns
    * INVALID_ARGUMENT with reason URL_VALIDATE_FAILED, stamps the workspace's
-   * register-failure marker and moves an ONLINE workspace to DEGRADED.
+   * register-failure marker and moves an ONLINE workspace to DEGRADED. When
+   * name resolution gives no definitive answer (timeout, failing resolver)
+   * the call returns UNAVAILABLE with reason URL_RESOLVE_UNAVAILABLE and
+   * changes nothing: retry it. Past the per-workspace Register rate, or with
+   * too many of the workspace's Registers still resolving, it returns
+   * RESOURCE_EXHAUSTED with reason RATE_LIMITED and changes nothing.
    */
   register: {
     path: "/vigil.v1.RuntimeService/Register" as const,
@@ -1253,7 +1258,12 @@ export interface RuntimeServiceServer extends UntypedServiceImplementation {
    * Register records the runtime's advertised URL and agent card and brings
    * the workspace ONLINE. When the URL fails validation the call returns
    * INVALID_ARGUMENT with reason URL_VALIDATE_FAILED, stamps the workspace's
-   * register-failure marker and moves an ONLINE workspace to DEGRADED.
+   * register-failure marker and moves an ONLINE workspace to DEGRADED. When
+   * name resolution gives no definitive answer (timeout, failing resolver)
+   * the call returns UNAVAILABLE with reason URL_RESOLVE_UNAVAILABLE and
+   * changes nothing: retry it. Past the per-workspace Register rate, or with
+   * too many of the workspace's Registers still resolving, it returns
+   * RESOURCE_EXHAUSTED with reason RATE_LIMITED and changes nothing.
    */
   register: handleUnaryCall<RegisterRequest, RegisterResponse>;
   /**
@@ -1280,7 +1290,12 @@ export interface RuntimeServiceClient extends Client {
    * Register records the runtime's advertised URL and agent card and brings
    * the workspace ONLINE. When the URL fails validation the call returns
    * INVALID_ARGUMENT with reason URL_VALIDATE_FAILED, stamps the workspace's
-   * register-failure marker and moves an ONLINE workspace to DEGRADED.
+   * register-failure marker and moves an ONLINE workspace to DEGRADED. When
+   * name resolution gives no definitive answer (timeout, failing resolver)
+   * the call returns UNAVAILABLE with reason URL_RESOLVE_UNAVAILABLE and
+   * changes nothing: retry it. Past the per-workspace Register rate, or with
+   * too many of the workspace's Registers still resolving, it returns
+   * RESOURCE_EXHAUSTED with reason RATE_LIMITED and changes nothing.
    */
   register(
     request: RegisterRequest,
