@@ -1,4 +1,5 @@
-import { BlockList, isIP } from 'node:net';
+import { isIP } from 'node:net';
+import ipaddr from 'ipaddr.js';
 import { VigilError } from '../domain/errors.js';
 import { MAX_URL_BYTES, type UrlChecker, type UrlPolicyName } from '../domain/url-policy.js';
 
@@ -30,95 +31,129 @@ export type HostResolver = (host: string, signal?: AbortSignal) => Promise<reado
 // eslint-disable-next-line no-control-regex
 const AMBIGUOUS = /[\u0000-\u0020\u007f\\]/;
 
-/** Never allowed, whatever the policy: link-local and metadata, unspecified, multicast, broadcast, documentation ranges. */
-const alwaysBlocked = new BlockList();
-alwaysBlocked.addSubnet('0.0.0.0', 8, 'ipv4');
-alwaysBlocked.addSubnet('169.254.0.0', 16, 'ipv4');
-alwaysBlocked.addSubnet('192.0.0.0', 24, 'ipv4');
-alwaysBlocked.addSubnet('192.0.2.0', 24, 'ipv4');
-alwaysBlocked.addSubnet('198.51.100.0', 24, 'ipv4');
-alwaysBlocked.addSubnet('203.0.113.0', 24, 'ipv4');
-alwaysBlocked.addSubnet('224.0.0.0', 4, 'ipv4');
-alwaysBlocked.addSubnet('240.0.0.0', 4, 'ipv4');
-alwaysBlocked.addAddress('::', 'ipv6');
-alwaysBlocked.addSubnet('fe80::', 10, 'ipv6');
-alwaysBlocked.addSubnet('ff00::', 8, 'ipv6');
-alwaysBlocked.addSubnet('2001:db8::', 32, 'ipv6');
-alwaysBlocked.addAddress('fd00:ec2::254', 'ipv6');
+/**
+ * Address classes, from ipaddr.js's tables of the IANA special-purpose
+ * registries (IPv4 and IPv6). Each class is allowed under some policies:
+ * `public` allows only globally reachable unicast, `private` adds networks
+ * that are not globally reachable but are meant to carry traffic (RFC 1918,
+ * CGNAT, unique-local, benchmarking, local-use NAT64), `local` adds loopback.
+ * Everything else — unspecified, broadcast, multicast, link-local (cloud
+ * metadata), documentation and other reserved ranges, site-local, discard,
+ * ORCHID, segment routing — is refused under every policy.
+ */
+type AddressClass = 'global' | 'private' | 'loopback' | 'blocked';
 
-const loopback = new BlockList();
-loopback.addSubnet('127.0.0.0', 8, 'ipv4');
-loopback.addAddress('::1', 'ipv6');
+const ALLOWED_CLASSES: Readonly<Record<UrlPolicyName, readonly AddressClass[]>> = {
+  local: ['global', 'private', 'loopback'],
+  private: ['global', 'private'],
+  public: ['global'],
+};
 
-const privateRanges = new BlockList();
-privateRanges.addSubnet('10.0.0.0', 8, 'ipv4');
-privateRanges.addSubnet('100.64.0.0', 10, 'ipv4');
-privateRanges.addSubnet('172.16.0.0', 12, 'ipv4');
-privateRanges.addSubnet('192.168.0.0', 16, 'ipv4');
-privateRanges.addSubnet('198.18.0.0', 15, 'ipv4');
-privateRanges.addSubnet('fc00::', 7, 'ipv6');
+const IPV4_CLASSES: Readonly<Record<string, AddressClass>> = {
+  unicast: 'global',
+  as112: 'global',
+  amt: 'global',
+  private: 'private',
+  carrierGradeNat: 'private',
+  loopback: 'loopback',
+};
 
-/** Why an address is refused under `policy`, or undefined when it is allowed. */
-export function addressRefusal(address: string, policy: UrlPolicyName): string | undefined {
-  const embedded = embeddedIpv4(address);
-  if (embedded !== undefined) {
-    const refusal = addressRefusal(embedded, policy);
-    if (refusal !== undefined) return `${refusal} (embedded in ${address})`;
+const IPV6_CLASSES: Readonly<Record<string, AddressClass>> = {
+  unicast: 'global',
+  as112v6: 'global',
+  amt: 'global',
+  uniqueLocal: 'private',
+  benchmarking: 'private',
+  loopback: 'loopback',
+  // Judged by the IPv4 address they carry (below), and as that address is.
+  ipv4Mapped: 'global',
+  rfc6145: 'global',
+  '6to4': 'global',
+  teredo: 'global',
+};
+
+/** Benchmarking (RFC 2544): ipaddr.js files it under "reserved", IANA as not globally reachable. */
+const IPV4_BENCHMARKING = ipaddr.parseCIDR('198.18.0.0/15');
+/** The local-use NAT64 prefix (RFC 8215): not globally reachable, unlike 64:ff9b::/96. */
+const LOCAL_USE_NAT64 = ipaddr.parseCIDR('64:ff9b:1::/48');
+/** Cloud metadata endpoints outside link-local (AWS's IPv6 one sits in unique-local space). */
+const METADATA_ADDRESSES = new Set(['fd00:ec2::254']);
+
+const REFUSAL_TEXT: Readonly<Record<Exclude<AddressClass, 'global'>, string>> = {
+  blocked:
+    'a link-local, metadata, unspecified, multicast, broadcast, documentation or otherwise reserved address',
+  loopback: 'a loopback address',
+  private: 'a private address',
+};
+
+function classOf(address: ipaddr.IPv4 | ipaddr.IPv6): AddressClass {
+  if (address.kind() === 'ipv4') {
+    if (address.match(IPV4_BENCHMARKING)) return 'private';
+    return IPV4_CLASSES[address.range()] ?? 'blocked';
   }
-  const ip = address;
-  const family = isIP(ip) === 6 ? 'ipv6' : 'ipv4';
-  if (alwaysBlocked.check(ip, family)) {
-    return 'a link-local, metadata, unspecified, multicast, broadcast or documentation address';
-  }
-  if (policy !== 'local' && loopback.check(ip, family)) return 'a loopback address';
-  if (policy === 'public' && privateRanges.check(ip, family)) return 'a private address';
-  return undefined;
+  const v6 = address as ipaddr.IPv6;
+  if (METADATA_ADDRESSES.has(v6.toString())) return 'blocked';
+  const range = v6.range();
+  if (range === 'rfc6052') return v6.match(LOCAL_USE_NAT64) ? 'private' : 'global';
+  // ::a.b.c.d (IPv4-compatible, deprecated by RFC 4291): ipaddr.js calls it unicast.
+  if (range === 'unicast' && v6.parts.slice(0, 6).every((part) => part === 0)) return 'blocked';
+  return IPV6_CLASSES[range] ?? 'blocked';
 }
 
 /**
- * The IPv4 address an IPv6 address carries and that a network may route to:
- * IPv4-mapped and -compatible (::ffff:a.b.c.d, ::a.b.c.d), NAT64
- * (64:ff9b::/96) and 6to4 (2002::/16).
+ * The IPv4 addresses an IPv6 address carries, which a translator or tunnel
+ * may route to: IPv4-mapped and -translated (last 32 bits), NAT64 (RFC 6052:
+ * last 32 bits for /96, and bits 48–87 around the "u" octet for a /48
+ * local-use prefix), 6to4 (bits 16–47) and Teredo (the client, inverted).
  */
-function embeddedIpv4(address: string): string | undefined {
-  if (isIP(address) !== 6) return undefined;
-  const words = expandIpv6(address);
-  if (!words) return undefined;
-  const v4 = (hi: number, lo: number) => `${hi >> 8}.${hi & 255}.${lo >> 8}.${lo & 255}`;
-  const [w0, w1, w2, w3, w4, w5, w6, w7] = words as [
-    number,
-    number,
-    number,
-    number,
-    number,
-    number,
-    number,
-    number,
-  ];
-  if (w0 === 0x2002) return v4(w1, w2);
-  const zeroPrefix = w0 === 0 && w1 === 0 && w2 === 0 && w3 === 0;
-  if (zeroPrefix && w4 === 0 && (w5 === 0xffff || w5 === 0) && (w6 !== 0 || w7 > 1))
-    return v4(w6, w7);
-  if (zeroPrefix && w4 === 0xffff && w5 === 0) return v4(w6, w7);
-  if (w0 === 0x64 && w1 === 0xff9b && w2 === 0 && w3 === 0 && w4 === 0 && w5 === 0)
-    return v4(w6, w7);
-  return undefined;
+function embeddedIpv4(address: ipaddr.IPv6): ipaddr.IPv4[] {
+  const p = address.parts as [number, number, number, number, number, number, number, number];
+  const v4 = (hi: number, lo: number) => new ipaddr.IPv4([hi >> 8, hi & 255, lo >> 8, lo & 255]);
+  switch (address.range()) {
+    case 'ipv4Mapped':
+    case 'rfc6145':
+      return [v4(p[6], p[7])];
+    case 'rfc6052': {
+      if (!address.match(LOCAL_USE_NAT64)) return [v4(p[6], p[7])];
+      // Which RFC 6052 layout the operator's prefix uses is not in the address: a /96 leaves
+      // bits 48–95 zero, a /48 the last 40 bits; anything else is checked both ways.
+      const as96 = v4(p[6], p[7]);
+      const as48 = v4(p[3], ((p[4] & 0xff) << 8) | (p[5] >> 8));
+      if (p[3] === 0 && p[4] === 0 && p[5] === 0) return [as96];
+      if ((p[5] & 0xff) === 0 && p[6] === 0 && p[7] === 0) return [as48];
+      return [as96, as48];
+    }
+    case '6to4':
+      return [v4(p[1], p[2])];
+    case 'teredo':
+      return [v4(p[6] ^ 0xffff, p[7] ^ 0xffff)];
+    default:
+      return [];
+  }
 }
 
-/** The eight 16-bit words of an IPv6 address (dotted IPv4 tails included). */
-function expandIpv6(address: string): number[] | undefined {
-  let text = address.toLowerCase();
-  const tail = /(\d+)\.(\d+)\.(\d+)\.(\d+)$/.exec(text);
-  if (tail) {
-    const [a, b, c, d] = tail.slice(1).map(Number) as [number, number, number, number];
-    text = `${text.slice(0, tail.index)}${((a << 8) | b).toString(16)}:${((c << 8) | d).toString(16)}`;
+/** Why an address is refused under `policy`, or undefined when it is allowed. */
+export function addressRefusal(address: string, policy: UrlPolicyName): string | undefined {
+  let parsed: ipaddr.IPv4 | ipaddr.IPv6;
+  try {
+    // Addresses come from WHATWG hosts or resolvers: only the four-part dotted IPv4 form.
+    parsed = ipaddr.parse(address);
+  } catch {
+    return 'not an IP address';
   }
-  const [head = '', rest] = text.split('::');
-  const left = head === '' ? [] : head.split(':');
-  const right = rest === undefined || rest === '' ? [] : rest.split(':');
-  const fill = rest === undefined ? 0 : 8 - left.length - right.length;
-  const words = [...left, ...Array<string>(fill).fill('0'), ...right].map((w) => parseInt(w, 16));
-  return words.length === 8 && words.every((w) => Number.isInteger(w)) ? words : undefined;
+  const allowed = ALLOWED_CLASSES[policy];
+  const own = classOf(parsed);
+  if (!allowed.includes(own)) return REFUSAL_TEXT[own as Exclude<AddressClass, 'global'>];
+  if (parsed.kind() === 'ipv6') {
+    for (const inner of embeddedIpv4(parsed as ipaddr.IPv6)) {
+      const innerClass = classOf(inner);
+      if (!allowed.includes(innerClass)) {
+        const text = REFUSAL_TEXT[innerClass as Exclude<AddressClass, 'global'>];
+        return `${text} (${inner.toString()}, embedded in ${address})`;
+      }
+    }
+  }
+  return undefined;
 }
 
 /** The URL checker of `policy`, resolving names with `resolve`. */

@@ -341,6 +341,33 @@ describe('URL policy', () => {
       });
     });
 
+    describe('when the address is in an IANA special-purpose range a hand-written list missed', () => {
+      const ALWAYS: readonly (readonly [string, string])[] = [
+        ['IPv6 site-local (fec0::/10, deprecated)', 'fec0::1'],
+        ['IPv6 discard-only (100::/64)', '100::1'],
+        ['IPv6 segment routing (5f00::/16)', '5f00::1'],
+        ['IPv6 ORCHIDv2 (2001:20::/28)', '2001:20::1'],
+        ['IPv4 IETF protocol assignments (192.0.0.0/24)', '192.0.0.9'],
+        ['Teredo with a metadata client', '2001:0:4136:e378:8000:63bf:5601:5601'],
+        ['local-use NAT64 (/96 layout) of metadata', '64:ff9b:1::a9fe:a9fe'],
+        ['local-use NAT64 (/48 layout) of metadata', '64:ff9b:1:a9fe:a9:fe00::'],
+      ];
+      for (const [label, address] of ALWAYS) {
+        it(`refuses ${label} (${address}) under every policy`, () => {
+          for (const policy of URL_POLICIES) {
+            expect(addressRefusal(address, policy), policy).to.be.a('string');
+          }
+        });
+      }
+
+      it('treats the local-use NAT64 prefix (64:ff9b:1::/48) as private, whatever it embeds', () => {
+        expect(addressRefusal('64:ff9b:1::808:808', 'public')).to.be.a('string');
+        expect(addressRefusal('64:ff9b:1::808:808', 'private')).to.equal(undefined);
+        // The well-known prefix is as global as what it embeds.
+        expect(addressRefusal('64:ff9b::808:808', 'public')).to.equal(undefined);
+      });
+    });
+
     describe('when the address is public', () => {
       for (const policy of URL_POLICIES) {
         it(`allows public IPv4 and IPv6 addresses under the ${policy} policy`, () => {
