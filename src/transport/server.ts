@@ -6,7 +6,13 @@ import type { UseCases } from '../domain/use-cases.js';
 import type { WatchDeps } from '../watch/watch-session.js';
 import { createControlService } from './control-service.js';
 import { addReflection } from './reflection.js';
-import { tolerant } from './malformed.js';
+import {
+  HEARTBEAT_REFINEMENTS,
+  HEARTBEAT_STREAM_REFINEMENTS,
+  WATCH_REFINEMENTS,
+  requireValidUtf8,
+  tolerant,
+} from './malformed.js';
 import type { CallObserver } from './observer.js';
 import { runtimeServiceDefinition } from './heartbeat-wire.js';
 import { createRuntimeService } from './runtime-service.js';
@@ -52,6 +58,7 @@ const SERVICES = ['', 'vigil.v1.RuntimeService', 'vigil.v1.ControlService'];
 
 export async function startGrpcServer(options: GrpcServerOptions): Promise<GrpcServer> {
   const shutdown = createShutdown();
+  requireValidUtf8();
   const server = new Server({
     // Find dead watchers behind silent networks.
     'grpc.keepalive_time_ms': 60_000,
@@ -64,7 +71,10 @@ export async function startGrpcServer(options: GrpcServerOptions): Promise<GrpcS
   health.addToServer(server);
   addReflection(server);
   server.addService(
-    tolerant(runtimeServiceDefinition, options.maxMessageBytes),
+    tolerant(runtimeServiceDefinition, options.maxMessageBytes, {
+      heartbeat: HEARTBEAT_REFINEMENTS,
+      heartbeatStream: HEARTBEAT_STREAM_REFINEMENTS,
+    }),
     createRuntimeService({
       runtime: options.useCases.runtime,
       tokens: options.useCases.tokens,
@@ -75,7 +85,9 @@ export async function startGrpcServer(options: GrpcServerOptions): Promise<GrpcS
     }),
   );
   server.addService(
-    tolerant(controlServiceDefinition, options.maxMessageBytes),
+    tolerant(controlServiceDefinition, options.maxMessageBytes, {
+      watchStatus: WATCH_REFINEMENTS,
+    }),
     createControlService({
       admin: options.useCases.admin,
       tokens: options.useCases.tokens,

@@ -882,6 +882,115 @@ const RATE_LIMIT_REFUSALS: readonly Refusal<Ctx>[] = [
   },
 ];
 
+/** A card nested `depth` levels deep (one level past 33 hits the protobuf decoder's recursion limit). */
+function deepCard(depth: number): Record<string, unknown> {
+  let value: Record<string, unknown> = { name: 'deep', url: 'http://127.0.0.1:8000/' };
+  for (let level = 1; level < depth; level += 1) value = { name: 'deep', nested: value };
+  return value;
+}
+
+/** Register with url (field 2) holding the byte 0xff, which is not UTF-8. */
+const REGISTER_WITH_BAD_UTF8 = Uint8Array.from([
+  0x0a,
+  0x04,
+  ...Buffer.from('ws-a'),
+  0x12,
+  0x05,
+  ...Buffer.from('http'),
+  0xff,
+]);
+
+/** The documented answers where the decoder used to answer for the handler (on ws-a, ONLINE). */
+const EXACT_REFUSALS: readonly Refusal<Ctx>[] = [
+  heartbeatFieldRefusal('uptime_seconds is 2^53', { uptimeSeconds: 2 ** 53 }, 'uptime_seconds'),
+  {
+    when: 'uptime_seconds is 2^53 on a stream',
+    rpc: 'HeartbeatStream',
+    request: heartbeatRequest('ws-a', { uptimeSeconds: 2 ** 53 }),
+    token: OWN_TOKEN,
+    code: status.INVALID_ARGUMENT,
+    reason: 'FIELD_INVALID',
+    metadata: { field: 'uptime_seconds' },
+    unchanged: ['ws-a'],
+    answers: 'message',
+  },
+  {
+    when: 'after_seq is 2^53',
+    rpc: 'WatchStatus',
+    request: { afterSeq: 2 ** 53 },
+    token: CONTROL_TOKEN,
+    code: status.OUT_OF_RANGE,
+    reason: 'CURSOR_AHEAD',
+    unchanged: ['ws-a'],
+  },
+  ...[34, 60].map((depth): Refusal<Ctx> => ({
+    when: `a Register card nests ${depth} levels deep`,
+    rpc: 'Register',
+    request: registerRequest('ws-a', { agentCard: deepCard(depth) }),
+    token: OWN_TOKEN,
+    code: status.INVALID_ARGUMENT,
+    reason: 'AGENT_CARD_INVALID',
+    unchanged: ['ws-a'],
+  })),
+  {
+    when: 'a heartbeat card nests 40 levels deep',
+    rpc: 'Heartbeat',
+    request: heartbeatRequest('ws-a', { agentCard: deepCard(40) }),
+    token: OWN_TOKEN,
+    code: status.INVALID_ARGUMENT,
+    reason: 'AGENT_CARD_INVALID',
+    unchanged: ['ws-a'],
+  },
+  {
+    when: 'a streamed heartbeat card nests 40 levels deep',
+    rpc: 'HeartbeatStream',
+    request: heartbeatRequest('ws-a', { agentCard: deepCard(40) }),
+    token: OWN_TOKEN,
+    code: status.INVALID_ARGUMENT,
+    reason: 'AGENT_CARD_INVALID',
+    unchanged: ['ws-a'],
+    answers: 'message',
+  },
+  {
+    when: 'a string field is not valid UTF-8',
+    rpc: 'Register',
+    request: { raw: REGISTER_WITH_BAD_UTF8 },
+    token: OWN_TOKEN,
+    code: status.INVALID_ARGUMENT,
+    reason: 'MESSAGE_MALFORMED',
+    unchanged: ['ws-a'],
+  },
+  {
+    when: 'a card string is not valid UTF-8',
+    rpc: 'Heartbeat',
+    // agent_card (field 2) = Struct{ fields: { "n": string_value "\xff" } }.
+    request: {
+      raw: Uint8Array.from([
+        0x0a,
+        0x04,
+        ...Buffer.from('ws-a'),
+        0x12,
+        0x0b,
+        0x0a,
+        0x09,
+        0x0a,
+        0x01,
+        0x6e,
+        0x12,
+        0x04,
+        0x1a,
+        0x02,
+        0xc3,
+        0x28,
+      ]),
+    },
+    token: OWN_TOKEN,
+    code: status.INVALID_ARGUMENT,
+    reason: 'MESSAGE_MALFORMED',
+    unchanged: ['ws-a'],
+  },
+];
+
 /** Register on ws-a (ONLINE, its one Register of the budget spent by the setup). */
 const REGISTER_RATE_REFUSALS: readonly Refusal<Ctx>[] = [
   {
@@ -928,6 +1037,12 @@ describe('limits', () => {
     });
 
     describeRefusals(RATE_LIMIT_REFUSALS, current);
+  });
+
+  describe('exact answers', () => {
+    const current = harnessPerTest(withWorkspaceA);
+
+    describeRefusals(EXACT_REFUSALS, current);
   });
 
   describe('Register rate limit', () => {
@@ -992,6 +1107,7 @@ const REFUSAL_TABLES: readonly (readonly { readonly reason: ErrorReason }[])[] =
   LIST_TRANSITIONS_REFUSALS,
   RATE_LIMIT_REFUSALS,
   REGISTER_RATE_REFUSALS,
+  EXACT_REFUSALS,
   WATCH_CAP_REFUSALS,
 ];
 
