@@ -6,6 +6,7 @@ import type { UseCases } from '../domain/use-cases.js';
 import type { WatchDeps } from '../watch/watch-session.js';
 import { createControlService } from './control-service.js';
 import { addReflection } from './reflection.js';
+import { createAuthInterceptor } from './auth-interceptor.js';
 import {
   HEARTBEAT_REFINEMENTS,
   HEARTBEAT_STREAM_REFINEMENTS,
@@ -60,6 +61,15 @@ export async function startGrpcServer(options: GrpcServerOptions): Promise<GrpcS
   const shutdown = createShutdown();
   requireValidUtf8();
   const server = new Server({
+    // Every Vigil call authenticates before a byte of its request is read.
+    interceptors: [
+      createAuthInterceptor({
+        controlAuth: options.controlAuth,
+        tokens: options.useCases.tokens,
+        logger: options.logger,
+        observer: options.observer,
+      }),
+    ],
     // Find dead watchers behind silent networks.
     'grpc.keepalive_time_ms': 60_000,
     'grpc.keepalive_timeout_ms': 20_000,
