@@ -20,7 +20,12 @@ import { createEtcdReplica, type EtcdReplica } from './storage/etcd/etcd-replica
 import { createEtcdStore } from './storage/etcd/etcd-store.js';
 import { createSqliteStore } from './storage/sqlite-store.js';
 import { createHeartbeatForwarder } from './transport/heartbeat-forwarder.js';
-import { startGrpcServer, type ServerTls } from './transport/server.js';
+import {
+  DEFAULT_CONNECTION_LIMITS,
+  startGrpcServer,
+  type ConnectionLimits,
+  type ServerTls,
+} from './transport/server.js';
 import { createTransitionHub } from './watch/transition-hub.js';
 
 /**
@@ -67,6 +72,8 @@ export interface VigilSettings {
   readonly registerRateLimit: RateLimit | undefined;
   /** Open WatchStatus streams allowed per control token; 0 means no limit. */
   readonly maxWatchStreamsPerToken: number;
+  /** HTTP/2 connection limits of the gRPC listener (defaults in DEFAULT_CONNECTION_LIMITS). */
+  readonly connectionLimits?: Partial<ConnectionLimits> | undefined;
   /** HOST:PORT for Prometheus /metrics; empty disables it. */
   readonly metricsListen: string;
   /** Recent transitions the watch fan-out keeps in memory (default 10,000). */
@@ -272,6 +279,7 @@ export async function startVigil(
       observer: metrics.observer,
       listen: settings.listen,
       maxMessageBytes: settings.maxMessageBytes,
+      connectionLimits: { ...DEFAULT_CONNECTION_LIMITS, ...settings.connectionLimits },
       ...(settings.tls ? { tls: settings.tls } : {}),
       forwarder,
     });

@@ -3,6 +3,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { DEFAULT_SETTINGS, type EtcdSettings, type VigilSettings } from '../app.js';
 import { parseRate } from '../domain/rate-limiter.js';
 import { URL_POLICIES, type UrlPolicyName } from '../domain/url-policy.js';
+import { DEFAULT_CONNECTION_LIMITS } from '../transport/server.js';
 import { formatDuration, parseDuration } from './duration.js';
 
 /**
@@ -133,6 +134,31 @@ export const SERVE_SETTINGS: readonly Setting[] = [
     env: 'VIGIL_REGISTER_BURST',
     description: 'Registers a workspace may send at once above the sustained rate',
     defaultText: DEFAULT_TEXT.registerBurst,
+  },
+  {
+    flag: 'max-concurrent-streams',
+    env: 'VIGIL_MAX_CONCURRENT_STREAMS',
+    description: 'HTTP/2 streams one connection may have open (SETTINGS_MAX_CONCURRENT_STREAMS)',
+    defaultText: String(DEFAULT_CONNECTION_LIMITS.maxConcurrentStreams),
+  },
+  {
+    flag: 'max-header-list-size',
+    env: 'VIGIL_MAX_HEADER_LIST_SIZE',
+    description: 'largest HTTP/2 header list of a request (bytes, or with KiB)',
+    defaultText: `${DEFAULT_CONNECTION_LIMITS.maxHeaderListBytes / 1024}KiB`,
+  },
+  {
+    flag: 'max-connection-memory',
+    env: 'VIGIL_MAX_CONNECTION_MEMORY',
+    description: 'memory one HTTP/2 connection may hold in buffered frames and streams (MiB)',
+    defaultText: `${DEFAULT_CONNECTION_LIMITS.maxSessionMemoryMiB}MiB`,
+  },
+  {
+    flag: 'connection-idle-timeout',
+    env: 'VIGIL_CONNECTION_IDLE_TIMEOUT',
+    description:
+      'a connection without open streams (or that never sent the HTTP/2 preface) is closed after this',
+    defaultText: formatDuration(DEFAULT_CONNECTION_LIMITS.idleTimeoutMs),
   },
   {
     flag: 'max-watch-streams',
@@ -378,6 +404,41 @@ export function resolveServeConfig(
     DEFAULT_TEXT.registerRate,
     DEFAULT_TEXT.registerBurst,
   );
+  const positive = (
+    flag: string,
+    fallback: number,
+    parse: (text: string) => number | undefined,
+  ) => {
+    const text = value(flag);
+    if (text === undefined) return fallback;
+    const parsed = parse(text);
+    if (parsed === undefined || !Number.isSafeInteger(parsed) || parsed < 1) {
+      errors.push(`--${flag}: "${text}" is not a positive value`);
+      return fallback;
+    }
+    return parsed;
+  };
+  const connectionLimits = {
+    maxConcurrentStreams: positive(
+      'max-concurrent-streams',
+      DEFAULT_CONNECTION_LIMITS.maxConcurrentStreams,
+      (text) => (/^\d+$/.test(text) ? Number(text) : undefined),
+    ),
+    maxHeaderListBytes: positive(
+      'max-header-list-size',
+      DEFAULT_CONNECTION_LIMITS.maxHeaderListBytes,
+      parseSize,
+    ),
+    maxSessionMemoryMiB: positive(
+      'max-connection-memory',
+      DEFAULT_CONNECTION_LIMITS.maxSessionMemoryMiB,
+      (text) => {
+        const match = /^(\d+)(MiB)?$/.exec(text);
+        return match ? Number(match[1]) : undefined;
+      },
+    ),
+    idleTimeoutMs: duration('connection-idle-timeout', DEFAULT_CONNECTION_LIMITS.idleTimeoutMs),
+  };
   const watchText = value('max-watch-streams') ?? DEFAULT_TEXT.watchStreams;
   if (!/^\d+$/.test(watchText))
     errors.push(`--max-watch-streams: "${watchText}" is not a whole number`);
@@ -394,6 +455,7 @@ export function resolveServeConfig(
         maxMessageBytes: maxMessageBytes ?? 0,
         heartbeatRateLimit,
         registerRateLimit,
+        connectionLimits,
         fieldLimits,
         maxWatchStreamsPerToken: Number(watchText),
         metricsListen,

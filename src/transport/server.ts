@@ -33,11 +33,32 @@ export interface GrpcServerOptions {
   readonly tls?: ServerTls;
   /** Largest request message accepted, in bytes. */
   readonly maxMessageBytes: number;
+  /** HTTP/2 limits per connection; DEFAULT_CONNECTION_LIMITS when unset. */
+  readonly connectionLimits?: ConnectionLimits;
   /** Open WatchStatus streams allowed per control token; 0 means no limit. */
   readonly maxWatchStreamsPerToken: number;
   /** Cluster mode: where unary heartbeats for workspaces other replicas own go. */
   readonly forwarder?: HeartbeatForwarder | undefined;
 }
+
+/** HTTP/2 limits of every connection (finite, unlike the grpc-js and Node defaults). */
+export interface ConnectionLimits {
+  /** SETTINGS_MAX_CONCURRENT_STREAMS: streams one connection may have open. */
+  readonly maxConcurrentStreams: number;
+  /** SETTINGS_MAX_HEADER_LIST_SIZE advertised, and enforced on each request's headers, bytes. */
+  readonly maxHeaderListBytes: number;
+  /** Memory one connection may hold in buffered frames and streams (Node's maxSessionMemory), MiB. */
+  readonly maxSessionMemoryMiB: number;
+  /** A connection with no open stream for this long is closed (GOAWAY). */
+  readonly idleTimeoutMs: number;
+}
+
+export const DEFAULT_CONNECTION_LIMITS: ConnectionLimits = {
+  maxConcurrentStreams: 1_000,
+  maxHeaderListBytes: 16 * 1024,
+  maxSessionMemoryMiB: 32,
+  idleTimeoutMs: 5 * 60_000,
+};
 
 export interface ServerTls {
   readonly cert: Buffer;
@@ -60,6 +81,7 @@ const SERVICES = ['', 'vigil.v1.RuntimeService', 'vigil.v1.ControlService'];
 export async function startGrpcServer(options: GrpcServerOptions): Promise<GrpcServer> {
   const shutdown = createShutdown();
   requireValidUtf8();
+  const limits = options.connectionLimits ?? DEFAULT_CONNECTION_LIMITS;
   const server = new Server({
     // Every Vigil call authenticates before a byte of its request is read.
     interceptors: [
@@ -76,7 +98,11 @@ export async function startGrpcServer(options: GrpcServerOptions): Promise<GrpcS
     // grpc-js refuses past this without an ErrorInfo; between the limit and this,
     // Vigil answers itself (MESSAGE_TOO_LARGE) without decoding the message.
     'grpc.max_receive_message_length': 2 * options.maxMessageBytes,
+    'grpc.max_concurrent_streams': limits.maxConcurrentStreams,
+    'grpc-node.max_session_memory': limits.maxSessionMemoryMiB,
+    'grpc.max_connection_idle_ms': limits.idleTimeoutMs,
   });
+  limitHeaderList(server, limits.maxHeaderListBytes);
   const health = new HealthImplementation(Object.fromEntries(SERVICES.map((s) => [s, 'SERVING'])));
   health.addToServer(server);
   addReflection(server);
@@ -146,4 +172,19 @@ export async function startGrpcServer(options: GrpcServerOptions): Promise<GrpcS
       if (outcome === 'timeout') server.forceShutdown();
     },
   };
+}
+
+/**
+ * grpc-js has no option for the header list size, and leaves Node's default
+ * (advertised as 2^32 − 1). Its constructor keeps the options every HTTP/2
+ * session of the server is created with, settings included: the limit is
+ * added there, before anything is bound. Checked, so a grpc-js that stops
+ * keeping them fails at start rather than silently serving without a limit.
+ */
+function limitHeaderList(server: Server, bytes: number): void {
+  const common = (server as unknown as { commonServerOptions?: { settings?: object } })
+    .commonServerOptions;
+  if (common === undefined) throw new Error('grpc-js no longer exposes its HTTP/2 server options');
+  common.settings = { ...common.settings, maxHeaderListSize: bytes };
+  Object.assign(common, { maxHeaderListPairs: 64 });
 }

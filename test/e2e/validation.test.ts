@@ -952,6 +952,26 @@ const EXACT_REFUSALS: readonly Refusal<Ctx>[] = [
     answers: 'message',
   },
   {
+    when: 'runtime_state is out of range and the call has no token',
+    rpc: 'Heartbeat',
+    // eslint-disable-next-line @typescript-eslint/no-unsafe-enum-assignment -- an unknown wire value on purpose
+    request: heartbeatRequest('ws-a', { runtimeState: 99 as RuntimeState }),
+    token: undefined,
+    code: status.UNAUTHENTICATED,
+    reason: 'TOKEN_MISSING',
+    unchanged: ['ws-a'],
+  },
+  {
+    when: 'delivery_mode is out of range and the token is invalid',
+    rpc: 'Register',
+    // eslint-disable-next-line @typescript-eslint/no-unsafe-enum-assignment -- an unknown wire value on purpose
+    request: registerRequest('ws-a', { deliveryMode: 99 as DeliveryMode }),
+    token: 'vgw_not-a-token',
+    code: status.UNAUTHENTICATED,
+    reason: 'TOKEN_INVALID',
+    unchanged: ['ws-a'],
+  },
+  {
     when: 'a string field is not valid UTF-8',
     rpc: 'Register',
     request: { raw: REGISTER_WITH_BAD_UTF8 },
