@@ -1,4 +1,4 @@
-import { validateAgentCard, type CardInput } from './agent-card.js';
+import { agentCardUrls, validateAgentCard, type CardInput } from './agent-card.js';
 import type { Clock } from './clock.js';
 import type { Timings } from './config.js';
 import { VigilError, fieldInvalid } from './errors.js';
@@ -163,6 +163,27 @@ export function createRuntimeUseCases(options: RuntimeOptions): RuntimeUseCases 
     return validateAgentCard(card.decode());
   }
 
+  /**
+   * Checks a card's endpoints against the URL policy (A2A clients call them):
+   * a refused one is AGENT_CARD_INVALID (nothing written, no marker); a
+   * resolution without a definitive answer is URL_RESOLVE_UNAVAILABLE.
+   */
+  async function checkCardUrls(id: string, card: unknown, signal?: AbortSignal): Promise<void> {
+    for (const url of agentCardUrls(card)) {
+      try {
+        await checkUrlOf(id, url, signal);
+      } catch (error) {
+        if (error instanceof VigilError && error.reason === 'URL_VALIDATE_FAILED') {
+          throw new VigilError('AGENT_CARD_INVALID', `agent card endpoint: ${error.message}`, {
+            ...error.metadata,
+            field: 'agent_card',
+          });
+        }
+        throw error;
+      }
+    }
+  }
+
   async function register(caller: RuntimeCaller, command: RegisterCommand, signal?: AbortSignal) {
     await tokens.authenticate(caller, command.workspaceId);
     // After authentication, so nobody can spend another workspace's budget.
@@ -174,6 +195,7 @@ export function createRuntimeUseCases(options: RuntimeOptions): RuntimeUseCases 
       throw new VigilError('AGENT_CARD_INVALID', 'agent_card is required');
     }
     const agentCard = validateAgentCard(command.agentCard);
+    await checkCardUrls(command.workspaceId, command.agentCard, signal);
     let url = command.url;
     if (command.deliveryMode === 'PUSH') {
       if (command.url === '') throw fieldInvalid('url', 'is required for PUSH delivery');
@@ -227,7 +249,11 @@ export function createRuntimeUseCases(options: RuntimeOptions): RuntimeUseCases 
     const fingerprint = card?.fingerprint();
     let serialized: string | undefined;
     if (card && (fingerprint === undefined || entry?.cardFingerprint !== fingerprint)) {
-      serialized = validateCard(card);
+      stats.cardsValidated += 1;
+      const value = card.decode();
+      serialized = validateAgentCard(value);
+      // Only a card that changed is resolved again: an equal one was checked when accepted.
+      await checkCardUrls(id, value);
     }
     const now = clock.now();
     const event: StatusEvent = { type: 'HEARTBEAT', health: report };

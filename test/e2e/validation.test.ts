@@ -1011,6 +1011,67 @@ const EXACT_REFUSALS: readonly Refusal<Ctx>[] = [
   },
 ];
 
+/** Cards whose endpoints the URL policy refuses (under every policy): A2A clients would call them. */
+const REFUSED_CARD_ENDPOINTS: readonly {
+  readonly what: string;
+  readonly card: Record<string, unknown>;
+}[] = [
+  {
+    what: 'url is the metadata address',
+    card: { name: 'a', url: 'http://169.254.169.254/latest/' },
+  },
+  { what: 'url is a file URL', card: { name: 'a', url: 'file:///etc/passwd' } },
+  {
+    what: 'supportedInterfaces url is a mapped-IPv6 metadata address',
+    card: {
+      name: 'a',
+      url: 'http://127.0.0.1:8000/',
+      supportedInterfaces: [{ url: 'http://[::ffff:169.254.169.254]/' }],
+    },
+  },
+  {
+    what: 'supported_interfaces url names a host resolving to metadata',
+    card: { name: 'a', supported_interfaces: [{ url: 'http://metadata.evil/' }] },
+  },
+  {
+    what: 'url carries a backslash',
+    card: { name: 'a', url: 'http://127.0.0.1\\@169.254.169.254/' },
+  },
+];
+
+const CARD_ENDPOINT_REFUSALS: readonly Refusal<Ctx>[] = REFUSED_CARD_ENDPOINTS.flatMap(
+  ({ what, card: refused }): Refusal<Ctx>[] => [
+    {
+      when: `a Register card's ${what}`,
+      rpc: 'Register',
+      request: registerRequest('ws-a', { agentCard: refused }),
+      token: OWN_TOKEN,
+      code: status.INVALID_ARGUMENT,
+      reason: 'AGENT_CARD_INVALID',
+      unchanged: ['ws-a'],
+    },
+    {
+      when: `a heartbeat card's ${what}`,
+      rpc: 'Heartbeat',
+      request: heartbeatRequest('ws-a', { agentCard: refused }),
+      token: OWN_TOKEN,
+      code: status.INVALID_ARGUMENT,
+      reason: 'AGENT_CARD_INVALID',
+      unchanged: ['ws-a'],
+    },
+    {
+      when: `a streamed heartbeat card's ${what}`,
+      rpc: 'HeartbeatStream',
+      request: heartbeatRequest('ws-a', { agentCard: refused }),
+      token: OWN_TOKEN,
+      code: status.INVALID_ARGUMENT,
+      reason: 'AGENT_CARD_INVALID',
+      unchanged: ['ws-a'],
+      answers: 'message',
+    },
+  ],
+);
+
 /** Register on ws-a (ONLINE, its one Register of the budget spent by the setup). */
 const REGISTER_RATE_REFUSALS: readonly Refusal<Ctx>[] = [
   {
@@ -1063,6 +1124,12 @@ describe('limits', () => {
     const current = harnessPerTest(withWorkspaceA);
 
     describeRefusals(EXACT_REFUSALS, current);
+  });
+
+  describe('agent card endpoints', () => {
+    const current = harnessPerTest(withWorkspaceA);
+
+    describeRefusals(CARD_ENDPOINT_REFUSALS, current);
   });
 
   describe('Register rate limit', () => {
@@ -1128,6 +1195,7 @@ const REFUSAL_TABLES: readonly (readonly { readonly reason: ErrorReason }[])[] =
   RATE_LIMIT_REFUSALS,
   REGISTER_RATE_REFUSALS,
   EXACT_REFUSALS,
+  CARD_ENDPOINT_REFUSALS,
   WATCH_CAP_REFUSALS,
 ];
 

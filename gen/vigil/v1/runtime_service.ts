@@ -52,7 +52,8 @@ export interface RegisterRequest {
   /**
    * A2A agent card: a JSON object with a non-empty string `name` and at least
    * one endpoint (`url`, or `supportedInterfaces` entries with a `url`), at
-   * most 64 KiB serialized. Required.
+   * most 64 KiB serialized. Required. Its endpoints (at most 16) follow the
+   * URL policy like `url`; a refused one is AGENT_CARD_INVALID.
    */
   agentCard:
     | { [key: string]: any }
