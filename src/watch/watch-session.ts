@@ -71,8 +71,14 @@ export async function openWatch(
   return Promise.resolve(stream(deps, request, signal, onSkip));
 }
 
-/** Workspaces per snapshot page: a snapshot never holds more than this in memory. */
+/** Workspaces per snapshot page. */
 const SNAPSHOT_PAGE = 500;
+/**
+ * Bytes of stored workspaces per snapshot page: what a stream that stops
+ * reading can pin, whatever the size of the cards (one workspace more at
+ * most, up to the 64 KiB card limit).
+ */
+export const SNAPSHOT_PAGE_BYTES = 256 * 1024;
 
 /**
  * The current state of the selected workspaces, page by page, then
@@ -95,14 +101,16 @@ async function* snapshot(
       statuses,
       afterId,
       limit: SNAPSHOT_PAGE,
+      maxBytes: SNAPSHOT_PAGE_BYTES,
       workspaceIds,
     });
     const overlay = deps.overlay;
     for (const workspace of page) {
       yield { type: 'snapshot', workspace: overlay ? overlay(workspace) : workspace };
     }
+    // A page cut short by bytes is not the last one: page on until one comes back empty.
     const last = page.at(-1);
-    if (!last || page.length < SNAPSHOT_PAGE) break;
+    if (!last) break;
     afterId = last.id;
   }
   yield { type: 'snapshotEnd', seq: head, reset };

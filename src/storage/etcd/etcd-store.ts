@@ -325,11 +325,22 @@ export function createEtcdStore(options: EtcdStoreOptions): EtcdStore {
     });
   }
 
-  async function readWorkspaces(ids: readonly string[]): Promise<Map<string, Workspace>> {
+  /**
+   * The workspaces of `ids` that exist, read in id order; with `maxBytes`,
+   * stops once the documents read hold that many bytes (in small chunks, so
+   * little more than the bound is ever in memory).
+   */
+  async function readWorkspaces(
+    ids: readonly string[],
+    maxBytes?: number,
+  ): Promise<Map<string, Workspace>> {
     const found = new Map<string, Workspace>();
     const perId = 4;
-    for (let i = 0; i < ids.length; i += Math.floor(READ_OPS / perId)) {
-      const chunk = ids.slice(i, i + Math.floor(READ_OPS / perId));
+    const chunkSize = maxBytes === undefined ? Math.floor(READ_OPS / perId) : 4;
+    let bytes = 0;
+    for (let i = 0; i < ids.length; i += chunkSize) {
+      if (maxBytes !== undefined && bytes >= maxBytes) break;
+      const chunk = ids.slice(i, i + chunkSize);
       const response = await connection.txn(
         [],
         chunk.flatMap((id) =>
@@ -345,6 +356,8 @@ export function createEtcdStore(options: EtcdStoreOptions): EtcdStore {
         if (!ws || !st) return;
         const hb = kv(2);
         const use = kv(3);
+        if (maxBytes !== undefined && bytes >= maxBytes) return;
+        bytes += ws.value.length;
         found.set(
           id,
           toWorkspace(
@@ -448,8 +461,13 @@ export function createEtcdStore(options: EtcdStoreOptions): EtcdStore {
         if (only && !only.has(id)) continue;
         chosen.push(id);
       }
-      const found = await readWorkspaces(chosen);
-      return chosen.flatMap((id) => {
+      const found = await readWorkspaces(chosen, query.maxBytes);
+      // With a byte bound, a prefix of `chosen` was read: the page ends at the first id not read.
+      const readThrough =
+        query.maxBytes === undefined
+          ? chosen
+          : chosen.slice(0, Math.max(0, ...chosen.map((id, i) => (found.has(id) ? i + 1 : 0))));
+      return readThrough.flatMap((id) => {
         const workspace = found.get(id);
         return workspace && wanted.has(workspace.status) ? [workspace] : [];
       });
