@@ -21,6 +21,8 @@ export interface WatchRequest {
   readonly workspaceIds: readonly string[];
   readonly afterSeq: number;
   readonly includeSnapshot: boolean;
+  /** `afterSeq` is a cursor the server handed out, 0 included (never "the head"). */
+  readonly resume?: boolean;
 }
 
 export interface WatchDeps {
@@ -126,7 +128,9 @@ async function* stream(
   const ids = new Set(request.workspaceIds);
   const batchSize = deps.batchSize ?? 256;
   let cursor: number;
-  if (request.includeSnapshot && request.afterSeq === 0) {
+  if (request.resume === true) {
+    cursor = request.afterSeq;
+  } else if (request.includeSnapshot && request.afterSeq === 0) {
     cursor = yield* snapshot(deps, request.workspaceIds, false);
   } else if (request.afterSeq === 0) {
     cursor = deps.hub.head();

@@ -181,7 +181,7 @@ export function firstWatchEvent(
 ): Promise<WatchStatusResponse> {
   return new Promise((resolve, reject) => {
     const stream = control.watchStatus(
-      { workspaceIds: [], afterSeq: 0, includeSnapshot: false, ...request },
+      { workspaceIds: [], afterSeq: 0, includeSnapshot: false, resume: false, ...request },
       bearer(token),
     );
     let settled = false;
