@@ -147,7 +147,16 @@ describe('Register URLs read by independent parsers (Python urllib.parse, curl)'
         const before = await listTransitions(h, 'ws-a');
         const { runtime } = h.clients;
         await expectRpcError(
-          call(runtime, runtime.register, registerRequest('ws-a', { url }), created.token),
+          call(
+            runtime,
+            runtime.register,
+            // A card every policy allows, so only the URL can be refused.
+            registerRequest('ws-a', {
+              url,
+              agentCard: { name: 'a', url: 'http://93.184.215.14/' },
+            }),
+            created.token,
+          ),
           status.INVALID_ARGUMENT,
           'URL_VALIDATE_FAILED',
         );
