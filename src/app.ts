@@ -1,5 +1,4 @@
 import { credentials as grpcCredentials } from '@grpc/grpc-js';
-import { lookup } from 'node:dns/promises';
 import { join } from 'node:path';
 import pino, { type Logger } from 'pino';
 import { systemClock, type Clock } from './domain/clock.js';
@@ -7,7 +6,9 @@ import { DEFAULT_TIMINGS, type Timings } from './domain/config.js';
 import { createControlAuth, type ControlTokenSpec } from './domain/control-auth.js';
 import { createUseCases, type UseCases } from './domain/use-cases.js';
 import type { RateLimit } from './domain/rate-limiter.js';
-import type { HostResolver, UrlPolicyName } from './domain/url-policy.js';
+import type { UrlPolicyName } from './domain/url-policy.js';
+import { createHostResolver } from './egress/host-resolver.js';
+import { createUrlChecker, type HostResolver } from './egress/url-policy.js';
 import { MAX_CURRENT_TASK_BYTES, MAX_SAMPLE_ERROR_BYTES } from './domain/validation.js';
 import { consoleApiRoute } from './http/console-api.js';
 import { consoleStaticRoute } from './http/console-static.js';
@@ -28,7 +29,12 @@ import { BUILT_IN_PROVIDERS, type ProviderCatalog } from './domain/projection.js
 import type { ProjectionStore } from './domain/projection-store.js';
 import type { SecretCipher } from './domain/secret-cipher.js';
 import { createHeartbeatForwarder } from './transport/heartbeat-forwarder.js';
-import { startGrpcServer, type ServerTls } from './transport/server.js';
+import {
+  DEFAULT_CONNECTION_LIMITS,
+  startGrpcServer,
+  type ConnectionLimits,
+  type ServerTls,
+} from './transport/server.js';
 import { createStatusCounts } from './watch/status-counts.js';
 import { createStreamQuota } from './watch/stream-quota.js';
 import { createTransitionHub } from './watch/transition-hub.js';
@@ -74,8 +80,12 @@ export interface VigilSettings {
   readonly fieldLimits: { readonly sampleErrorBytes: number; readonly currentTaskBytes: number };
   /** Per-workspace heartbeat rate limit; none when undefined. */
   readonly heartbeatRateLimit: RateLimit | undefined;
+  /** Per-workspace Register rate limit; none when undefined. */
+  readonly registerRateLimit: RateLimit | undefined;
   /** Open WatchStatus streams allowed per control token; 0 means no limit. */
   readonly maxWatchStreamsPerToken: number;
+  /** HTTP/2 connection limits of the gRPC listener (defaults in DEFAULT_CONNECTION_LIMITS). */
+  readonly connectionLimits?: Partial<ConnectionLimits> | undefined;
   /** HOST:PORT for Prometheus /metrics and the web console at /; empty disables both. */
   readonly metricsListen: string;
   /** Recent transitions the watch fan-out keeps in memory (default 10,000). */
@@ -121,13 +131,12 @@ export const DEFAULT_SETTINGS: Omit<VigilSettings, 'controlTokens'> = {
     currentTaskBytes: MAX_CURRENT_TASK_BYTES,
   },
   heartbeatRateLimit: { ratePerSecond: 5, burst: 20 },
+  registerRateLimit: { ratePerSecond: 1, burst: 10 },
   maxWatchStreamsPerToken: 1_000,
   metricsListen: '127.0.0.1:9464',
   progressIntervalMs: 15_000,
   synchronous: 'FULL',
 };
-
-const DNS_TIMEOUT_MS = 3_000;
 
 /**
  * Defence in depth: paths pino censors should a secret value or a projected
@@ -138,30 +147,11 @@ export const LOG_REDACTIONS = ['value', 'env', '*.value', '*.env', 'projection.e
 /** This build's version (recorded with each replica's presence in cluster mode). */
 export const VIGIL_VERSION = '0.1.0';
 
-/** Resolves with the system resolver, giving up after a few seconds or when `signal` aborts. */
-export const systemResolver: HostResolver = async (host, signal) => {
-  signal?.throwIfAborted();
-  let timer: NodeJS.Timeout | undefined;
-  let onAbort: (() => void) | undefined;
-  try {
-    const results = await Promise.race([
-      lookup(host, { all: true, verbatim: true }),
-      new Promise<never>((_, reject) => {
-        timer = setTimeout(() => {
-          reject(new Error(`resolving ${host} timed out`));
-        }, DNS_TIMEOUT_MS);
-        onAbort = () => {
-          reject(new Error(`resolving ${host} was abandoned: the caller went away`));
-        };
-        signal?.addEventListener('abort', onAbort, { once: true });
-      }),
-    ]);
-    return results.map((r) => r.address);
-  } finally {
-    clearTimeout(timer);
-    if (onAbort) signal?.removeEventListener('abort', onAbort);
-  }
-};
+/**
+ * The hosts file, then DNS through c-ares: 1.5 s for the first try, two
+ * tries per server (about 4.5 s in all before URL_RESOLVE_UNAVAILABLE).
+ */
+export const systemResolver: HostResolver = createHostResolver({ timeoutMs: 1_500, tries: 2 });
 
 export async function startVigil(
   settings: VigilSettings,
@@ -269,11 +259,11 @@ export async function startVigil(
     store,
     clock,
     timings: settings.timings,
-    urlPolicy: settings.urlPolicy,
-    resolveHost: overrides.resolveHost ?? systemResolver,
+    checkUrl: createUrlChecker(settings.urlPolicy, overrides.resolveHost ?? systemResolver),
     serverStartedAt: clock.now(),
     ownership,
     heartbeatRateLimit: settings.heartbeatRateLimit,
+    registerRateLimit: settings.registerRateLimit,
     fieldLimits: settings.fieldLimits,
     random: overrides.random,
     sweepIntervalMs: settings.sweepIntervalMs,
@@ -363,6 +353,7 @@ export async function startVigil(
       observer: metrics.observer,
       listen: settings.listen,
       maxMessageBytes: settings.maxMessageBytes,
+      connectionLimits: { ...DEFAULT_CONNECTION_LIMITS, ...settings.connectionLimits },
       ...(settings.tls ? { tls: settings.tls } : {}),
       forwarder,
     });

@@ -198,6 +198,7 @@ export const memory: Scenario = {
           workspaceIds: [],
           afterSeq: 0,
           includeSnapshot: false,
+          resume: false,
         }).finish();
         const open = async (set: string, streams: number) => {
           const counts = split(

@@ -122,6 +122,7 @@ export const watchFanout: Scenario = {
             workspaceIds: [],
             afterSeq: 0,
             includeSnapshot: false,
+            resume: false,
           }).finish(),
           token: context.controlToken,
         },

@@ -3,6 +3,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { DEFAULT_SETTINGS, type EtcdSettings, type VigilSettings } from '../app.js';
 import { parseRate } from '../domain/rate-limiter.js';
 import { URL_POLICIES, type UrlPolicyName } from '../domain/url-policy.js';
+import { DEFAULT_CONNECTION_LIMITS } from '../transport/server.js';
 import { formatDuration, parseDuration } from './duration.js';
 import type { ProviderCatalog } from '../domain/projection.js';
 import { readProvidersFile } from './providers-file.js';
@@ -40,6 +41,10 @@ const DEFAULT_TEXT = {
     ? `${DEFAULT_SETTINGS.heartbeatRateLimit.ratePerSecond}/s`
     : 'off',
   burst: String(DEFAULT_SETTINGS.heartbeatRateLimit?.burst ?? 20),
+  registerRate: DEFAULT_SETTINGS.registerRateLimit
+    ? `${DEFAULT_SETTINGS.registerRateLimit.ratePerSecond}/s`
+    : 'off',
+  registerBurst: String(DEFAULT_SETTINGS.registerRateLimit?.burst ?? 10),
   watchStreams: String(DEFAULT_SETTINGS.maxWatchStreamsPerToken),
 };
 
@@ -129,6 +134,44 @@ export const SERVE_SETTINGS: readonly Setting[] = [
     env: 'VIGIL_HEARTBEAT_BURST',
     description: 'heartbeats a workspace may send at once above the sustained rate',
     defaultText: DEFAULT_TEXT.burst,
+  },
+  {
+    flag: 'register-rate-limit',
+    env: 'VIGIL_REGISTER_RATE_LIMIT',
+    description:
+      'Registers allowed per workspace, sustained (N/s or N/m; off disables); more get RESOURCE_EXHAUSTED',
+    defaultText: DEFAULT_TEXT.registerRate,
+  },
+  {
+    flag: 'register-burst',
+    env: 'VIGIL_REGISTER_BURST',
+    description: 'Registers a workspace may send at once above the sustained rate',
+    defaultText: DEFAULT_TEXT.registerBurst,
+  },
+  {
+    flag: 'max-concurrent-streams',
+    env: 'VIGIL_MAX_CONCURRENT_STREAMS',
+    description: 'HTTP/2 streams one connection may have open (SETTINGS_MAX_CONCURRENT_STREAMS)',
+    defaultText: String(DEFAULT_CONNECTION_LIMITS.maxConcurrentStreams),
+  },
+  {
+    flag: 'max-header-list-size',
+    env: 'VIGIL_MAX_HEADER_LIST_SIZE',
+    description: 'largest HTTP/2 header list of a request (bytes, or with KiB)',
+    defaultText: `${DEFAULT_CONNECTION_LIMITS.maxHeaderListBytes / 1024}KiB`,
+  },
+  {
+    flag: 'max-connection-memory',
+    env: 'VIGIL_MAX_CONNECTION_MEMORY',
+    description: 'memory one HTTP/2 connection may hold in buffered frames and streams (MiB)',
+    defaultText: `${DEFAULT_CONNECTION_LIMITS.maxSessionMemoryMiB}MiB`,
+  },
+  {
+    flag: 'connection-idle-timeout',
+    env: 'VIGIL_CONNECTION_IDLE_TIMEOUT',
+    description:
+      'a connection without open streams (or that never sent the HTTP/2 preface) is closed after this',
+    defaultText: formatDuration(DEFAULT_CONNECTION_LIMITS.idleTimeoutMs),
   },
   {
     flag: 'max-watch-streams',
@@ -374,19 +417,72 @@ export function resolveServeConfig(
     sampleErrorBytes: fieldLimit('max-sample-error', DEFAULT_SETTINGS.fieldLimits.sampleErrorBytes),
     currentTaskBytes: fieldLimit('max-current-task', DEFAULT_SETTINGS.fieldLimits.currentTaskBytes),
   };
-  const rateText = value('heartbeat-rate-limit') ?? DEFAULT_TEXT.rate;
-  const rate = parseRate(rateText);
-  if (rate === undefined)
-    errors.push(
-      `${label('heartbeat-rate-limit')}: "${rateText}" is not N/s, N/m or off (such as 5/s or 120/m)`,
-    );
-  const burstText = value('heartbeat-burst') ?? DEFAULT_TEXT.burst;
-  if (!/^[1-9]\d*$/.test(burstText))
-    errors.push(`${label('heartbeat-burst')}: "${burstText}" is not a whole number of at least 1`);
-  const heartbeatRateLimit =
-    rate === undefined || rate === 'off'
+  const rateLimit = (
+    rateFlag: string,
+    burstFlag: string,
+    rateDefault: string,
+    burstDefault: string,
+  ) => {
+    const rateText = value(rateFlag) ?? rateDefault;
+    const rate = parseRate(rateText);
+    if (rate === undefined)
+      errors.push(
+        `${label(rateFlag)}: "${rateText}" is not N/s, N/m or off (such as 5/s or 120/m)`,
+      );
+    const burstText = value(burstFlag) ?? burstDefault;
+    if (!/^[1-9]\d*$/.test(burstText))
+      errors.push(`${label(burstFlag)}: "${burstText}" is not a whole number of at least 1`);
+    return rate === undefined || rate === 'off'
       ? undefined
       : { ratePerSecond: rate, burst: Number(burstText) };
+  };
+  const heartbeatRateLimit = rateLimit(
+    'heartbeat-rate-limit',
+    'heartbeat-burst',
+    DEFAULT_TEXT.rate,
+    DEFAULT_TEXT.burst,
+  );
+  const registerRateLimit = rateLimit(
+    'register-rate-limit',
+    'register-burst',
+    DEFAULT_TEXT.registerRate,
+    DEFAULT_TEXT.registerBurst,
+  );
+  const positive = (
+    flag: string,
+    fallback: number,
+    parse: (text: string) => number | undefined,
+  ) => {
+    const text = value(flag);
+    if (text === undefined) return fallback;
+    const parsed = parse(text);
+    if (parsed === undefined || !Number.isSafeInteger(parsed) || parsed < 1) {
+      errors.push(`${label(flag)}: "${text}" is not a positive value`);
+      return fallback;
+    }
+    return parsed;
+  };
+  const connectionLimits = {
+    maxConcurrentStreams: positive(
+      'max-concurrent-streams',
+      DEFAULT_CONNECTION_LIMITS.maxConcurrentStreams,
+      (text) => (/^\d+$/.test(text) ? Number(text) : undefined),
+    ),
+    maxHeaderListBytes: positive(
+      'max-header-list-size',
+      DEFAULT_CONNECTION_LIMITS.maxHeaderListBytes,
+      parseSize,
+    ),
+    maxSessionMemoryMiB: positive(
+      'max-connection-memory',
+      DEFAULT_CONNECTION_LIMITS.maxSessionMemoryMiB,
+      (text) => {
+        const match = /^(\d+)(MiB)?$/.exec(text);
+        return match ? Number(match[1]) : undefined;
+      },
+    ),
+    idleTimeoutMs: duration('connection-idle-timeout', DEFAULT_CONNECTION_LIMITS.idleTimeoutMs),
+  };
   const watchText = value('max-watch-streams') ?? DEFAULT_TEXT.watchStreams;
   if (!/^\d+$/.test(watchText))
     errors.push(
@@ -416,6 +512,8 @@ export function resolveServeConfig(
         ...(tls ? { tls } : {}),
         maxMessageBytes: maxMessageBytes ?? 0,
         heartbeatRateLimit,
+        registerRateLimit,
+        connectionLimits,
         fieldLimits,
         maxWatchStreamsPerToken: Number(watchText),
         metricsListen,

@@ -252,6 +252,8 @@ async function* watchStatus(
         workspaceIds: [...(options.workspaceIds ?? [])],
         afterSeq: cursor,
         includeSnapshot: !positioned && (options.includeSnapshot ?? false),
+        // A cursor the server handed out (0 from an empty log included) means exactly that.
+        resume: positioned,
       },
       metadata(),
     );

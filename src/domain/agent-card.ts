@@ -62,6 +62,34 @@ export function validateAgentCard(card: unknown): string {
   return serialized;
 }
 
+/** Most endpoints a card may name (each is checked against the URL policy). */
+export const MAX_AGENT_CARD_ENDPOINTS = 16;
+
+/**
+ * The endpoint URLs of a valid card (its `url` and every
+ * `supportedInterfaces[].url`), distinct, in order. These are what A2A
+ * clients call, so they follow the URL policy like a Register URL.
+ */
+export function agentCardUrls(card: unknown): string[] {
+  const record = card as AgentCard;
+  const urls: string[] = [];
+  if (typeof record['url'] === 'string') urls.push(record['url']);
+  const list = record['supportedInterfaces'] ?? record['supported_interfaces'];
+  if (Array.isArray(list)) {
+    for (const entry of list as unknown[]) {
+      const url = (entry as Record<string, unknown> | null)?.['url'];
+      if (typeof url === 'string') urls.push(url);
+    }
+  }
+  const distinct = [...new Set(urls)];
+  if (distinct.length > MAX_AGENT_CARD_ENDPOINTS) {
+    throw invalid(
+      `the agent card names ${distinct.length} endpoints; at most ${MAX_AGENT_CARD_ENDPOINTS} are allowed`,
+    );
+  }
+  return distinct;
+}
+
 function hasInterfaces(card: AgentCard): boolean {
   const list = card['supportedInterfaces'] ?? card['supported_interfaces'];
   return (

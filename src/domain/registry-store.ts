@@ -132,6 +132,13 @@ export interface ListWorkspacesQuery {
   /** Return ids strictly greater than this. */
   readonly afterId: string;
   readonly limit: number;
+  /**
+   * Stops early, once the rows returned hold at least this many bytes of
+   * stored workspace (card and URL above all); always returns at least one
+   * row when there is one. A caller that pages on must then continue until
+   * a page comes back empty. No byte bound when unset.
+   */
+  readonly maxBytes?: number;
 }
 
 /**

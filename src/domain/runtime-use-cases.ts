@@ -1,4 +1,4 @@
-import { validateAgentCard, type CardInput } from './agent-card.js';
+import { agentCardUrls, validateAgentCard, type CardInput } from './agent-card.js';
 import type { Clock } from './clock.js';
 import type { Timings } from './config.js';
 import { VigilError, fieldInvalid } from './errors.js';
@@ -7,7 +7,7 @@ import type { DeliveryMode, HeartbeatReport, Workspace } from './model.js';
 import { createRateLimiter, type RateLimit } from './rate-limiter.js';
 import type { HeartbeatApplied, RegistryStore } from './registry-store.js';
 import { nextStatus, type StatusEvent } from './status-machine.js';
-import { MAX_URL_BYTES, validateUrl, type HostResolver, type UrlPolicyName } from './url-policy.js';
+import { MAX_URL_BYTES, type UrlChecker } from './url-policy.js';
 import { MAX_CURRENT_TASK_BYTES, MAX_SAMPLE_ERROR_BYTES, checkMaxBytes } from './validation.js';
 import type { WorkspaceSession, WorkspaceTokens } from './workspace-tokens.js';
 
@@ -53,10 +53,11 @@ export type RuntimeCaller = string | undefined | WorkspaceSession;
  */
 export interface RuntimeUseCases {
   /**
-   * Stores URL and card, clears the marker, moves the workspace ONLINE, and
-   * returns it with the heartbeat hint. A URL that fails validation (after
-   * authentication) stamps the marker (ONLINE → DEGRADED) and throws
-   * URL_VALIDATE_FAILED; `signal` stops waiting on name resolution.
+   * Stores URL (a PUSH URL in the canonical form that was checked) and card,
+   * clears the marker, moves the workspace ONLINE, and returns it with the
+   * heartbeat hint. A URL that fails validation (after authentication) stamps
+   * the marker (ONLINE → DEGRADED) and throws URL_VALIDATE_FAILED; `signal`
+   * stops waiting on name resolution.
    */
   register(
     caller: RuntimeCaller,
@@ -82,13 +83,17 @@ export interface RuntimeOptions {
   readonly liveness: Liveness;
   readonly clock: Clock;
   readonly timings: Timings;
-  readonly urlPolicy: UrlPolicyName;
-  readonly resolveHost: HostResolver;
+  /** Checks a PUSH Register's URL and returns the canonical form to store. */
+  readonly checkUrl: UrlChecker;
   /** Largest `sample_error` and `current_task` accepted, in bytes (defaults 4096 and 1024). */
   readonly fieldLimits?:
     { readonly sampleErrorBytes: number; readonly currentTaskBytes: number } | undefined;
   /** Per-workspace heartbeat rate limit; none when unset. */
   readonly heartbeatRateLimit?: RateLimit | undefined;
+  /** Per-workspace Register rate limit; none when unset. */
+  readonly registerRateLimit?: RateLimit | undefined;
+  /** URL checks (name resolution) one workspace may have in flight at once; 2 by default. */
+  readonly urlChecksPerWorkspace?: number | undefined;
   /** Source of randomness for the heartbeat hint jitter; Math.random by default. */
   readonly random?: (() => number) | undefined;
 }
@@ -103,7 +108,36 @@ export function createRuntimeUseCases(options: RuntimeOptions): RuntimeUseCases 
   const limiter = options.heartbeatRateLimit
     ? createRateLimiter(options.heartbeatRateLimit, clock)
     : undefined;
+  const registerLimiter = options.registerRateLimit
+    ? createRateLimiter(options.registerRateLimit, clock)
+    : undefined;
+  const urlChecksPerWorkspace = options.urlChecksPerWorkspace ?? 2;
+  // URL checks in flight per workspace: one workspace's slow names cannot pile up without bound.
+  const checking = new Map<string, number>();
   const stats = { answeredFromMemory: 0, written: 0, cardsValidated: 0 };
+
+  function rateLimited(what: string, id: string, waitMs: number): VigilError {
+    return new VigilError(
+      'RATE_LIMITED',
+      `too many ${what} for workspace ${id}; retry in ${waitMs} ms`,
+      { workspaceId: id, retryAfterMs: String(waitMs) },
+      { retryAfterMs: waitMs },
+    );
+  }
+
+  /** Runs one URL check of workspace `id`, refusing it past the per-workspace bound. */
+  async function checkUrlOf(id: string, url: string, signal?: AbortSignal): Promise<string> {
+    const running = checking.get(id) ?? 0;
+    if (running >= urlChecksPerWorkspace) throw rateLimited('URL checks in flight', id, 1_000);
+    checking.set(id, running + 1);
+    try {
+      return await options.checkUrl(url, signal);
+    } finally {
+      const left = (checking.get(id) ?? 1) - 1;
+      if (left === 0) checking.delete(id);
+      else checking.set(id, left);
+    }
+  }
 
   const decider = (event: StatusEvent, now: number) => (state: Parameters<typeof nextStatus>[0]) =>
     nextStatus(state, event, now, timings);
@@ -129,18 +163,45 @@ export function createRuntimeUseCases(options: RuntimeOptions): RuntimeUseCases 
     return validateAgentCard(card.decode());
   }
 
+  /**
+   * Checks a card's endpoints against the URL policy (A2A clients call them):
+   * a refused one is AGENT_CARD_INVALID (nothing written, no marker); a
+   * resolution without a definitive answer is URL_RESOLVE_UNAVAILABLE.
+   */
+  async function checkCardUrls(id: string, card: unknown, signal?: AbortSignal): Promise<void> {
+    for (const url of agentCardUrls(card)) {
+      try {
+        await checkUrlOf(id, url, signal);
+      } catch (error) {
+        if (error instanceof VigilError && error.reason === 'URL_VALIDATE_FAILED') {
+          throw new VigilError('AGENT_CARD_INVALID', `agent card endpoint: ${error.message}`, {
+            ...error.metadata,
+            field: 'agent_card',
+          });
+        }
+        throw error;
+      }
+    }
+  }
+
   async function register(caller: RuntimeCaller, command: RegisterCommand, signal?: AbortSignal) {
     await tokens.authenticate(caller, command.workspaceId);
+    // After authentication, so nobody can spend another workspace's budget.
+    const waitMs = registerLimiter?.take(command.workspaceId) ?? 0;
+    if (waitMs > 0) throw rateLimited('Registers', command.workspaceId, waitMs);
     // A Register takes ownership of the workspace's liveness (cluster mode).
     if (!liveness.entry(command.workspaceId)) await liveness.take(command.workspaceId);
     if (command.agentCard === undefined) {
       throw new VigilError('AGENT_CARD_INVALID', 'agent_card is required');
     }
     const agentCard = validateAgentCard(command.agentCard);
+    await checkCardUrls(command.workspaceId, command.agentCard, signal);
+    let url = command.url;
     if (command.deliveryMode === 'PUSH') {
       if (command.url === '') throw fieldInvalid('url', 'is required for PUSH delivery');
       try {
-        await validateUrl(command.url, options.urlPolicy, options.resolveHost, signal);
+        // Only the canonical form that was checked is stored and handed out.
+        url = await checkUrlOf(command.workspaceId, command.url, signal);
       } catch (error) {
         if (error instanceof VigilError && error.reason === 'URL_VALIDATE_FAILED') {
           const now = clock.now();
@@ -158,7 +219,7 @@ export function createRuntimeUseCases(options: RuntimeOptions): RuntimeUseCases 
     const applied = await store.applyRegister(
       {
         id: command.workspaceId,
-        url: command.url,
+        url,
         deliveryMode: command.deliveryMode,
         agentCard,
         now,
@@ -178,14 +239,7 @@ export function createRuntimeUseCases(options: RuntimeOptions): RuntimeUseCases 
     if (authenticating !== undefined) await authenticating;
     // After authentication, so nobody can spend another workspace's budget.
     const waitMs = limiter?.take(id) ?? 0;
-    if (waitMs > 0) {
-      throw new VigilError(
-        'RATE_LIMITED',
-        `too many heartbeats for workspace ${id}; retry in ${waitMs} ms`,
-        { workspaceId: id, retryAfterMs: String(waitMs) },
-        { retryAfterMs: waitMs },
-      );
-    }
+    if (waitMs > 0) throw rateLimited('heartbeats', id, waitMs);
     validateReport(report);
     const card = command.agentCard;
     // A heartbeat that reaches this process makes it the workspace's owner (cluster mode: a
@@ -195,7 +249,11 @@ export function createRuntimeUseCases(options: RuntimeOptions): RuntimeUseCases 
     const fingerprint = card?.fingerprint();
     let serialized: string | undefined;
     if (card && (fingerprint === undefined || entry?.cardFingerprint !== fingerprint)) {
-      serialized = validateCard(card);
+      stats.cardsValidated += 1;
+      const value = card.decode();
+      serialized = validateAgentCard(value);
+      // Only a card that changed is resolved again: an equal one was checked when accepted.
+      await checkCardUrls(id, value);
     }
     const now = clock.now();
     const event: StatusEvent = { type: 'HEARTBEAT', health: report };

@@ -74,10 +74,10 @@ export function createUseCases(options: UseCaseOptions): UseCases {
     liveness,
     clock,
     timings,
-    urlPolicy: options.urlPolicy,
-    resolveHost: options.resolveHost,
+    checkUrl: options.checkUrl,
     fieldLimits: options.fieldLimits,
     heartbeatRateLimit: options.heartbeatRateLimit,
+    registerRateLimit: options.registerRateLimit,
     random: options.random,
   });
   const admin = createWorkspaceAdmin({ store, tokens, liveness, clock, timings });

@@ -466,11 +466,21 @@ export function createSqliteStore(db: Database, options: SqliteStoreOptions = {}
           after: query.afterId,
           limit: query.limit,
         };
-        const rows =
+        const statement = query.workspaceIds.length === 0 ? stmt.selectPage : stmt.selectPageOf;
+        const bound =
           query.workspaceIds.length === 0
-            ? stmt.selectPage.all(params)
-            : stmt.selectPageOf.all({ ...params, ids: JSON.stringify(query.workspaceIds) });
-        return rows.map(toWorkspace);
+            ? params
+            : { ...params, ids: JSON.stringify(query.workspaceIds) };
+        if (query.maxBytes === undefined) return statement.all(bound).map(toWorkspace);
+        // Row by row, so no more than the byte bound (plus one row) is ever read into memory.
+        const page: Workspace[] = [];
+        let bytes = 0;
+        for (const row of statement.iterate(bound)) {
+          page.push(toWorkspace(row));
+          bytes += row.url.length + (row.agent_card?.length ?? 0) + row.name.length;
+          if (bytes >= query.maxBytes) break;
+        }
+        return page;
       }),
     deleteWorkspace: (id, now, decide) => write(() => deleteTx.immediate(id, now, decide)),
     addToken: (id, hash, now, previousExpireAt) =>
@@ -589,6 +599,7 @@ interface CountedStatement<R> {
   run(...params: unknown[]): RunResult;
   get(...params: unknown[]): R | undefined;
   all(...params: unknown[]): R[];
+  iterate(...params: unknown[]): IterableIterator<R>;
 }
 
 function prepareStatements(db: Database, executed: () => void) {
@@ -606,6 +617,10 @@ function prepareStatements(db: Database, executed: () => void) {
       all(...params) {
         executed();
         return statement.all(...params);
+      },
+      iterate(...params) {
+        executed();
+        return statement.iterate(...params);
       },
     };
   };

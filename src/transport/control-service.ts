@@ -195,6 +195,7 @@ async function* watchStatus(
         workspaceIds: request.workspaceIds,
         afterSeq: request.afterSeq,
         includeSnapshot: request.includeSnapshot,
+        resume: request.resume,
       },
       context.signal,
       (seq) => {

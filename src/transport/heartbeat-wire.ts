@@ -1,7 +1,7 @@
 import { hash } from 'node:crypto';
 import { BinaryReader, WireType } from '@bufbuild/protobuf/wire';
 import type { ServiceDefinition } from '@grpc/grpc-js';
-import type { CardInput } from '../domain/agent-card.js';
+import { MAX_AGENT_CARD_DEPTH, type CardInput } from '../domain/agent-card.js';
 import { VigilError } from '../domain/errors.js';
 import { Struct } from '../../gen/google/protobuf/struct.js';
 import {
@@ -231,7 +231,14 @@ function encodedCard(bytes: Uint8Array): CardInput {
     decode() {
       try {
         return Struct.unwrap(Struct.decode(bytes));
-      } catch {
+      } catch (error) {
+        // The generated decoder's recursion limit: a card nested too deep, not bad bytes.
+        if (error instanceof Error && error.message.includes('recursion limit')) {
+          throw new VigilError(
+            'AGENT_CARD_INVALID',
+            `the agent card nests deeper than ${MAX_AGENT_CARD_DEPTH} levels`,
+          );
+        }
         throw new VigilError(
           'MESSAGE_MALFORMED',
           'agent_card is not a valid google.protobuf.Struct',

@@ -27,7 +27,7 @@ import {
 } from './convert.js';
 import { toRpcStatus } from './errors.js';
 import type { HeartbeatForwarder } from './heartbeat-forwarder.js';
-import { isMalformed } from './malformed.js';
+import { isMalformed, malformedRequestId } from './malformed.js';
 
 export interface RuntimeServiceDeps extends AdapterDeps {
   readonly runtime: RuntimeUseCases;
@@ -127,8 +127,9 @@ export function createRuntimeService(deps: RuntimeServiceDeps): RuntimeServiceSe
         if (isMalformed(request)) observer.heartbeatReceived();
         if (known.codeName === 'UNAUTHENTICATED') return undefined;
         return {
-          // An undecodable message has no request id to echo: it is answered as 0.
-          requestId: isMalformed(request) ? 0 : request.requestId,
+          // An undecodable or oversized message is answered with the request_id that could be
+          // read from its bytes, 0 when none could.
+          requestId: isMalformed(request) ? (malformedRequestId(request) ?? 0) : request.requestId,
           result: {
             $case: 'error',
             value: {

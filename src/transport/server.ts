@@ -7,7 +7,14 @@ import type { WatchDeps } from '../watch/watch-session.js';
 import type { StreamQuota } from '../watch/stream-quota.js';
 import { createControlService } from './control-service.js';
 import { addReflection } from './reflection.js';
-import { tolerant } from './malformed.js';
+import { createAuthInterceptor } from './auth-interceptor.js';
+import {
+  HEARTBEAT_REFINEMENTS,
+  HEARTBEAT_STREAM_REFINEMENTS,
+  WATCH_REFINEMENTS,
+  requireValidUtf8,
+  tolerant,
+} from './malformed.js';
 import { withCallLog, type CallObserver } from './observer.js';
 import { runtimeServiceDefinition } from './heartbeat-wire.js';
 import { createRuntimeService } from './runtime-service.js';
@@ -27,6 +34,8 @@ export interface GrpcServerOptions {
   readonly tls?: ServerTls;
   /** Largest request message accepted, in bytes. */
   readonly maxMessageBytes: number;
+  /** HTTP/2 limits per connection; DEFAULT_CONNECTION_LIMITS when unset. */
+  readonly connectionLimits?: ConnectionLimits;
   /** Open WatchStatus streams allowed per control token; 0 means no limit. */
   readonly maxWatchStreamsPerToken: number;
   /** The per-token count of open watch streams, shared with the web console's streams. */
@@ -34,6 +43,25 @@ export interface GrpcServerOptions {
   /** Cluster mode: where unary heartbeats for workspaces other replicas own go. */
   readonly forwarder?: HeartbeatForwarder | undefined;
 }
+
+/** HTTP/2 limits of every connection (finite, unlike the grpc-js and Node defaults). */
+export interface ConnectionLimits {
+  /** SETTINGS_MAX_CONCURRENT_STREAMS: streams one connection may have open. */
+  readonly maxConcurrentStreams: number;
+  /** SETTINGS_MAX_HEADER_LIST_SIZE advertised, and enforced on each request's headers, bytes. */
+  readonly maxHeaderListBytes: number;
+  /** Memory one connection may hold in buffered frames and streams (Node's maxSessionMemory), MiB. */
+  readonly maxSessionMemoryMiB: number;
+  /** A connection with no open stream for this long is closed (GOAWAY). */
+  readonly idleTimeoutMs: number;
+}
+
+export const DEFAULT_CONNECTION_LIMITS: ConnectionLimits = {
+  maxConcurrentStreams: 1_000,
+  maxHeaderListBytes: 16 * 1024,
+  maxSessionMemoryMiB: 32,
+  idleTimeoutMs: 5 * 60_000,
+};
 
 export interface ServerTls {
   readonly cert: Buffer;
@@ -62,20 +90,38 @@ const SERVICES = ['', 'vigil.v1.RuntimeService', 'vigil.v1.ControlService'];
 
 export async function startGrpcServer(options: GrpcServerOptions): Promise<GrpcServer> {
   const shutdown = createShutdown();
+  requireValidUtf8();
+  const limits = options.connectionLimits ?? DEFAULT_CONNECTION_LIMITS;
   const server = new Server({
+    // Every Vigil call authenticates before a byte of its request is read.
+    interceptors: [
+      createAuthInterceptor({
+        controlAuth: options.controlAuth,
+        tokens: options.useCases.tokens,
+        logger: options.logger,
+        observer: options.observer,
+      }),
+    ],
     // Find dead watchers behind silent networks.
     'grpc.keepalive_time_ms': 60_000,
     'grpc.keepalive_timeout_ms': 20_000,
     // grpc-js refuses past this without an ErrorInfo; between the limit and this,
     // Vigil answers itself (MESSAGE_TOO_LARGE) without decoding the message.
     'grpc.max_receive_message_length': 2 * options.maxMessageBytes,
+    'grpc.max_concurrent_streams': limits.maxConcurrentStreams,
+    'grpc-node.max_session_memory': limits.maxSessionMemoryMiB,
+    'grpc.max_connection_idle_ms': limits.idleTimeoutMs,
   });
   const observer = withCallLog(options.observer, options.logger);
+  limitHeaderList(server, limits.maxHeaderListBytes);
   const health = new HealthImplementation(Object.fromEntries(SERVICES.map((s) => [s, 'SERVING'])));
   health.addToServer(server);
   addReflection(server);
   server.addService(
-    tolerant(runtimeServiceDefinition, options.maxMessageBytes),
+    tolerant(runtimeServiceDefinition, options.maxMessageBytes, {
+      heartbeat: HEARTBEAT_REFINEMENTS,
+      heartbeatStream: HEARTBEAT_STREAM_REFINEMENTS,
+    }),
     createRuntimeService({
       runtime: options.useCases.runtime,
       projection: options.useCases.projection,
@@ -87,7 +133,9 @@ export async function startGrpcServer(options: GrpcServerOptions): Promise<GrpcS
     }),
   );
   server.addService(
-    tolerant(controlServiceDefinition, options.maxMessageBytes),
+    tolerant(controlServiceDefinition, options.maxMessageBytes, {
+      watchStatus: WATCH_REFINEMENTS,
+    }),
     createControlService({
       admin: options.useCases.admin,
       projection: options.useCases.projection,
@@ -147,4 +195,19 @@ export async function startGrpcServer(options: GrpcServerOptions): Promise<GrpcS
       if (outcome === 'timeout') server.forceShutdown();
     },
   };
+}
+
+/**
+ * grpc-js has no option for the header list size, and leaves Node's default
+ * (advertised as 2^32 − 1). Its constructor keeps the options every HTTP/2
+ * session of the server is created with, settings included: the limit is
+ * added there, before anything is bound. Checked, so a grpc-js that stops
+ * keeping them fails at start rather than silently serving without a limit.
+ */
+function limitHeaderList(server: Server, bytes: number): void {
+  const common = (server as unknown as { commonServerOptions?: { settings?: object } })
+    .commonServerOptions;
+  if (common === undefined) throw new Error('grpc-js no longer exposes its HTTP/2 server options');
+  common.settings = { ...common.settings, maxHeaderListSize: bytes };
+  Object.assign(common, { maxHeaderListPairs: 64 });
 }

@@ -21,6 +21,8 @@ export interface WatchRequest {
   readonly workspaceIds: readonly string[];
   readonly afterSeq: number;
   readonly includeSnapshot: boolean;
+  /** `afterSeq` is a cursor the server handed out, 0 included (never "the head"). */
+  readonly resume?: boolean;
 }
 
 export interface WatchDeps {
@@ -71,8 +73,14 @@ export async function openWatch(
   return Promise.resolve(stream(deps, request, signal, onSkip));
 }
 
-/** Workspaces per snapshot page: a snapshot never holds more than this in memory. */
+/** Workspaces per snapshot page. */
 const SNAPSHOT_PAGE = 500;
+/**
+ * Bytes of stored workspaces per snapshot page: what a stream that stops
+ * reading can pin, whatever the size of the cards (one workspace more at
+ * most, up to the 64 KiB card limit).
+ */
+export const SNAPSHOT_PAGE_BYTES = 256 * 1024;
 
 /**
  * The current state of the selected workspaces, page by page, then
@@ -101,14 +109,16 @@ async function* snapshot(
       statuses,
       afterId,
       limit: SNAPSHOT_PAGE,
+      maxBytes: SNAPSHOT_PAGE_BYTES,
       workspaceIds,
     });
     const overlay = deps.overlay;
     for (const workspace of page) {
       yield { type: 'snapshot', workspace: overlay ? overlay(workspace) : workspace };
     }
+    // A page cut short by bytes is not the last one: page on until one comes back empty.
     const last = page.at(-1);
-    if (!last || page.length < SNAPSHOT_PAGE) break;
+    if (!last) break;
     afterId = last.id;
   }
   yield { type: 'snapshotEnd', seq: head, reset };
@@ -124,7 +134,9 @@ async function* stream(
   const ids = new Set(request.workspaceIds);
   const batchSize = deps.batchSize ?? 256;
   let cursor: number;
-  if (request.includeSnapshot && request.afterSeq === 0) {
+  if (request.resume === true) {
+    cursor = request.afterSeq;
+  } else if (request.includeSnapshot && request.afterSeq === 0) {
     cursor = yield* snapshot(deps, request.workspaceIds, false);
   } else if (request.afterSeq === 0) {
     cursor = deps.hub.head();

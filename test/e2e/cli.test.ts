@@ -680,7 +680,7 @@ describe('vigil (the command line)', function () {
 
         const got = jsonOf(await workspace('get', 'cli-sidecar', '--json')) as WorkspaceJson;
         expect(got.status).to.equal('WORKSPACE_STATUS_ONLINE');
-        expect(got.url).to.equal('http://127.0.0.1:8000');
+        expect(got.url).to.equal('http://127.0.0.1:8000/');
         expect(got.agentCard?.['name']).to.equal('cli-agent');
 
         const started = Date.now();

@@ -200,7 +200,7 @@ describe('limits', () => {
       const { control } = h.clients;
       const open = (token: string) => {
         const stream = control.watchStatus(
-          { workspaceIds: [], afterSeq: 0, includeSnapshot: false },
+          { workspaceIds: [], afterSeq: 0, includeSnapshot: false, resume: false },
           bearer(token),
         );
         const first = new Promise<'ok' | ServiceError>((resolve) => {

@@ -116,7 +116,7 @@ describe('the restart story over real gRPC', () => {
       CONTROL_TOKEN,
     );
     expect(stored.workspace?.lastRegisterFailureAt).to.equal(undefined);
-    expect(stored.workspace?.url).to.equal('http://127.0.0.1:8000');
+    expect(stored.workspace?.url).to.equal('http://127.0.0.1:8000/');
   });
 
   it('stays DEGRADED when the heartbeat carries no card', async () => {

@@ -178,7 +178,7 @@ describe('token lifecycle and scopes', () => {
         READ_TOKEN,
       );
       const watch = control.watchStatus(
-        { workspaceIds: [], afterSeq: 0, includeSnapshot: false },
+        { workspaceIds: [], afterSeq: 0, includeSnapshot: false, resume: false },
         bearer(READ_TOKEN),
       );
       const first = await new Promise((resolve, reject) => {

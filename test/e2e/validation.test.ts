@@ -131,6 +131,13 @@ const REFUSED_URLS: { readonly url: string; readonly why: string; readonly host?
     host: 'nowhere.invalid',
   },
   { url: 'not a url', why: 'it cannot be parsed' },
+  {
+    url: 'http://127.0.0.1\\@169.254.169.254/latest/meta-data/',
+    why: 'a backslash makes other parsers read another host',
+  },
+  { url: 'http://127.0.0.1:8000/\r\nX-Injected: 1', why: 'it carries CR/LF' },
+  { url: 'http://127.0.0.1:8000/a\tb', why: 'it carries a tab WHATWG would drop' },
+  { url: ' http://127.0.0.1:8000/', why: 'it has leading space WHATWG would strip' },
 ];
 
 /** Register on ws-a (ONLINE) refused by the URL policy. */
@@ -199,18 +206,22 @@ describe('Register validation', () => {
   describe('URL policy', () => {
     describeRefusals(URL_REFUSALS, current);
 
-    const ALLOWED = [
-      'http://runtime.internal:8080/a2a',
-      'http://localhost:8000',
-      'https://10.0.0.7/',
+    // Each with the canonical (WHATWG-serialized) form that was checked and is stored.
+    const ALLOWED: readonly (readonly [string, string])[] = [
+      ['http://runtime.internal:8080/a2a', 'http://runtime.internal:8080/a2a'],
+      ['http://localhost:8000', 'http://localhost:8000/'],
+      ['https://10.0.0.7/', 'https://10.0.0.7/'],
+      ['HTTP://0x7f.1:80/a/../b', 'http://127.0.0.1/b'],
+      ['http://[::FFFF:10.0.0.7]:8080', 'http://[::ffff:a00:7]:8080/'],
     ];
-    for (const url of ALLOWED) {
+    for (const [url, canonical] of ALLOWED) {
       describe(`when the URL is allowed by the local policy (${url})`, () => {
-        it('registers and stores it', async () => {
+        it('registers it and stores and returns only its canonical form', async () => {
           const { h } = current();
           const response = await registerWith({ url });
           expect(response.workspace?.status).to.equal(WorkspaceStatus.WORKSPACE_STATUS_ONLINE);
-          expect((await getWorkspace(h, 'ws-a')).url).to.equal(url);
+          expect(response.workspace?.url).to.equal(canonical);
+          expect((await getWorkspace(h, 'ws-a')).url).to.equal(canonical);
         });
       });
     }
@@ -871,6 +882,212 @@ const RATE_LIMIT_REFUSALS: readonly Refusal<Ctx>[] = [
   },
 ];
 
+/** A card nested `depth` levels deep (one level past 33 hits the protobuf decoder's recursion limit). */
+function deepCard(depth: number): Record<string, unknown> {
+  let value: Record<string, unknown> = { name: 'deep', url: 'http://127.0.0.1:8000/' };
+  for (let level = 1; level < depth; level += 1) value = { name: 'deep', nested: value };
+  return value;
+}
+
+/** Register with url (field 2) holding the byte 0xff, which is not UTF-8. */
+const REGISTER_WITH_BAD_UTF8 = Uint8Array.from([
+  0x0a,
+  0x04,
+  ...Buffer.from('ws-a'),
+  0x12,
+  0x05,
+  ...Buffer.from('http'),
+  0xff,
+]);
+
+/** The documented answers where the decoder used to answer for the handler (on ws-a, ONLINE). */
+const EXACT_REFUSALS: readonly Refusal<Ctx>[] = [
+  heartbeatFieldRefusal('uptime_seconds is 2^53', { uptimeSeconds: 2 ** 53 }, 'uptime_seconds'),
+  {
+    when: 'uptime_seconds is 2^53 on a stream',
+    rpc: 'HeartbeatStream',
+    request: heartbeatRequest('ws-a', { uptimeSeconds: 2 ** 53 }),
+    token: OWN_TOKEN,
+    code: status.INVALID_ARGUMENT,
+    reason: 'FIELD_INVALID',
+    metadata: { field: 'uptime_seconds' },
+    unchanged: ['ws-a'],
+    answers: 'message',
+  },
+  {
+    when: 'after_seq is 2^53',
+    rpc: 'WatchStatus',
+    request: { afterSeq: 2 ** 53 },
+    token: CONTROL_TOKEN,
+    code: status.OUT_OF_RANGE,
+    reason: 'CURSOR_AHEAD',
+    unchanged: ['ws-a'],
+  },
+  ...[34, 60].map((depth): Refusal<Ctx> => ({
+    when: `a Register card nests ${depth} levels deep`,
+    rpc: 'Register',
+    request: registerRequest('ws-a', { agentCard: deepCard(depth) }),
+    token: OWN_TOKEN,
+    code: status.INVALID_ARGUMENT,
+    reason: 'AGENT_CARD_INVALID',
+    unchanged: ['ws-a'],
+  })),
+  {
+    when: 'a heartbeat card nests 40 levels deep',
+    rpc: 'Heartbeat',
+    request: heartbeatRequest('ws-a', { agentCard: deepCard(40) }),
+    token: OWN_TOKEN,
+    code: status.INVALID_ARGUMENT,
+    reason: 'AGENT_CARD_INVALID',
+    unchanged: ['ws-a'],
+  },
+  {
+    when: 'a streamed heartbeat card nests 40 levels deep',
+    rpc: 'HeartbeatStream',
+    request: heartbeatRequest('ws-a', { agentCard: deepCard(40) }),
+    token: OWN_TOKEN,
+    code: status.INVALID_ARGUMENT,
+    reason: 'AGENT_CARD_INVALID',
+    unchanged: ['ws-a'],
+    answers: 'message',
+  },
+  {
+    when: 'runtime_state is out of range and the call has no token',
+    rpc: 'Heartbeat',
+    // eslint-disable-next-line @typescript-eslint/no-unsafe-enum-assignment -- an unknown wire value on purpose
+    request: heartbeatRequest('ws-a', { runtimeState: 99 as RuntimeState }),
+    token: undefined,
+    code: status.UNAUTHENTICATED,
+    reason: 'TOKEN_MISSING',
+    unchanged: ['ws-a'],
+  },
+  {
+    when: 'delivery_mode is out of range and the token is invalid',
+    rpc: 'Register',
+    // eslint-disable-next-line @typescript-eslint/no-unsafe-enum-assignment -- an unknown wire value on purpose
+    request: registerRequest('ws-a', { deliveryMode: 99 as DeliveryMode }),
+    token: 'vgw_not-a-token',
+    code: status.UNAUTHENTICATED,
+    reason: 'TOKEN_INVALID',
+    unchanged: ['ws-a'],
+  },
+  {
+    when: 'a string field is not valid UTF-8',
+    rpc: 'Register',
+    request: { raw: REGISTER_WITH_BAD_UTF8 },
+    token: OWN_TOKEN,
+    code: status.INVALID_ARGUMENT,
+    reason: 'MESSAGE_MALFORMED',
+    unchanged: ['ws-a'],
+  },
+  {
+    when: 'a card string is not valid UTF-8',
+    rpc: 'Heartbeat',
+    // agent_card (field 2) = Struct{ fields: { "n": string_value "\xff" } }.
+    request: {
+      raw: Uint8Array.from([
+        0x0a,
+        0x04,
+        ...Buffer.from('ws-a'),
+        0x12,
+        0x0b,
+        0x0a,
+        0x09,
+        0x0a,
+        0x01,
+        0x6e,
+        0x12,
+        0x04,
+        0x1a,
+        0x02,
+        0xc3,
+        0x28,
+      ]),
+    },
+    token: OWN_TOKEN,
+    code: status.INVALID_ARGUMENT,
+    reason: 'MESSAGE_MALFORMED',
+    unchanged: ['ws-a'],
+  },
+];
+
+/** Cards whose endpoints the URL policy refuses (under every policy): A2A clients would call them. */
+const REFUSED_CARD_ENDPOINTS: readonly {
+  readonly what: string;
+  readonly card: Record<string, unknown>;
+}[] = [
+  {
+    what: 'url is the metadata address',
+    card: { name: 'a', url: 'http://169.254.169.254/latest/' },
+  },
+  { what: 'url is a file URL', card: { name: 'a', url: 'file:///etc/passwd' } },
+  {
+    what: 'supportedInterfaces url is a mapped-IPv6 metadata address',
+    card: {
+      name: 'a',
+      url: 'http://127.0.0.1:8000/',
+      supportedInterfaces: [{ url: 'http://[::ffff:169.254.169.254]/' }],
+    },
+  },
+  {
+    what: 'supported_interfaces url names a host resolving to metadata',
+    card: { name: 'a', supported_interfaces: [{ url: 'http://metadata.evil/' }] },
+  },
+  {
+    what: 'url carries a backslash',
+    card: { name: 'a', url: 'http://127.0.0.1\\@169.254.169.254/' },
+  },
+];
+
+const CARD_ENDPOINT_REFUSALS: readonly Refusal<Ctx>[] = REFUSED_CARD_ENDPOINTS.flatMap(
+  ({ what, card: refused }): Refusal<Ctx>[] => [
+    {
+      when: `a Register card's ${what}`,
+      rpc: 'Register',
+      request: registerRequest('ws-a', { agentCard: refused }),
+      token: OWN_TOKEN,
+      code: status.INVALID_ARGUMENT,
+      reason: 'AGENT_CARD_INVALID',
+      unchanged: ['ws-a'],
+    },
+    {
+      when: `a heartbeat card's ${what}`,
+      rpc: 'Heartbeat',
+      request: heartbeatRequest('ws-a', { agentCard: refused }),
+      token: OWN_TOKEN,
+      code: status.INVALID_ARGUMENT,
+      reason: 'AGENT_CARD_INVALID',
+      unchanged: ['ws-a'],
+    },
+    {
+      when: `a streamed heartbeat card's ${what}`,
+      rpc: 'HeartbeatStream',
+      request: heartbeatRequest('ws-a', { agentCard: refused }),
+      token: OWN_TOKEN,
+      code: status.INVALID_ARGUMENT,
+      reason: 'AGENT_CARD_INVALID',
+      unchanged: ['ws-a'],
+      answers: 'message',
+    },
+  ],
+);
+
+/** Register on ws-a (ONLINE, its one Register of the budget spent by the setup). */
+const REGISTER_RATE_REFUSALS: readonly Refusal<Ctx>[] = [
+  {
+    when: 'the workspace has spent its Register budget',
+    rpc: 'Register',
+    request: registerRequest('ws-a', {
+      url: 'http://10.0.0.9:8000/',
+      agentCard: card('other-agent'),
+    }),
+    token: OWN_TOKEN,
+    code: status.RESOURCE_EXHAUSTED,
+    reason: 'RATE_LIMITED',
+    unchanged: ['ws-a'],
+  },
+];
+
 interface WatchCapCtx extends Ctx {
   readonly watches: WatchReader[];
 }
@@ -903,6 +1120,26 @@ describe('limits', () => {
     describeRefusals(RATE_LIMIT_REFUSALS, current);
   });
 
+  describe('exact answers', () => {
+    const current = harnessPerTest(withWorkspaceA);
+
+    describeRefusals(EXACT_REFUSALS, current);
+  });
+
+  describe('agent card endpoints', () => {
+    const current = harnessPerTest(withWorkspaceA);
+
+    describeRefusals(CARD_ENDPOINT_REFUSALS, current);
+  });
+
+  describe('Register rate limit', () => {
+    const current = harnessPerTest(withWorkspaceA, {
+      settings: { registerRateLimit: { ratePerSecond: 0.01, burst: 1 } },
+    });
+
+    describeRefusals(REGISTER_RATE_REFUSALS, current);
+  });
+
   describe('WatchStatus stream cap', () => {
     const watches: WatchReader[] = [];
     afterEach(() => {
@@ -923,6 +1160,10 @@ describe('limits', () => {
  * (the check below reads that suite for the reason).
  */
 const NOT_FROM_A_CLIENT: Readonly<Partial<Record<ErrorReason, { suite: string; how: string }>>> = {
+  URL_RESOLVE_UNAVAILABLE: {
+    suite: 'test/e2e/resolver-starvation.test.ts',
+    how: 'a DNS server that never answers, in a private network namespace',
+  },
   AUTH_UNAVAILABLE: {
     suite: 'test/integration/registry-storage.test.ts',
     how: 'the token store failing under authentication',
@@ -1002,6 +1243,9 @@ const REFUSAL_TABLES: readonly (readonly { readonly reason: ErrorReason }[])[] =
   WATCH_REFUSALS,
   LIST_TRANSITIONS_REFUSALS,
   RATE_LIMIT_REFUSALS,
+  REGISTER_RATE_REFUSALS,
+  EXACT_REFUSALS,
+  CARD_ENDPOINT_REFUSALS,
   WATCH_CAP_REFUSALS,
 ];
 

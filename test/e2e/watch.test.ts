@@ -190,7 +190,7 @@ describe('WatchStatus', () => {
       const { control } = h.clients;
       // A raw stream we stop reading from: HTTP/2 flow control pushes back on the server.
       const slow = control.watchStatus(
-        { workspaceIds: [], afterSeq: 0, includeSnapshot: false },
+        { workspaceIds: [], afterSeq: 0, includeSnapshot: false, resume: false },
         bearer(CONTROL_TOKEN),
       );
       const slowSeqs: number[] = [];

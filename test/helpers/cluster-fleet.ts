@@ -462,6 +462,7 @@ export async function startFleet(options: {
     observe(replica, afterSeq = 0) {
       const name = `watch-${replica.id}-${observers.length}`;
       let cursor = afterSeq;
+      let positionedOnce = false;
       let stopped = false;
       let call: ReturnType<ReturnType<typeof controlClient>['watchStatus']> | undefined;
       const client = controlClient(replica.address);
@@ -484,12 +485,14 @@ export async function startFleet(options: {
           seq: cursor,
           t: monoNow(),
         });
+        // Once positioned, every reopen resumes from the cursor exactly (0 included: `resume`).
         const stream = client.watchStatus(
-          { workspaceIds: [], afterSeq: cursor, includeSnapshot: false },
+          { workspaceIds: [], afterSeq: cursor, includeSnapshot: false, resume: positionedOnce },
           auth(),
         );
         call = stream;
         stream.on('data', (response: WatchStatusResponse) => {
+          positionedOnce = true;
           const t = monoNow();
           const event = response.event;
           if (event?.$case === 'transition') {

@@ -77,7 +77,7 @@ export function registerRequest(
 ): RegisterRequest {
   return {
     workspaceId,
-    url: 'http://127.0.0.1:8000',
+    url: 'http://127.0.0.1:8000/',
     agentCard: card(),
     deliveryMode: DeliveryMode.DELIVERY_MODE_PUSH,
     ...overrides,
@@ -182,7 +182,7 @@ export function firstWatchEvent(
 ): Promise<WatchStatusResponse> {
   return new Promise((resolve, reject) => {
     const stream = control.watchStatus(
-      { workspaceIds: [], afterSeq: 0, includeSnapshot: false, ...request },
+      { workspaceIds: [], afterSeq: 0, includeSnapshot: false, resume: false, ...request },
       bearer(token),
     );
     let settled = false;

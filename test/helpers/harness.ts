@@ -10,7 +10,7 @@ import {
   type VigilSettings,
 } from '../../src/app.js';
 import { hashToken } from '../../src/domain/tokens.js';
-import type { HostResolver } from '../../src/domain/url-policy.js';
+import type { HostResolver } from '../../src/egress/url-policy.js';
 import { createManualClock, type ManualClock } from './manual-clock.js';
 import { createClients } from './rpc.js';
 import { SUITE_REPLICAS, suiteEtcdSettings } from './suite-store.js';
@@ -128,6 +128,7 @@ export async function startHarness(options: HarnessOptions = {}): Promise<Harnes
         metricsListen: '',
         // Tests that are not about it send heartbeats faster than a runtime would.
         heartbeatRateLimit: undefined,
+        registerRateLimit: undefined,
         controlTokens: [{ name: 'test', scope: 'admin', hash: hashToken(CONTROL_TOKEN) }],
         // Sweeps are driven by the tests through the registry.
         sweepIntervalMs: 3_600_000,

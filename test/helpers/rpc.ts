@@ -126,7 +126,7 @@ export function openWatch(
   token: string,
 ): WatchReader {
   const stream = control.watchStatus(
-    { workspaceIds: [], afterSeq: 0, includeSnapshot: false, ...request },
+    { workspaceIds: [], afterSeq: 0, includeSnapshot: false, resume: false, ...request },
     bearer(token),
   );
   const buffered: WatchStatusResponse[] = [];

@@ -11,6 +11,7 @@ import { openDatabase } from '../../src/storage/database.js';
 import { createSqliteStore } from '../../src/storage/sqlite-store.js';
 import { card, fakeResolver, tempDir } from '../helpers/harness.js';
 import { createManualClock } from '../helpers/manual-clock.js';
+import { createUrlChecker } from '../../src/egress/url-policy.js';
 
 const HEALTHY: HeartbeatReport = {
   errorRate: 0,
@@ -46,8 +47,7 @@ describe('heartbeat group commit in the store', () => {
       store,
       clock,
       timings: DEFAULT_TIMINGS,
-      urlPolicy: 'local',
-      resolveHost: fakeResolver,
+      checkUrl: createUrlChecker('local', fakeResolver),
       serverStartedAt: clock.now(),
       sweepIntervalMs: 3_600_000,
     });
@@ -197,8 +197,7 @@ describe('heartbeat group commit in the store', () => {
       store: failing,
       clock,
       timings: DEFAULT_TIMINGS,
-      urlPolicy: 'local',
-      resolveHost: fakeResolver,
+      checkUrl: createUrlChecker('local', fakeResolver),
       serverStartedAt: clock.now(),
       sweepIntervalMs: 3_600_000,
     });

@@ -13,6 +13,7 @@ import { SCHEMA_VERSION } from '../../src/storage/migrations.js';
 import { createSqliteStore } from '../../src/storage/sqlite-store.js';
 import { card, fakeResolver, tempDir } from '../helpers/harness.js';
 import { createManualClock, type ManualClock } from '../helpers/manual-clock.js';
+import { createUrlChecker } from '../../src/egress/url-policy.js';
 
 const HEALTHY: HeartbeatReport = {
   errorRate: 0,
@@ -42,8 +43,7 @@ async function open(file: string, clock: ManualClock): Promise<Fixture> {
     store,
     clock,
     timings: DEFAULT_TIMINGS,
-    urlPolicy: 'local',
-    resolveHost: fakeResolver,
+    checkUrl: createUrlChecker('local', fakeResolver),
     serverStartedAt: clock.now(),
     sweepIntervalMs: 3_600_000,
   });
@@ -113,6 +113,37 @@ describe('registry on a real SQLite file', () => {
     expect.fail('register with an unresolvable host succeeded');
   }
 
+  describe('listing with a byte bound', () => {
+    it('stops at the row that reaches the bound, and pages on losslessly', async () => {
+      const padding = 'p'.repeat(30 * 1024);
+      for (let i = 0; i < 10; i += 1) {
+        const id = `ws-${i}`;
+        const { workspaceToken } = await f.useCases.admin.create(id, '');
+        await f.useCases.runtime.register(workspaceToken, {
+          workspaceId: id,
+          url: 'http://127.0.0.1:8000/',
+          agentCard: { name: id, url: 'http://127.0.0.1:8000/', padding },
+          deliveryMode: 'PUSH',
+        });
+      }
+      const query = { statuses: ['ONLINE' as const], workspaceIds: [], limit: 500 };
+      const size = (w: { agentCard?: unknown }) => JSON.stringify(w.agentCard).length;
+      const seen: string[] = [];
+      let afterId = '';
+      for (;;) {
+        const page = await f.store.listWorkspaces({ ...query, afterId, maxBytes: 100_000 });
+        if (page.length === 0) break;
+        // Under the bound until its last row, which reaches it (or is the last row of all).
+        const before = page.slice(0, -1).reduce((sum, w) => sum + size(w), 0);
+        expect(before).to.be.lessThan(100_000);
+        expect(page.length).to.be.lessThan(10);
+        seen.push(...page.map((w) => w.id));
+        afterId = page.at(-1)?.id ?? '';
+      }
+      expect(seen).to.deep.equal(Array.from({ length: 10 }, (_, i) => `ws-${i}`));
+    });
+  });
+
   describe('schema', () => {
     it('applies every migration, in WAL mode with foreign keys and STRICT tables', () => {
       expect(f.db.pragma('user_version', { simple: true })).to.equal(SCHEMA_VERSION);
@@ -167,8 +198,7 @@ describe('registry on a real SQLite file', () => {
         store: failing,
         clock: f.clock,
         timings: DEFAULT_TIMINGS,
-        urlPolicy: 'local',
-        resolveHost: fakeResolver,
+        checkUrl: createUrlChecker('local', fakeResolver),
         serverStartedAt: f.clock.now(),
         sweepIntervalMs: 3_600_000,
       });

@@ -11,6 +11,7 @@ import { createTransitionHub, type TransitionHub } from '../../src/watch/transit
 import { openWatch, type WatchEvent, type WatchRequest } from '../../src/watch/watch-session.js';
 import { fakeResolver, tempDir } from '../helpers/harness.js';
 import { createManualClock, type ManualClock } from '../helpers/manual-clock.js';
+import { createUrlChecker } from '../../src/egress/url-policy.js';
 
 interface Fixture {
   store: RegistryStore;
@@ -47,8 +48,7 @@ describe('watch fan-out', () => {
       store,
       clock,
       timings: DEFAULT_TIMINGS,
-      urlPolicy: 'local',
-      resolveHost: fakeResolver,
+      checkUrl: createUrlChecker('local', fakeResolver),
       serverStartedAt: clock.now(),
       sweepIntervalMs: 3_600_000,
     });

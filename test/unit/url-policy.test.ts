@@ -1,12 +1,7 @@
 import { expect } from 'chai';
 import { VigilError } from '../../src/domain/errors.js';
-import {
-  URL_POLICIES,
-  addressRefusal,
-  validateUrl,
-  type HostResolver,
-  type UrlPolicyName,
-} from '../../src/domain/url-policy.js';
+import { URL_POLICIES, type UrlPolicyName } from '../../src/domain/url-policy.js';
+import { addressRefusal, validateUrl, type HostResolver } from '../../src/egress/url-policy.js';
 
 /** A public address outside every blocked range (example.com's). */
 const PUBLIC_V4 = '93.184.215.14';
@@ -85,6 +80,54 @@ describe('URL policy', () => {
         const { resolve, lookups } = fakeResolver({ 'agent.example.com': [PUBLIC_V4] });
         await validateUrl('https://agent.example.com:8443/a2a?x=1', 'public', resolve);
         expect(lookups).to.deep.equal(['agent.example.com']);
+      });
+    });
+
+    describe('when WHATWG rewrites the URL', () => {
+      const CANONICAL: readonly (readonly [string, string])[] = [
+        ['http://agent.example.com', 'http://agent.example.com/'],
+        ['HTTPS://Agent.Example.COM:443/a/./b/../c', 'https://agent.example.com/a/c'],
+        ['http://0x7f.1:80/', 'http://127.0.0.1/'],
+        ['http://[0:0:0:0:0:0:0:1]:8080', 'http://[::1]:8080/'],
+        ['http://agent.example.com/é"x', 'http://agent.example.com/%C3%A9%22x'],
+      ];
+      for (const [url, canonical] of CANONICAL) {
+        it(`returns the canonical form of ${url} that it checked`, async () => {
+          const { resolve } = fakeResolver({ 'agent.example.com': [PUBLIC_V4] });
+          expect(await validateUrl(url, 'local', resolve)).to.equal(canonical);
+        });
+      }
+    });
+
+    describe('when other parsers would read the URL differently', () => {
+      for (const url of [
+        'http://127.0.0.1\\@169.254.169.254/latest/meta-data/',
+        'http://agent.example.com\\@169.254.169.254/',
+        'http://agent.example.com/\\..\\admin',
+        'http://agent.example.com/\r\nHost: x',
+        'http://agent.\nexample.com/',
+        'http://agent.example.com/\t',
+        ' http://agent.example.com/',
+        'http://agent.example.com/ ',
+        'http://agent.example.com/\u0000',
+        'http://agent.example.com/\u007f',
+      ]) {
+        it(`rejects ${JSON.stringify(url)} with URL_VALIDATE_FAILED without resolving it`, async () => {
+          const error = await rejection(validateUrl(url, 'local', mustNotResolve));
+          expect(error.reason).to.equal('URL_VALIDATE_FAILED');
+          expect(error.metadata).to.have.property('character');
+        });
+      }
+    });
+
+    describe('when resolution gives no definitive answer', () => {
+      it('rethrows URL_RESOLVE_UNAVAILABLE instead of calling the host unresolvable', async () => {
+        const unavailable: HostResolver = () =>
+          Promise.reject(new VigilError('URL_RESOLVE_UNAVAILABLE', 'timed out'));
+        const error = await rejection(
+          validateUrl('http://agent.example.com/', 'local', unavailable),
+        );
+        expect(error.reason).to.equal('URL_RESOLVE_UNAVAILABLE');
       });
     });
 
@@ -294,6 +337,33 @@ describe('URL policy', () => {
       it('applies the policy to an embedded loopback address', () => {
         expect(addressRefusal('64:ff9b::7f00:1', 'local')).to.equal(undefined);
         expect(addressRefusal('64:ff9b::7f00:1', 'public')).to.be.a('string');
+        expect(addressRefusal('64:ff9b::808:808', 'public')).to.equal(undefined);
+      });
+    });
+
+    describe('when the address is in an IANA special-purpose range a hand-written list missed', () => {
+      const ALWAYS: readonly (readonly [string, string])[] = [
+        ['IPv6 site-local (fec0::/10, deprecated)', 'fec0::1'],
+        ['IPv6 discard-only (100::/64)', '100::1'],
+        ['IPv6 segment routing (5f00::/16)', '5f00::1'],
+        ['IPv6 ORCHIDv2 (2001:20::/28)', '2001:20::1'],
+        ['IPv4 IETF protocol assignments (192.0.0.0/24)', '192.0.0.9'],
+        ['Teredo with a metadata client', '2001:0:4136:e378:8000:63bf:5601:5601'],
+        ['local-use NAT64 (/96 layout) of metadata', '64:ff9b:1::a9fe:a9fe'],
+        ['local-use NAT64 (/48 layout) of metadata', '64:ff9b:1:a9fe:a9:fe00::'],
+      ];
+      for (const [label, address] of ALWAYS) {
+        it(`refuses ${label} (${address}) under every policy`, () => {
+          for (const policy of URL_POLICIES) {
+            expect(addressRefusal(address, policy), policy).to.be.a('string');
+          }
+        });
+      }
+
+      it('treats the local-use NAT64 prefix (64:ff9b:1::/48) as private, whatever it embeds', () => {
+        expect(addressRefusal('64:ff9b:1::808:808', 'public')).to.be.a('string');
+        expect(addressRefusal('64:ff9b:1::808:808', 'private')).to.equal(undefined);
+        // The well-known prefix is as global as what it embeds.
         expect(addressRefusal('64:ff9b::808:808', 'public')).to.equal(undefined);
       });
     });

@@ -165,15 +165,25 @@ export interface WatchStatusRequest {
   workspaceIds: string[];
   /**
    * Resume cursor: stream the transitions with `seq` greater than this. 0
-   * starts at the current head (only new transitions). A cursor older than
-   * the retained history yields a snapshot marked `reset` instead.
+   * starts at the current head (only new transitions) unless `resume` is
+   * set. A cursor older than the retained history yields a snapshot marked
+   * `reset` instead.
    */
   afterSeq: number;
   /**
    * Send the current state of the selected workspaces first, then
-   * `snapshot_end`.
+   * `snapshot_end`. Ignored when `resume` is set.
    */
   includeSnapshot: boolean;
+  /**
+   * `after_seq` is a cursor the server handed out (a transition's `seq`,
+   * `snapshot_end.seq` or `progress.seq`) and means exactly that, 0
+   * included: `progress { seq: 0 }` from an empty log resumes from the
+   * first transition, never from whatever the head is by then. Every cursor
+   * the server hands out resumes losslessly with `resume` set; without it, 0
+   * keeps meaning "start at the head", as for clients that predate it.
+   */
+  resume: boolean;
 }
 
 /** WatchStatusResponse is one event on a WatchStatus stream. */
@@ -1559,7 +1569,7 @@ export const ListTransitionsResponse: MessageFns<ListTransitionsResponse> = {
 };
 
 function createBaseWatchStatusRequest(): WatchStatusRequest {
-  return { workspaceIds: [], afterSeq: 0, includeSnapshot: false };
+  return { workspaceIds: [], afterSeq: 0, includeSnapshot: false, resume: false };
 }
 
 export const WatchStatusRequest: MessageFns<WatchStatusRequest> = {
@@ -1572,6 +1582,9 @@ export const WatchStatusRequest: MessageFns<WatchStatusRequest> = {
     }
     if (message.includeSnapshot !== false) {
       writer.uint32(24).bool(message.includeSnapshot);
+    }
+    if (message.resume !== false) {
+      writer.uint32(32).bool(message.resume);
     }
     return writer;
   },
@@ -1613,6 +1626,14 @@ export const WatchStatusRequest: MessageFns<WatchStatusRequest> = {
             message.includeSnapshot = reader.bool();
             continue;
           }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.resume = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1642,6 +1663,7 @@ export const WatchStatusRequest: MessageFns<WatchStatusRequest> = {
         : isSet(object.include_snapshot)
         ? globalThis.Boolean(object.include_snapshot)
         : false,
+      resume: isSet(object.resume) ? globalThis.Boolean(object.resume) : false,
     };
   },
 
@@ -1656,6 +1678,9 @@ export const WatchStatusRequest: MessageFns<WatchStatusRequest> = {
     if (message.includeSnapshot !== false) {
       obj.includeSnapshot = message.includeSnapshot;
     }
+    if (message.resume !== false) {
+      obj.resume = message.resume;
+    }
     return obj;
   },
 
@@ -1667,6 +1692,7 @@ export const WatchStatusRequest: MessageFns<WatchStatusRequest> = {
     message.workspaceIds = object.workspaceIds?.map((e) => e) || [];
     message.afterSeq = object.afterSeq ?? 0;
     message.includeSnapshot = object.includeSnapshot ?? false;
+    message.resume = object.resume ?? false;
     return message;
   },
 };

@@ -84,15 +84,18 @@ export interface RegisterRequest {
   workspaceId: string;
   /**
    * URL the platform calls for PUSH delivery: http or https, with a host that
-   * resolves to allowed addresses. Optional for POLL delivery, and then stored
-   * unchecked (only its length is limited): consumers must never call the URL
-   * of a POLL workspace.
+   * resolves to allowed addresses, and without backslashes, control
+   * characters or spaces (which other URL parsers read differently). Only
+   * its canonical (WHATWG-serialized) form, the one checked, is stored and
+   * returned. Optional for POLL delivery, and then stored unchecked (only its
+   * length is limited): consumers must never call the URL of a POLL workspace.
    */
   url: string;
   /**
    * A2A agent card: a JSON object with a non-empty string `name` and at least
    * one endpoint (`url`, or `supportedInterfaces` entries with a `url`), at
-   * most 64 KiB serialized. Required.
+   * most 64 KiB serialized. Required. Its endpoints (at most 16) follow the
+   * URL policy like `url`; a refused one is AGENT_CARD_INVALID.
    */
   agentCard:
     | { [key: string]: any }
@@ -1671,7 +1674,12 @@ export const RuntimeServiceService = {
    * Register records the runtime's advertised URL and agent card and brings
    * the workspace ONLINE. When the URL fails validation the call returns
    * INVALID_ARGUMENT with reason URL_VALIDATE_FAILED, stamps the workspace's
-   * register-failure marker and moves an ONLINE workspace to DEGRADED.
+   * register-failure marker and moves an ONLINE workspace to DEGRADED. When
+   * name resolution gives no definitive answer (timeout, failing resolver)
+   * the call returns UNAVAILABLE with reason URL_RESOLVE_UNAVAILABLE and
+   * changes nothing: retry it. Past the per-workspace Register rate, or with
+   * too many of the workspace's Registers still resolving, it returns
+   * RESOURCE_EXHAUSTED with reason RATE_LIMITED and changes nothing.
    */
   register: {
     path: "/vigil.v1.RuntimeService/Register" as const,
@@ -1762,7 +1770,12 @@ export interface RuntimeServiceServer extends UntypedServiceImplementation {
    * Register records the runtime's advertised URL and agent card and brings
    * the workspace ONLINE. When the URL fails validation the call returns
    * INVALID_ARGUMENT with reason URL_VALIDATE_FAILED, stamps the workspace's
-   * register-failure marker and moves an ONLINE workspace to DEGRADED.
+   * register-failure marker and moves an ONLINE workspace to DEGRADED. When
+   * name resolution gives no definitive answer (timeout, failing resolver)
+   * the call returns UNAVAILABLE with reason URL_RESOLVE_UNAVAILABLE and
+   * changes nothing: retry it. Past the per-workspace Register rate, or with
+   * too many of the workspace's Registers still resolving, it returns
+   * RESOURCE_EXHAUSTED with reason RATE_LIMITED and changes nothing.
    */
   register: handleUnaryCall<RegisterRequest, RegisterResponse>;
   /**
@@ -1808,7 +1821,12 @@ export interface RuntimeServiceClient extends Client {
    * Register records the runtime's advertised URL and agent card and brings
    * the workspace ONLINE. When the URL fails validation the call returns
    * INVALID_ARGUMENT with reason URL_VALIDATE_FAILED, stamps the workspace's
-   * register-failure marker and moves an ONLINE workspace to DEGRADED.
+   * register-failure marker and moves an ONLINE workspace to DEGRADED. When
+   * name resolution gives no definitive answer (timeout, failing resolver)
+   * the call returns UNAVAILABLE with reason URL_RESOLVE_UNAVAILABLE and
+   * changes nothing: retry it. Past the per-workspace Register rate, or with
+   * too many of the workspace's Registers still resolving, it returns
+   * RESOURCE_EXHAUSTED with reason RATE_LIMITED and changes nothing.
    */
   register(
     request: RegisterRequest,

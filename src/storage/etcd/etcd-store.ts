@@ -333,14 +333,23 @@ export function createEtcdStore(options: EtcdStoreOptions): EtcdStore {
     });
   }
 
+  /**
+   * The workspaces of `ids` that exist, read in id order (at `atRevision`,
+   * when given); with `maxBytes`, stops once the documents read hold that many
+   * bytes (in small chunks, so little more than the bound is ever in memory).
+   */
   async function readWorkspaces(
     ids: readonly string[],
+    maxBytes?: number,
     atRevision?: number,
   ): Promise<Map<string, Workspace>> {
     const found = new Map<string, Workspace>();
     const perId = 4;
-    for (let i = 0; i < ids.length; i += Math.floor(READ_OPS / perId)) {
-      const chunk = ids.slice(i, i + Math.floor(READ_OPS / perId));
+    const chunkSize = maxBytes === undefined ? Math.floor(READ_OPS / perId) : 4;
+    let bytes = 0;
+    for (let i = 0; i < ids.length; i += chunkSize) {
+      if (maxBytes !== undefined && bytes >= maxBytes) break;
+      const chunk = ids.slice(i, i + chunkSize);
       const response = await connection.txn(
         [],
         chunk.flatMap((id) =>
@@ -359,6 +368,8 @@ export function createEtcdStore(options: EtcdStoreOptions): EtcdStore {
         if (!ws || !st) return;
         const hb = kv(2);
         const use = kv(3);
+        if (maxBytes !== undefined && bytes >= maxBytes) return;
+        bytes += ws.value.length;
         found.set(
           id,
           toWorkspace(
@@ -468,8 +479,13 @@ export function createEtcdStore(options: EtcdStoreOptions): EtcdStore {
         if (only && !only.has(id)) continue;
         chosen.push(id);
       }
-      const found = await readWorkspaces(chosen);
-      return chosen.flatMap((id) => {
+      const found = await readWorkspaces(chosen, query.maxBytes);
+      // With a byte bound, a prefix of `chosen` was read: the page ends at the first id not read.
+      const readThrough =
+        query.maxBytes === undefined
+          ? chosen
+          : chosen.slice(0, Math.max(0, ...chosen.map((id, i) => (found.has(id) ? i + 1 : 0))));
+      return readThrough.flatMap((id) => {
         const workspace = found.get(id);
         return workspace && wanted.has(workspace.status) ? [workspace] : [];
       });
@@ -493,13 +509,15 @@ export function createEtcdStore(options: EtcdStoreOptions): EtcdStore {
             const listed: Workspace[] = [];
             for (let i = 0; i < named.length && listed.length < query.limit; i += query.limit) {
               const chunk = named.slice(i, i + query.limit);
-              const found = await readWorkspaces(chunk, rev);
+              const found = await readWorkspaces(chunk, query.maxBytes, rev);
               for (const id of chunk) {
                 const workspace = found.get(id);
                 if (workspace && wanted.has(workspace.status) && listed.length < query.limit) {
                   listed.push(workspace);
                 }
               }
+              // A byte-bounded read may have stopped inside the chunk: the page ends there.
+              if (query.maxBytes !== undefined && listed.length > 0) break;
             }
             return listed;
           }
@@ -522,7 +540,7 @@ export function createEtcdStore(options: EtcdStoreOptions): EtcdStore {
             from = `${last.key.toString()}\0`;
           }
           // Every state read at `rev` has its document at `rev`: nothing drops out here.
-          const found = await readWorkspaces(chosen, rev);
+          const found = await readWorkspaces(chosen, query.maxBytes, rev);
           return chosen.flatMap((id) => {
             const workspace = found.get(id);
             return workspace ? [workspace] : [];
