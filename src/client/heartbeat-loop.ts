@@ -3,7 +3,7 @@ import type { HeartbeatRequest, HeartbeatResponse } from '../../gen/vigil/v1/run
 import { DeliveryMode, WorkspaceStatus } from '../../gen/vigil/v1/workspace.js';
 import { backoffDelay, sleep } from './backoff.js';
 import { VigilClientError } from './errors.js';
-import type { HeartbeatStream } from './heartbeat-stream.js';
+import { ANSWER_TIMEOUT, type HeartbeatStream } from './heartbeat-stream.js';
 import type { HeartbeatInput } from './call-settings.js';
 import type { RuntimeClient } from './runtime-client.js';
 
@@ -138,10 +138,17 @@ export async function runHeartbeatLoop(options: HeartbeatLoopOptions): Promise<v
     request: HeartbeatInput,
   ): Promise<{ response: HeartbeatResponse; via: 'stream' | 'unary' }> => {
     if (useStream) {
-      if (!stream || stream.closed) stream = client.openHeartbeatStream();
+      // An answer later than an interval (at least 2 s, at most 10 s) gives the stream up.
+      const answerTimeoutMs = Math.max(2_000, Math.min(intervalMs, 10_000));
+      if (!stream || stream.closed) stream = client.openHeartbeatStream({ answerTimeoutMs });
       try {
         return { response: await stream.send(request), via: 'stream' };
       } catch (error) {
+        // A server that stopped answering (paused, cut off) still holds the connection:
+        // a new one (through a balancer, to another replica) is the way out.
+        if (error instanceof VigilClientError && error.reason === ANSWER_TIMEOUT) {
+          client.reconnect();
+        }
         if (!(error instanceof VigilClientError) || error.code !== status.UNIMPLEMENTED)
           throw error;
         // An older server: unary calls have the same semantics.

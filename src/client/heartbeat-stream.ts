@@ -27,25 +27,56 @@ interface Waiter {
   reject(error: VigilClientError): void;
 }
 
+export interface HeartbeatStreamOptions {
+  /**
+   * A heartbeat unanswered this long gives the stream up: it fails with
+   * UNAVAILABLE / ANSWER_TIMEOUT and is cancelled. A paused or cut-off server
+   * keeps its TCP connection up, so without a deadline a sidecar would wait on
+   * it until keepalive notices (tens of seconds). 0 waits forever.
+   */
+  readonly answerTimeoutMs?: number;
+}
+
+/** The client-side reason of a stream given up for an unanswered heartbeat. */
+export const ANSWER_TIMEOUT = 'ANSWER_TIMEOUT';
+
 export function openHeartbeatStream(
   client: RuntimeServiceClient,
   metadata: Metadata,
+  options: HeartbeatStreamOptions = {},
 ): HeartbeatStream {
   const call: ClientDuplexStream<HeartbeatStreamRequest, HeartbeatStreamResponse> =
     client.heartbeatStream(metadata);
-  const waiting = new Map<number, Waiter>();
+  const waiting = new Map<number, Waiter & { timer: NodeJS.Timeout | undefined }>();
   let nextId = 1;
   let closed = false;
+  const answerTimeoutMs = options.answerTimeoutMs ?? 0;
 
   const failAll = (error: VigilClientError) => {
     closed = true;
-    for (const waiter of waiting.values()) waiter.reject(error);
+    for (const waiter of waiting.values()) {
+      clearTimeout(waiter.timer);
+      waiter.reject(error);
+    }
     waiting.clear();
+  };
+  const giveUp = () => {
+    if (closed) return;
+    failAll(
+      new VigilClientError(
+        status.UNAVAILABLE,
+        ANSWER_TIMEOUT,
+        `no answer to a heartbeat within ${answerTimeoutMs} ms; the stream was given up`,
+        {},
+      ),
+    );
+    call.cancel();
   };
 
   call.on('data', (response: HeartbeatStreamResponse) => {
     const waiter = waiting.get(response.requestId);
     if (!waiter) return;
+    clearTimeout(waiter.timer);
     waiting.delete(response.requestId);
     const result = response.result;
     if (result?.$case === 'heartbeat') waiter.resolve(result.value);
@@ -79,7 +110,8 @@ export function openHeartbeatStream(
       const requestId = nextId;
       nextId += 1;
       return new Promise<HeartbeatResponse>((resolve, reject) => {
-        waiting.set(requestId, { resolve, reject });
+        const timer = answerTimeoutMs > 0 ? setTimeout(giveUp, answerTimeoutMs) : undefined;
+        waiting.set(requestId, { resolve, reject, timer });
         call.write({ requestId, heartbeat: HeartbeatRequest.fromPartial(request) });
       });
     },

@@ -27,7 +27,8 @@ export interface ProjectionWatchOptions {
  * workspace) are thrown.
  */
 export async function* watchProjection(
-  client: RuntimeServiceClient,
+  /** The client to call on each (re)connect: it may be replaced meanwhile (RuntimeClient.reconnect). */
+  client: () => RuntimeServiceClient,
   metadata: () => Metadata,
   options: ProjectionWatchOptions,
 ): AsyncGenerator<ProjectionWatchEvent> {
@@ -36,7 +37,7 @@ export async function* watchProjection(
   let knownKind: 'projection' | 'error' | undefined;
   let attempt = 0;
   while (!signal?.aborted) {
-    const call = client.watchProjection(
+    const call = client().watchProjection(
       { workspaceId: options.workspaceId, knownConfigVersion: known },
       metadata(),
     );

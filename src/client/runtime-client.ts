@@ -18,7 +18,11 @@ import {
   type RegisterInput,
 } from './call-settings.js';
 import { connection, type ConnectOptions } from './channel.js';
-import { openHeartbeatStream, type HeartbeatStream } from './heartbeat-stream.js';
+import {
+  openHeartbeatStream,
+  type HeartbeatStream,
+  type HeartbeatStreamOptions,
+} from './heartbeat-stream.js';
 import { invoke } from './unary.js';
 
 /** vigil.v1.RuntimeService with promises. Calls fail with VigilClientError. */
@@ -26,7 +30,13 @@ export interface RuntimeClient {
   register(request: RegisterInput, options?: CallSettings): Promise<RegisterResponse>;
   heartbeat(request: HeartbeatInput, options?: CallSettings): Promise<HeartbeatResponse>;
   /** Opens a HeartbeatStream: many heartbeats over one call, far cheaper than unary calls. */
-  openHeartbeatStream(): HeartbeatStream;
+  openHeartbeatStream(options?: HeartbeatStreamOptions): HeartbeatStream;
+  /**
+   * Drops the connection and opens a new one (calls in flight fail): behind a
+   * load balancer the new one may reach another replica, leaving an
+   * unresponsive server behind.
+   */
+  reconnect(): void;
   /**
    * The environment this runtime must start with. Fails with the projection's
    * reason (FAILED_PRECONDITION PROJECTION_INCOMPLETE and the like), never
@@ -41,8 +51,12 @@ export interface RuntimeClient {
 /** A RuntimeService client authenticated with a workspace token. */
 export function createRuntimeClient(options: ConnectOptions): RuntimeClient {
   const conn = connection(options);
-  const client = new RuntimeServiceClient(conn.address, conn.credentials, conn.channelOptions);
+  let client = new RuntimeServiceClient(conn.address, conn.credentials, conn.channelOptions);
   return {
+    reconnect() {
+      client.close();
+      client = new RuntimeServiceClient(conn.address, conn.credentials, conn.channelOptions);
+    },
     register: (request, settings) =>
       invoke(
         client,
@@ -59,7 +73,8 @@ export function createRuntimeClient(options: ConnectOptions): RuntimeClient {
         conn.metadata(),
         callOptions(settings),
       ),
-    openHeartbeatStream: () => openHeartbeatStream(client, conn.metadata()),
+    openHeartbeatStream: (streamOptions) =>
+      openHeartbeatStream(client, conn.metadata(), streamOptions),
     getProjection: async (workspaceId, settings) => {
       const response = await invoke(
         client,
@@ -71,7 +86,7 @@ export function createRuntimeClient(options: ConnectOptions): RuntimeClient {
       if (!response.projection) throw new Error('GetProjection answered without a projection');
       return response.projection;
     },
-    watchProjection: (watchOptions) => watchProjection(client, conn.metadata, watchOptions),
+    watchProjection: (watchOptions) => watchProjection(() => client, conn.metadata, watchOptions),
     close: () => {
       client.close();
     },

@@ -57,6 +57,13 @@ const RETRY_MAX_MS = 1_000;
  * waiting for gRPC keepalive (5 s + 3 s) to notice.
  */
 const STALL_MS = 2_000;
+/**
+ * An idle stream is asked for a progress notification after this much
+ * silence; no answer within STALL_MS reopens it elsewhere. So a replica that
+ * only watches (no commit of its own waits) also leaves a paused member within
+ * a few seconds — for one request per idle period, none while events flow.
+ */
+const PROBE_IDLE_MS = 3_000;
 
 export function createEtcdWatch(options: EtcdWatchOptions): EtcdWatch {
   const { connection } = options;
@@ -87,6 +94,36 @@ export function createEtcdWatch(options: EtcdWatchOptions): EtcdWatch {
       watchForStall();
     }, STALL_MS);
     stallTimer.unref();
+  }
+
+  let probeTimer: NodeJS.Timeout | undefined;
+  let probeSentAt: number | undefined;
+
+  /** Asks an idle stream for progress; reopens it when the member does not answer. */
+  function probe(): void {
+    const current = stream;
+    if (stopped || !current) return;
+    const now = Date.now();
+    if (probeSentAt !== undefined && lastResponseAt < probeSentAt) {
+      if (now - probeSentAt >= STALL_MS) {
+        probeSentAt = undefined;
+        stream = undefined;
+        current.cancel();
+        lastResponseAt = now;
+        scheduleReopen(
+          new Error(`etcd watch did not answer a progress request within ${STALL_MS} ms`),
+        );
+      }
+      return;
+    }
+    probeSentAt = undefined;
+    if (now - lastResponseAt < PROBE_IDLE_MS) return;
+    try {
+      current.write({ progress_request: {} });
+      probeSentAt = now;
+    } catch (error) {
+      options.onError?.(error);
+    }
   }
 
   function advance(rev: number): void {
@@ -186,8 +223,10 @@ export function createEtcdWatch(options: EtcdWatchOptions): EtcdWatch {
       group.push(event);
     }
     flush();
-    // A progress notification (or any response) says every event up to its header revision was sent.
-    if (response.events.length === 0 && !response.created) {
+    // A progress notification of our watch says every event up to its header revision was sent.
+    // Not one broadcast to the whole stream (watch id -1: etcd 3.5's answer to a progress
+    // request, which before 3.5.8 could overtake events still being caught up): liveness only.
+    if (response.events.length === 0 && !response.created && response.watch_id !== '-1') {
       advance(revision(response.header.revision));
     }
   }
@@ -236,6 +275,8 @@ export function createEtcdWatch(options: EtcdWatchOptions): EtcdWatch {
     async start() {
       await relist();
       await open();
+      probeTimer = setInterval(probe, 500);
+      probeTimer.unref();
     },
     revision: () => cursor,
     reached(rev) {
@@ -249,6 +290,7 @@ export function createEtcdWatch(options: EtcdWatchOptions): EtcdWatch {
       stopped = true;
       clearTimeout(retryTimer);
       clearTimeout(stallTimer);
+      clearInterval(probeTimer);
       stream?.cancel();
       stream = undefined;
     },
