@@ -106,7 +106,9 @@ describe('console in Chromium', function () {
     const tokenFile = join(dataDir, `${id}.token`);
     writeFileSync(tokenFile, `${token}\n`);
     const cardFile = join(dataDir, `${id}.card.json`);
-    writeFileSync(cardFile, JSON.stringify({ name: `${id}-agent`, url }));
+    // The card's own endpoint stays one that resolves: cards follow the URL policy too, and
+    // only the advertised URL is what this story breaks.
+    writeFileSync(cardFile, JSON.stringify({ name: `${id}-agent`, url: 'http://127.0.0.1:8000' }));
     const proc = vigil(
       [
         'sidecar',

@@ -48,7 +48,12 @@ describe('name resolution under a DNS server that never answers', function () {
 
   before(async function () {
     // Needs util-linux's unshare with unprivileged user namespaces, and iproute2's ip.
-    if (!namespacesWork()) this.skip();
+    if (!namespacesWork()) {
+      console.log(
+        '      skipped: needs unshare with user namespaces (util-linux) and ip (Debian package iproute2)',
+      );
+      this.skip();
+    }
     dir = tempDir('vigil-dns-');
     const hosts = join(dir, 'hosts');
     const resolv = join(dir, 'resolv.conf');
