@@ -1133,8 +1133,11 @@ describe('limits', () => {
   });
 
   describe('Register rate limit', () => {
+    // The Register budget is per server (per replica in a cluster: a Register is served
+    // where it lands): one replica serves every call.
     const current = harnessPerTest(withWorkspaceA, {
       settings: { registerRateLimit: { ratePerSecond: 0.01, burst: 1 } },
+      replicas: 1,
     });
 
     describeRefusals(REGISTER_RATE_REFUSALS, current);
