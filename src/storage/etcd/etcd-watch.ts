@@ -59,11 +59,13 @@ const RETRY_MAX_MS = 1_000;
 const STALL_MS = 2_000;
 /**
  * An idle stream is asked for a progress notification after this much
- * silence; no answer within STALL_MS reopens it elsewhere. So a replica that
+ * silence; no answer within ANSWER_MS reopens it elsewhere. So a replica that
  * only watches (no commit of its own waits) also leaves a paused member within
  * a few seconds — for one request per idle period, none while events flow.
  */
-const PROBE_IDLE_MS = 3_000;
+const PROBE_IDLE_MS = 2_000;
+/** How long a stream may owe the answer to its create request or to a progress request. */
+const ANSWER_MS = 1_500;
 
 export function createEtcdWatch(options: EtcdWatchOptions): EtcdWatch {
   const { connection } = options;
@@ -97,30 +99,29 @@ export function createEtcdWatch(options: EtcdWatchOptions): EtcdWatch {
   }
 
   let probeTimer: NodeJS.Timeout | undefined;
-  let probeSentAt: number | undefined;
+  // Since when the stream owes an answer: to its create request (a stream just
+  // opened on a paused member never answers it) or to a progress request.
+  let awaitingSince: number | undefined;
 
   /** Asks an idle stream for progress; reopens it when the member does not answer. */
   function probe(): void {
     const current = stream;
     if (stopped || !current) return;
     const now = Date.now();
-    if (probeSentAt !== undefined && lastResponseAt < probeSentAt) {
-      if (now - probeSentAt >= STALL_MS) {
-        probeSentAt = undefined;
+    if (awaitingSince !== undefined) {
+      if (now - awaitingSince >= ANSWER_MS) {
+        awaitingSince = undefined;
         stream = undefined;
         current.cancel();
         lastResponseAt = now;
-        scheduleReopen(
-          new Error(`etcd watch did not answer a progress request within ${STALL_MS} ms`),
-        );
+        scheduleReopen(new Error(`etcd watch did not answer within ${ANSWER_MS} ms`));
       }
       return;
     }
-    probeSentAt = undefined;
     if (now - lastResponseAt < PROBE_IDLE_MS) return;
     try {
       current.write({ progress_request: {} });
-      probeSentAt = now;
+      awaitingSince = now;
     } catch (error) {
       options.onError?.(error);
     }
@@ -250,6 +251,7 @@ export function createEtcdWatch(options: EtcdWatchOptions): EtcdWatch {
     opened.on('data', (response) => {
       if (stream !== opened) return;
       lastResponseAt = Date.now();
+      awaitingSince = undefined;
       onResponse(response);
     });
     const lost = (error: unknown) => {
@@ -261,6 +263,8 @@ export function createEtcdWatch(options: EtcdWatchOptions): EtcdWatch {
     opened.on('end', () => {
       lost(new Error('etcd ended the watch stream'));
     });
+    // Its `created` answer is owed within ANSWER_MS, or the stream goes elsewhere.
+    awaitingSince = Date.now();
     opened.write({
       create_request: {
         key: Buffer.from(options.prefix),
