@@ -236,7 +236,27 @@ export function createEtcdWatch(options: EtcdWatchOptions): EtcdWatch {
     if (stopped) return;
     let opened: CountedStream<IWatchRequest, IWatchResponse>;
     try {
-      opened = await connection.watch();
+      // Opening can itself hang on a paused member: give it ANSWER_MS, then try elsewhere.
+      const pending = connection.watch();
+      let timer: NodeJS.Timeout | undefined;
+      const late = new Promise<undefined>((resolve) => {
+        timer = setTimeout(() => {
+          resolve(undefined);
+        }, ANSWER_MS);
+      });
+      const first = await Promise.race([pending, late]);
+      clearTimeout(timer);
+      if (first === undefined) {
+        pending.then(
+          (stale) => {
+            stale.cancel();
+          },
+          () => undefined,
+        );
+        scheduleReopen(new Error(`opening the etcd watch took over ${ANSWER_MS} ms`));
+        return;
+      }
+      opened = first;
     } catch (error) {
       scheduleReopen(error);
       return;
