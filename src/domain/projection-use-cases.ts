@@ -157,7 +157,7 @@ export interface ProjectionOptions {
   /** Undefined: no keyring (SECRETS_DISABLED); never a plaintext fallback. */
   readonly cipher: SecretCipher | undefined;
   readonly catalog: ProviderCatalog;
-  readonly tokens: Pick<WorkspaceTokens, 'openSession' | 'checkSession'>;
+  readonly tokens: Pick<WorkspaceTokens, 'openSession' | 'checkSession' | 'recordUse'>;
   readonly clock: Clock;
   /** Idle streams get a progress event this often. */
   readonly progressIntervalMs: number;
@@ -471,6 +471,7 @@ export function createProjectionUseCases(options: ProjectionOptions): Projection
           sentAt = performance.now();
           if (computed.outcome.ok) {
             auditDelivery(store, workspaceId, record.configVersion, tokenId);
+            tokens.recordUse(session);
             yield { type: 'projection', projection: view(record, computed) };
           } else {
             yield {
@@ -714,12 +715,13 @@ export function createProjectionUseCases(options: ProjectionOptions): Projection
     },
 
     async get(token, workspaceId) {
-      const { tokenId } = await authorizeRuntime(token, workspaceId);
+      const { session, tokenId } = await authorizeRuntime(token, workspaceId);
       const { store, cipher } = ready();
       const record = await readLive(store, workspaceId);
       if (record.removed) throw workspaceRemoved(workspaceId);
       const projection = view(record, compute(cipher, record));
       auditDelivery(store, workspaceId, record.configVersion, tokenId);
+      tokens.recordUse(session);
       return projection;
     },
 

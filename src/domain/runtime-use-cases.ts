@@ -185,7 +185,7 @@ export function createRuntimeUseCases(options: RuntimeOptions): RuntimeUseCases 
   }
 
   async function register(caller: RuntimeCaller, command: RegisterCommand, signal?: AbortSignal) {
-    await tokens.authenticate(caller, command.workspaceId);
+    const session = await tokens.authenticate(caller, command.workspaceId);
     // After authentication, so nobody can spend another workspace's budget.
     const waitMs = registerLimiter?.take(command.workspaceId) ?? 0;
     if (waitMs > 0) throw rateLimited('Registers', command.workspaceId, waitMs);
@@ -226,6 +226,7 @@ export function createRuntimeUseCases(options: RuntimeOptions): RuntimeUseCases 
       },
       decider({ type: 'REGISTER_OK' }, now),
     );
+    tokens.recordUse(session);
     return {
       workspace: liveness.withLiveness(applied.workspace),
       heartbeatIntervalMs: heartbeatHintMs(),
@@ -234,9 +235,9 @@ export function createRuntimeUseCases(options: RuntimeOptions): RuntimeUseCases 
 
   async function heartbeat(caller: RuntimeCaller, command: HeartbeatCommand) {
     const { report, workspaceId: id } = command;
-    // Undefined for an open session checked at once: no await on the hot path.
-    const authenticating = tokens.authenticate(caller, id);
-    if (authenticating !== undefined) await authenticating;
+    // The session itself for an open session checked at once: no await on the hot path.
+    const authenticated = tokens.authenticate(caller, id);
+    const session = authenticated instanceof Promise ? await authenticated : authenticated;
     // After authentication, so nobody can spend another workspace's budget.
     const waitMs = limiter?.take(id) ?? 0;
     if (waitMs > 0) throw rateLimited('heartbeats', id, waitMs);
@@ -271,6 +272,7 @@ export function createRuntimeUseCases(options: RuntimeOptions): RuntimeUseCases 
         entry.cardFingerprint = fingerprint;
       }
       stats.answeredFromMemory += 1;
+      tokens.recordUse(session);
       return {
         status: entry.status,
         transition: undefined,
@@ -298,6 +300,7 @@ export function createRuntimeUseCases(options: RuntimeOptions): RuntimeUseCases 
     // Accepted: its card is the one that skips validation from now on.
     const after = liveness.entry(id);
     if (after && fingerprint !== undefined) after.cardFingerprint = fingerprint;
+    tokens.recordUse(session);
     return { ...applied, heartbeatIntervalMs: heartbeatHintMs(), fromMemory: false };
   }
 

@@ -32,23 +32,29 @@ export interface WorkspaceTokens {
   /**
    * Checks that a session is still valid: unchanged since it was resolved,
    * unless a rotation or revocation happened since or its token expired, in
-   * which case the token is looked up again by its hash. Records the use.
-   * Returns undefined when that is decided at once (the steady case: no
+   * which case the token is looked up again by its hash. Returns undefined when that is decided at once (the steady case: no
    * promise on the hot path), else a promise that rejects with TOKEN_INVALID
    * or AUTH_UNAVAILABLE.
    */
   checkSession(session: WorkspaceSession): Promise<void> | undefined;
   /**
-   * Authenticates a call for `workspaceId`, by token or by an open session.
-   * Fails (rejecting the returned promise, or throwing) as
-   * `openSession`/`checkSession`, and with WRONG_WORKSPACE when the token
-   * belongs to another workspace. Returns undefined when a session was
-   * checked at once.
+   * Authenticates a call for `workspaceId`, by token or by an open session,
+   * and gives the session it checked. Fails (rejecting the returned promise,
+   * or throwing) as `openSession`/`checkSession`, and with WRONG_WORKSPACE
+   * when the token belongs to another workspace. Gives the session itself,
+   * not a promise, when it was checked at once.
    */
   authenticate(
     caller: string | undefined | WorkspaceSession,
     workspaceId: string,
-  ): Promise<void> | undefined;
+  ): Promise<WorkspaceSession> | WorkspaceSession;
+  /**
+   * Records that a call through this session was served: its token's
+   * last-used time. Authentication alone records nothing, so a call that is
+   * refused afterwards (invalid input, rate limit, another workspace) leaves
+   * the last-used time as it was.
+   */
+  recordUse(session: WorkspaceSession): void;
   /** A new token for a new workspace: the token (shown once) and the hash to store. */
   issue(): { readonly token: string; readonly hash: Buffer };
   /**
@@ -175,7 +181,6 @@ export function createWorkspaceTokens(options: WorkspaceTokensOptions): Workspac
     const hash = hashToken(token);
     const now = clock.now();
     const record = await validToken(hash, hash.toString('hex'), now);
-    recordUse(record, now);
     const session: Session = { workspaceId: record.workspaceId, token: record };
     return session;
   }
@@ -184,13 +189,9 @@ export function createWorkspaceTokens(options: WorkspaceTokensOptions): Workspac
     const session = workspaceSession as Session;
     const now = clock.now();
     const current = session.token;
-    if (current.epoch === epoch && (current.expiresAt ?? Infinity) > now) {
-      recordUse(current, now);
-      return undefined;
-    }
+    if (current.epoch === epoch && (current.expiresAt ?? Infinity) > now) return undefined;
     return validToken(current.hash, current.key, now).then((token) => {
       session.token = token;
-      recordUse(token, now);
     });
   }
 
@@ -214,16 +215,21 @@ export function createWorkspaceTokens(options: WorkspaceTokensOptions): Workspac
       if (typeof caller !== 'object') {
         return openSession(caller).then((session) => {
           checkOwner(session.workspaceId, workspaceId);
+          return session;
         });
       }
       const pending = checkSession(caller);
       if (pending === undefined) {
         checkOwner(caller.workspaceId, workspaceId);
-        return undefined;
+        return caller;
       }
       return pending.then(() => {
         checkOwner(caller.workspaceId, workspaceId);
+        return caller;
       });
+    },
+    recordUse(session) {
+      recordUse((session as Session).token, clock.now());
     },
     issue,
     async rotate(workspaceId, revokePrevious) {

@@ -159,6 +159,60 @@ describe('token lifecycle and scopes', () => {
       expect(before?.tokenLastUsedAt, 'not yet flushed').to.equal(undefined);
       expect(after?.tokenLastUsedAt?.getTime()).to.equal(h.clock.now());
     });
+
+    it('leaves it as it was when the call is refused after authentication', async () => {
+      const { control, runtime } = h.clients;
+      await heartbeat(token);
+      const served = h.clock.now();
+      await call(
+        control,
+        control.createWorkspace,
+        { workspaceId: 'ws-u', name: '' },
+        CONTROL_TOKEN,
+      );
+      h.clock.advance(5_000);
+      // A valid token, each time refused for what the call carries or names.
+      await expectRpcError(
+        call(runtime, runtime.heartbeat, { ...beat('ws-t'), errorRate: 2 }, token),
+        status.INVALID_ARGUMENT,
+        'FIELD_INVALID',
+      );
+      await expectRpcError(
+        call(runtime, runtime.heartbeat, beat('ws-u'), token),
+        status.PERMISSION_DENIED,
+        'WRONG_WORKSPACE',
+      );
+      await expectRpcError(
+        call(
+          runtime,
+          runtime.register,
+          { workspaceId: 'ws-t', url: '', agentCard: card(), deliveryMode: 0 },
+          token,
+        ),
+        status.INVALID_ARGUMENT,
+        'FIELD_INVALID',
+      );
+      const stream = runtime.heartbeatStream(bearer(token));
+      const answered = new Promise<{ result?: { $case: string } }>((resolve, reject) => {
+        stream.once('data', resolve);
+        stream.once('error', reject);
+      });
+      stream.write({ requestId: 1, heartbeat: { ...beat('ws-t'), errorRate: -1 } });
+      expect((await answered).result?.$case).to.equal('error');
+      stream.end();
+      await h.vigil.useCases.tokens.flushUsage();
+      const workspace = (
+        await call(control, control.getWorkspace, { workspaceId: 'ws-t' }, CONTROL_TOKEN)
+      ).workspace;
+      expect(workspace?.tokenLastUsedAt?.getTime()).to.equal(served);
+      // Served again: recorded at once.
+      await heartbeat(token);
+      await h.vigil.useCases.tokens.flushUsage();
+      const later = (
+        await call(control, control.getWorkspace, { workspaceId: 'ws-t' }, CONTROL_TOKEN)
+      ).workspace;
+      expect(later?.tokenLastUsedAt?.getTime()).to.equal(h.clock.now());
+    });
   });
 
   describe('when a read-scoped control token is used', () => {
