@@ -349,8 +349,9 @@ export interface Workspace {
   /** Whether the runtime manages its own status (error rate is then ignored). */
   nativeStatusManagement: boolean;
   /**
-   * When one of the workspace's tokens was last used (kept to within a few
-   * seconds); unset when never.
+   * When one of the workspace's tokens last served a call (a call refused after
+   * authentication does not count); kept to within about five minutes, as uses
+   * are written in bulk. Unset when never.
    */
   tokenLastUsedAt:
     | Date
