@@ -10,6 +10,7 @@ import type { WorkspaceTokens } from '../domain/workspace-tokens.js';
 import { bearerToken } from '../wire/metadata.js';
 import { toCallError } from './errors.js';
 import type { CallObserver } from './observer.js';
+import type { RefusalLog } from './refusal-log.js';
 
 /**
  * Authentication before decoding: a grpc-js server interceptor sees a call's
@@ -25,6 +26,8 @@ export interface AuthInterceptorDeps {
   readonly tokens: Pick<WorkspaceTokens, 'openSession'>;
   readonly logger: Logger;
   readonly observer: CallObserver;
+  /** Where refusals without a valid token are logged (bounded: a flood is summarised). */
+  readonly refusals: RefusalLog;
 }
 
 const RUNTIME = '/vigil.v1.RuntimeService/';
@@ -65,7 +68,7 @@ export function createAuthInterceptor(deps: AuthInterceptorDeps): ServerIntercep
                 };
                 if (refused.code === status.INTERNAL) deps.logger.error(entry, 'rpc failed');
                 else if (refused.code === status.UNAVAILABLE) deps.logger.warn(entry, 'rpc failed');
-                else deps.logger.info(entry, 'rpc failed');
+                else deps.refusals.refused(refused.reason, entry);
                 call.sendStatus({
                   code: refused.code,
                   details: refused.details,

@@ -19,6 +19,7 @@ import { withCallLog, type CallObserver } from './observer.js';
 import { runtimeServiceDefinition } from './heartbeat-wire.js';
 import { createRuntimeService } from './runtime-service.js';
 import type { HeartbeatForwarder } from './heartbeat-forwarder.js';
+import { createRefusalLog } from './refusal-log.js';
 import { createShutdown } from './shutdown.js';
 import { controlServiceDefinition } from './watch-encoding.js';
 
@@ -92,6 +93,7 @@ export async function startGrpcServer(options: GrpcServerOptions): Promise<GrpcS
   const shutdown = createShutdown();
   requireValidUtf8();
   const limits = options.connectionLimits ?? DEFAULT_CONNECTION_LIMITS;
+  const refusals = createRefusalLog(options.logger);
   const server = new Server({
     // Every Vigil call authenticates before a byte of its request is read.
     interceptors: [
@@ -100,6 +102,7 @@ export async function startGrpcServer(options: GrpcServerOptions): Promise<GrpcS
         tokens: options.useCases.tokens,
         logger: options.logger,
         observer: options.observer,
+        refusals,
       }),
     ],
     // Find dead watchers behind silent networks.
@@ -193,6 +196,7 @@ export async function startGrpcServer(options: GrpcServerOptions): Promise<GrpcS
       const outcome = await Promise.race([graceful, deadline]);
       clearTimeout(timer);
       if (outcome === 'timeout') server.forceShutdown();
+      refusals.close();
     },
   };
 }
