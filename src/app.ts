@@ -392,6 +392,7 @@ export async function startVigil(
         watchQuota,
         observer: metrics.observer,
         countByStatus: () => statusCounts.snapshot(),
+        projection: projectionStore && cipher ? (id) => useCases.projection.status(id) : undefined,
         timings: settings.timings,
         clock,
         logger,

@@ -51,6 +51,14 @@ export interface Overview {
   readonly progressIntervalMs: number;
 }
 
+/** The runtime projection of one workspace: the version Vigil wants it on, and the one it runs. */
+export interface ProjectionVersions {
+  readonly configVersion: number;
+  readonly appliedConfigVersion: number;
+  /** Whether projecting configVersion currently succeeds (else the runtime cannot get it). */
+  readonly ready: boolean;
+}
+
 export interface Marker {
   readonly setAt: number;
   readonly expiresAt: number;

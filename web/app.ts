@@ -5,6 +5,7 @@ import {
   readEvents,
   session,
   type Marker,
+  type ProjectionVersions,
   type Overview,
   type Status,
   type StreamEvent,
@@ -533,9 +534,11 @@ function handleFailure(error: unknown): void {
 async function openDetail(id: string, fresh: boolean): Promise<void> {
   const panel = $('detail');
   try {
-    const { workspace, marker } = await getJson<{ workspace: Workspace; marker: Marker | null }>(
-      `workspaces/${encodeURIComponent(id)}`,
-    );
+    const { workspace, marker, projection } = await getJson<{
+      workspace: Workspace;
+      marker: Marker | null;
+      projection: ProjectionVersions | null;
+    }>(`workspaces/${encodeURIComponent(id)}`);
     if (fresh) {
       state.selected = id;
       state.historyToken = '';
@@ -544,7 +547,7 @@ async function openDetail(id: string, fresh: boolean): Promise<void> {
     }
     if (state.selected !== id) return;
     $('detail-title').textContent = `${workspace.name} (${workspace.id})`;
-    renderFacts(workspace, marker);
+    renderFacts(workspace, marker, projection);
     $('detail-card').textContent = workspace.agentCard
       ? JSON.stringify(workspace.agentCard, null, 2)
       : 'no card stored';
@@ -570,7 +573,17 @@ async function loadHistory(id: string): Promise<void> {
   $('detail-more').hidden = page.nextPageToken === '';
 }
 
-function renderFacts(w: Workspace, marker: Marker | null): void {
+/** Desired vs applied config version, and what the difference means for the runtime. */
+function configVersionText(p: ProjectionVersions | null): string {
+  if (p === null) return 'no runtime projection on this Vigil';
+  const versions = `desired ${p.configVersion} / applied ${p.appliedConfigVersion}`;
+  if (!p.ready) return `${versions}: the projection fails (see vigil projection explain)`;
+  if (p.configVersion === 0) return `${versions}: nothing configured (the generic default)`;
+  if (p.appliedConfigVersion === p.configVersion) return `${versions}: in sync`;
+  return `${versions}: the runtime has not applied the latest version yet`;
+}
+
+function renderFacts(w: Workspace, marker: Marker | null, p: ProjectionVersions | null): void {
   const facts: [string, Node | string][] = [
     ['Status', badge(w.status)],
     ['Since', relTime(w.statusChangedAt)],
@@ -588,16 +601,7 @@ function renderFacts(w: Workspace, marker: Marker | null): void {
         ? `${marker.active ? 'active' : 'expired'}: set ${iso(marker.setAt)}, ${marker.active ? 'expires' : 'expired'} ${iso(marker.expiresAt)}`
         : 'none',
     ],
-    // Desired vs applied config version: filled in once runtime projection
-    // (Workspace.config_version / applied_config_version) lands. Until then
-    // the console shows that it is not reported, never a made-up number.
-    [
-      'Config version',
-      el('span', {
-        className: 'placeholder',
-        text: 'desired / applied: not reported by this Vigil yet (runtime projection)',
-      }),
-    ],
+    ['Config version', configVersionText(p)],
     ['Created', iso(w.createdAt)],
   ];
   $('detail-facts').replaceChildren(

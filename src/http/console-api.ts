@@ -11,6 +11,7 @@ import {
   type WorkspaceStatus,
 } from '../domain/model.js';
 import { markerActive } from '../domain/status-machine.js';
+import type { ProjectionStatus } from '../domain/projection-use-cases.js';
 import type { WorkspaceAdmin } from '../domain/workspace-admin.js';
 import { toKnownError } from '../transport/errors.js';
 import type { CallObserver } from '../transport/observer.js';
@@ -43,6 +44,11 @@ export interface ConsoleApiDeps {
   readonly observer: Pick<CallObserver, 'watchOpened'>;
   /** Workspaces per status as of the hub's head (read in the same turn). */
   readonly countByStatus: () => Record<WorkspaceStatus, number>;
+  /**
+   * The runtime projection's desired and applied versions (from memory, as
+   * GetWorkspace reads them); undefined when this Vigil runs without one.
+   */
+  readonly projection: ((workspaceId: string) => ProjectionStatus) | undefined;
   readonly timings: Timings;
   readonly clock: Clock;
   readonly logger: Logger;
@@ -124,7 +130,11 @@ async function dispatch(
     }
     if (sub === undefined) {
       const workspace = await deps.admin.get(id);
-      answerJson(response, { workspace, marker: markerOf(deps, workspace) });
+      answerJson(response, {
+        workspace,
+        marker: markerOf(deps, workspace),
+        projection: deps.projection?.(id) ?? null,
+      });
       return;
     }
     if (sub === 'transitions') {
