@@ -56,7 +56,7 @@ describe('cluster: etcd member faults (real processes)', function () {
   });
 
   describe('when the etcd leader is paused (SIGSTOP) for 15 s under 300 streaming sidecars', () => {
-    it('resumes writes within 10 s and commits no duplicate (watch failover measured)', async () => {
+    it('fails every replica watch over within 8 s, resumes writes within 10 s and commits no duplicate', async () => {
       scenario = await startScenario({ workspaces: 300 });
       const churn = scenario.fleet.startChurn('churn', 100);
       await sleep(3_000);
@@ -80,14 +80,9 @@ describe('cluster: etcd member faults (real processes)', function () {
       expect(result.valid, describeViolations(result)).to.equal(true);
       expect(result.stats.offline).to.equal(0);
       expect(writeResume).to.be.at.most(10_000);
-      // Measured and printed, not asserted yet: see the skipped bound below.
-      expect(worstWatch).to.be.above(0);
+      // Every replica's watch reopens on another member, not on the paused one again.
+      expect(worstWatch).to.be.above(0).and.at.most(8_000);
     });
-
-    // Not met yet: over six runs the slowest replica's watch came back after 5.3-13.4 s
-    // (the others in 1.0-5.6 s). A reopen can land on the still-paused member again, since the
-    // etcd3 pool picks hosts at random; the fix is to steer the reopen away from the stalled member.
-    it.skip('fails every replica watch over within 8 s', () => undefined);
   });
 
   describe(`when the etcd member serving a replica's watch is killed -9 during a ${BACKLOG.toLocaleString('en')}-transition catch-up (${FULL_SIZE ? 'full size' : 'scaled down from 30,000; VIGIL_CLUSTER_FULL=1 for full size'})`, () => {

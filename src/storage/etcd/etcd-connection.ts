@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { noop } from 'cockatiel';
-import { Etcd3 } from 'etcd3';
+import { Etcd3, GRPCDeadlineExceededError, GRPCUnavailableError } from 'etcd3';
 import type {
   ICompare,
   IDuplexStream,
@@ -41,94 +41,181 @@ export type EtcdRequestCounts = Readonly<Record<string, number>>;
  * The client's own retry is off: a write that timed out may still have
  * committed, and retrying it blindly is how a put lands twice. Callers send
  * guarded transactions only and resolve an unknown outcome by reading back.
+ *
+ * The member each call goes to is chosen here, not by the `etcd3` pool (which
+ * picks at random and keeps sending a third of the calls to a paused member,
+ * each waiting out its deadline): members are taken in turn, and one that let
+ * a call or a stream down (deadline passed, connection lost, a stream that
+ * stopped answering) is passed over for a while, as long as another is left.
+ * The streams' owners report a stalled stream with `suspect`, so a paused
+ * member found by the watch is avoided by the writes too.
  */
 export interface EtcdConnection {
   range(request: IRangeRequest): Promise<IRangeResponse>;
   txn(compare: ICompare[], success: IRequestOp[], failure?: IRequestOp[]): Promise<ITxnResponse>;
   leaseGrant(ttlSeconds: number): Promise<string>;
   leaseRevoke(id: string): Promise<void>;
-  /** A bidirectional keepalive stream; each `write` is counted. */
-  leaseKeepAlive(): Promise<CountedStream<ILeaseKeepAliveRequest, ILeaseKeepAliveResponse>>;
-  /** A bidirectional watch stream; each `write` is counted. */
-  watch(): Promise<CountedStream<IWatchRequest, IWatchResponse>>;
+  /** A bidirectional keepalive stream on a member chosen as for a call; each `write` is counted. */
+  leaseKeepAlive(): Promise<MemberStream<ILeaseKeepAliveRequest, ILeaseKeepAliveResponse>>;
+  /** A bidirectional watch stream on a member chosen as for a call; each `write` is counted. */
+  watch(): Promise<MemberStream<IWatchRequest, IWatchResponse>>;
+  /**
+   * Reports that `member` let a stream down (it stopped answering): calls and
+   * streams pass it over for a while.
+   */
+  suspect(member: string): void;
   requests(): EtcdRequestCounts;
   close(): void;
 }
 
 export type CountedStream<Q, R> = IDuplexStream<Q, R>;
 
+/** A stream and the member serving it (as given in the endpoints). */
+export interface MemberStream<Q, R> {
+  readonly stream: CountedStream<Q, R>;
+  readonly member: string;
+}
+
 const DEFAULT_CALL_TIMEOUT_MS = 5_000;
+/** How long a member that let a call or stream down is passed over while another is left. */
+export const SUSPECT_MS = 10_000;
+
+interface Member {
+  readonly endpoint: string;
+  readonly client: Etcd3;
+  suspectUntil: number;
+}
+
+/** A fault of the member itself (not an answer etcd gave): try the next one next time. */
+function memberFault(error: unknown): boolean {
+  if (error instanceof GRPCDeadlineExceededError) return true;
+  // "etcdserver: ..." is an answer (leader changed, no leader): the member is there.
+  return error instanceof GRPCUnavailableError && !error.message.includes('etcdserver:');
+}
 
 export function createEtcdConnection(options: EtcdConnectionOptions): EtcdConnection {
   const callTimeoutMs = options.callTimeoutMs ?? DEFAULT_CALL_TIMEOUT_MS;
   const tls = options.tls;
-  const client = new Etcd3({
-    hosts: [...options.endpoints],
-    ...(tls?.caFile
-      ? {
-          credentials: {
-            rootCertificate: readFileSync(tls.caFile),
-            ...(tls.certFile ? { certChain: readFileSync(tls.certFile) } : {}),
-            ...(tls.keyFile ? { privateKey: readFileSync(tls.keyFile) } : {}),
-          },
-        }
-      : {}),
-    grpcOptions: {
-      // A watch on a paused member must notice, not stay silent for the whole pause.
-      'grpc.keepalive_time_ms': 5_000,
-      'grpc.keepalive_timeout_ms': 3_000,
-      'grpc.keepalive_permit_without_calls': 1,
-      // One revision can exceed the 4 MiB default (a large revoke).
-      'grpc.max_receive_message_length': 64 * 1024 * 1024,
-    },
-    defaultCallOptions: (context) =>
-      context.isStream ? {} : { deadline: Date.now() + callTimeoutMs },
-    // No global retry (a retried write may land twice); the per-host circuit breaker stays, so
-    // calls avoid a member that keeps failing.
-    faultHandling: { global: noop },
-  });
+  const credentials = tls?.caFile
+    ? {
+        credentials: {
+          rootCertificate: readFileSync(tls.caFile),
+          ...(tls.certFile ? { certChain: readFileSync(tls.certFile) } : {}),
+          ...(tls.keyFile ? { privateKey: readFileSync(tls.keyFile) } : {}),
+        },
+      }
+    : {};
+  // One single-host client per member: the choice of member is made below.
+  const members: Member[] = options.endpoints.map((endpoint) => ({
+    endpoint,
+    suspectUntil: 0,
+    client: new Etcd3({
+      hosts: [endpoint],
+      ...credentials,
+      grpcOptions: {
+        // A stream on a paused member must notice, not stay silent for the whole pause.
+        'grpc.keepalive_time_ms': 5_000,
+        'grpc.keepalive_timeout_ms': 3_000,
+        'grpc.keepalive_permit_without_calls': 1,
+        // One revision can exceed the 4 MiB default (a large revoke).
+        'grpc.max_receive_message_length': 64 * 1024 * 1024,
+      },
+      defaultCallOptions: (context) =>
+        context.isStream ? {} : { deadline: Date.now() + callTimeoutMs },
+      // No retry (a retried write may land twice) and no breaker of its own: the choice of
+      // member below avoids one that keeps failing.
+      faultHandling: { global: noop, host: () => noop },
+    }),
+  }));
+  if (members.length === 0) throw new Error('no etcd endpoint given');
+  let turn = 0;
+
+  /** The next member in turn that is not suspected; the one suspected longest ago when all are. */
+  function pick(): Member {
+    const now = Date.now();
+    for (let i = 0; i < members.length; i += 1) {
+      const member = members[(turn + i) % members.length];
+      if (member && member.suspectUntil <= now) {
+        turn = (turn + i + 1) % members.length;
+        return member;
+      }
+    }
+    return members.reduce((a, b) => (b.suspectUntil < a.suspectUntil ? b : a));
+  }
+
+  function suspect(member: Member): void {
+    member.suspectUntil = Date.now() + SUSPECT_MS;
+  }
+
+  async function onMember<T>(call: (client: Etcd3) => Promise<T>): Promise<T> {
+    const member = pick();
+    try {
+      return await call(member.client);
+    } catch (error) {
+      if (memberFault(error)) suspect(member);
+      throw error;
+    }
+  }
+
   const counts: Record<string, number> = {};
   const count = (op: string): void => {
     counts[op] = (counts[op] ?? 0) + 1;
   };
 
-  function counted<Q, R>(op: string, stream: IDuplexStream<Q, R>): IDuplexStream<Q, R> {
+  async function openCounted<Q, R>(
+    op: string,
+    open: (client: Etcd3) => Promise<IDuplexStream<Q, R>>,
+  ): Promise<MemberStream<Q, R>> {
     count(`${op}_open`);
+    const member = pick();
+    let stream: IDuplexStream<Q, R>;
+    try {
+      stream = await open(member.client);
+    } catch (error) {
+      suspect(member);
+      throw error;
+    }
     const write = stream.write.bind(stream);
     stream.write = (item: Q) => {
       count(op);
       write(item);
     };
-    return stream;
+    return { stream, member: member.endpoint };
   }
 
   return {
     range(request) {
       count('range');
-      return client.kv.range(request);
+      return onMember((client) => client.kv.range(request));
     },
     txn(compare, success, failure = []) {
       count('txn');
-      return client.kv.txn({ compare, success, failure });
+      return onMember((client) => client.kv.txn({ compare, success, failure }));
     },
     async leaseGrant(ttlSeconds) {
       count('lease_grant');
-      const granted = await client.leaseClient.leaseGrant({ TTL: ttlSeconds });
+      const granted = await onMember((client) =>
+        client.leaseClient.leaseGrant({ TTL: ttlSeconds }),
+      );
       return granted.ID;
     },
     async leaseRevoke(id) {
       count('lease_revoke');
-      await client.leaseClient.leaseRevoke({ ID: id });
+      await onMember((client) => client.leaseClient.leaseRevoke({ ID: id }));
     },
-    async leaseKeepAlive() {
-      return counted('lease_keepalive', await client.leaseClient.leaseKeepAlive());
+    leaseKeepAlive() {
+      return openCounted('lease_keepalive', (client) => client.leaseClient.leaseKeepAlive());
     },
-    async watch() {
-      return counted('watch', await client.watchClient.watch());
+    watch() {
+      return openCounted('watch', (client) => client.watchClient.watch());
+    },
+    suspect(endpoint) {
+      const member = members.find((m) => m.endpoint === endpoint);
+      if (member) suspect(member);
     },
     requests: () => ({ ...counts }),
     close() {
-      client.close();
+      for (const member of members) member.client.close();
     },
   };
 }

@@ -97,7 +97,16 @@ export function createEtcdReplica(options: EtcdReplicaOptions): EtcdReplica {
   });
   const isStopped = () => stopped;
   let keepAliveTimer: NodeJS.Timeout | undefined;
-  let keepAlive: Awaited<ReturnType<EtcdConnection['leaseKeepAlive']>> | undefined;
+  let keepAlive: Awaited<ReturnType<EtcdConnection['leaseKeepAlive']>>['stream'] | undefined;
+  let keepAliveMember = '';
+  // Since when the keepalive stream owes an answer (undefined: it owes none).
+  let keepAliveOwedSince: number | undefined;
+  /**
+   * A keepalive unanswered this long means its member is paused or cut off:
+   * the stream moves to another member well before half the TTL (when the
+   * replica would stop serving), instead of waiting for gRPC keepalive.
+   */
+  const keepAliveAnswerMs = Math.max(200, ttlMs / 5);
   let renewing: Promise<void> | undefined;
   /**
    * Claims waiting for the next batch. `take` takes the key over from whoever
@@ -143,25 +152,33 @@ export function createEtcdReplica(options: EtcdReplicaOptions): EtcdReplica {
 
   async function grant(): Promise<void> {
     const id = await connection.leaseGrant(options.leaseTtlSeconds);
-    lease = id;
-    lastKeptAlive = Date.now();
     const presence = presenceDoc();
     const campaignKey = Buffer.from(keys.election + replicaId);
-    const response = await connection.txn(
-      [{ key: campaignKey, target: 'Create', result: 'Equal', create_revision: 0 }],
-      [
-        {
-          request_put: {
-            key: Buffer.from(keys.replica(replicaId)),
-            value: encode(presence),
-            lease: id,
+    let response: Awaited<ReturnType<EtcdConnection['txn']>>;
+    try {
+      response = await connection.txn(
+        [{ key: campaignKey, target: 'Create', result: 'Equal', create_revision: 0 }],
+        [
+          {
+            request_put: {
+              key: Buffer.from(keys.replica(replicaId)),
+              value: encode(presence),
+              lease: id,
+            },
           },
-        },
-        { request_put: { key: campaignKey, value: Buffer.from(advertise), lease: id } },
-      ],
-      [{ request_range: { key: campaignKey } }],
-    );
+          { request_put: { key: campaignKey, value: Buffer.from(advertise), lease: id } },
+        ],
+        [{ request_range: { key: campaignKey } }],
+      );
+    } catch (error) {
+      // Unknown outcome: a lease nobody keeps alive expires; revoking it now is only quicker.
+      connection.leaseRevoke(id).catch(() => undefined);
+      throw error;
+    }
     if (!response.succeeded) {
+      // The lease is held only once presence and campaign are on it: a replica never runs on a
+      // lease others cannot see (no presence key, no campaign).
+      connection.leaseRevoke(id).catch(() => undefined);
       // A campaign key of an earlier lease of ours is still there: it will expire with that lease.
       const kv = response.responses[0]?.response_range.kvs[0];
       throw new VigilError(
@@ -169,14 +186,22 @@ export function createEtcdReplica(options: EtcdReplicaOptions): EtcdReplica {
         `replica id ${replicaId} is already campaigning in this cell (lease ${kv?.lease ?? '?'}); is another replica using the same --replica-id?`,
       );
     }
+    lease = id;
+    lastKeptAlive = Date.now();
     campaignRevision = revision(response.header.revision);
     candidates.set(replicaId, campaignRevision);
     updateLeadership();
     setServing(true);
+    // A stream opened before there was a lease has nothing to renew yet: renew at once.
+    sendKeepAlive();
   }
 
   /** The lease is gone (expired while we could not reach etcd): give up everything, then get a new one. */
   function leaseLost(): void {
+    // Given up here, so revoked too (best effort): its campaign and ownership keys go now, not
+    // when etcd's own TTL runs out, and the next grant is not refused for the old campaign.
+    const abandoned = lease;
+    if (abandoned !== undefined) connection.leaseRevoke(abandoned).catch(() => undefined);
     lease = undefined;
     campaignRevision = 0;
     leadingSince = undefined;
@@ -207,9 +232,17 @@ export function createEtcdReplica(options: EtcdReplicaOptions): EtcdReplica {
 
   async function openKeepAlive(): Promise<void> {
     try {
-      const stream = await connection.leaseKeepAlive();
+      const { stream, member } = await connection.leaseKeepAlive();
+      if (stopped) {
+        stream.cancel();
+        return;
+      }
       keepAlive = stream;
+      keepAliveMember = member;
+      keepAliveOwedSince = undefined;
       stream.on('data', (response) => {
+        if (keepAlive !== stream) return;
+        keepAliveOwedSince = undefined;
         if (response.ID !== lease) return;
         if (Number(response.TTL) <= 0) {
           leaseLost();
@@ -225,10 +258,39 @@ export function createEtcdReplica(options: EtcdReplicaOptions): EtcdReplica {
       };
       stream.on('error', reopen);
       stream.on('end', reopen);
+      // Renew at once: a stream opened to replace a stalled one must not wait for the next tick.
+      if (lease !== undefined) sendKeepAlive();
     } catch (error) {
       options.onError?.(error);
       if (!stopped) setTimeout(() => void openKeepAlive(), 200);
     }
+  }
+
+  function sendKeepAlive(): void {
+    const stream = keepAlive;
+    if (!stream || lease === undefined) return;
+    try {
+      stream.write({ ID: lease });
+    } catch (error) {
+      options.onError?.(error);
+      return;
+    }
+    if (keepAliveOwedSince !== undefined) return;
+    keepAliveOwedSince = Date.now();
+    setTimeout(() => {
+      if (keepAlive !== stream || keepAliveOwedSince === undefined) return;
+      if (Date.now() - keepAliveOwedSince < keepAliveAnswerMs) return;
+      // Unanswered: leave this member, and tell the connection so writes avoid it too.
+      options.onError?.(
+        new Error(
+          `etcd lease keepalive on ${keepAliveMember} unanswered for ${keepAliveAnswerMs} ms`,
+        ),
+      );
+      connection.suspect(keepAliveMember);
+      keepAlive = undefined;
+      stream.cancel();
+      void openKeepAlive();
+    }, keepAliveAnswerMs).unref();
   }
 
   function tick(): void {
@@ -240,11 +302,7 @@ export function createEtcdReplica(options: EtcdReplicaOptions): EtcdReplica {
       }
       // Past half the TTL without a confirmation: stop vouching, so sidecars move first.
       if (silentMs > ttlMs / 2) setServing(false);
-      try {
-        keepAlive?.write({ ID: lease });
-      } catch (error) {
-        options.onError?.(error);
-      }
+      sendKeepAlive();
     }
   }
 

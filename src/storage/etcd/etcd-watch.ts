@@ -35,7 +35,10 @@ export interface EtcdWatchOptions {
  * on; it does not rely on a client library's own resume (which can set the
  * resume point from response headers and skip events when the member serving
  * it dies mid catch-up). A compaction past the cursor is answered by listing
- * the cached keys again at a new revision R and watching from R + 1.
+ * the cached keys again at a new revision R and watching from R + 1. A
+ * stream that stalls, fails or does not answer has its member reported to the
+ * connection, which passes it over for a while: the reopen after a paused
+ * member does not land on that member again.
  */
 export interface EtcdWatch {
   /** Lists, then starts watching; resolves after the first listing was delivered. */
@@ -78,6 +81,11 @@ export function createEtcdWatch(options: EtcdWatchOptions): EtcdWatch {
   let waiters: { rev: number; resolve: () => void }[] = [];
   let lastResponseAt = Date.now();
   let stallTimer: NodeJS.Timeout | undefined;
+  // The member serving the current stream: reported to the connection when it lets the stream down.
+  let serving = '';
+  function suspect(member: string): void {
+    if (member !== '') connection.suspect(member);
+  }
 
   function watchForStall(): void {
     if (stallTimer || stopped) return;
@@ -88,9 +96,12 @@ export function createEtcdWatch(options: EtcdWatchOptions): EtcdWatch {
       if (stuck && Date.now() - lastResponseAt >= STALL_MS) {
         stream = undefined;
         stuck.cancel();
+        suspect(serving);
         lastResponseAt = Date.now();
         scheduleReopen(
-          new Error(`etcd watch delivered nothing for ${STALL_MS} ms while a commit waits`),
+          new Error(
+            `etcd watch on ${serving} delivered nothing for ${STALL_MS} ms while a commit waits`,
+          ),
         );
       }
       watchForStall();
@@ -113,8 +124,9 @@ export function createEtcdWatch(options: EtcdWatchOptions): EtcdWatch {
         awaitingSince = undefined;
         stream = undefined;
         current.cancel();
+        suspect(serving);
         lastResponseAt = now;
-        scheduleReopen(new Error(`etcd watch did not answer within ${ANSWER_MS} ms`));
+        scheduleReopen(new Error(`etcd watch on ${serving} did not answer within ${ANSWER_MS} ms`));
       }
       return;
     }
@@ -249,15 +261,18 @@ export function createEtcdWatch(options: EtcdWatchOptions): EtcdWatch {
       if (first === undefined) {
         pending.then(
           (stale) => {
-            stale.cancel();
+            stale.stream.cancel();
+            suspect(stale.member);
           },
           () => undefined,
         );
         scheduleReopen(new Error(`opening the etcd watch took over ${ANSWER_MS} ms`));
         return;
       }
-      opened = first;
+      opened = first.stream;
+      serving = first.member;
     } catch (error) {
+      // The connection suspects the member it could not open the stream on.
       scheduleReopen(error);
       return;
     }
@@ -277,6 +292,7 @@ export function createEtcdWatch(options: EtcdWatchOptions): EtcdWatch {
     const lost = (error: unknown) => {
       if (stream !== opened) return;
       stream = undefined;
+      suspect(serving);
       scheduleReopen(error);
     };
     opened.on('error', lost);
