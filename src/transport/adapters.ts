@@ -8,7 +8,9 @@ import {
 } from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import type { VigilError } from '../domain/errors.js';
+import type { WorkspaceSession } from '../domain/workspace-tokens.js';
 import { FORWARDED_KEY, bearerToken } from '../wire/metadata.js';
+import type { CallSessions } from './call-sessions.js';
 import { toCallError, toKnownError, type CallError } from './errors.js';
 import { wellFormed } from './malformed.js';
 import type { CallObserver } from './observer.js';
@@ -28,6 +30,8 @@ import type { Shutdown } from './shutdown.js';
 export interface CallContext {
   /** The bearer token, when the call carries one. */
   readonly token: string | undefined;
+  /** The workspace session the auth interceptor resolved from that token (runtime calls). */
+  readonly session?: WorkspaceSession | undefined;
   /**
    * Aborts when the client cancels (and, for streams, when the server shuts
    * down): every wait of the handler should take it.
@@ -45,6 +49,8 @@ export interface AdapterDeps {
   readonly observer: CallObserver;
   /** Begins when the server shuts down: long-lived streams then end with UNAVAILABLE. */
   readonly shutdown: Shutdown;
+  /** Sessions the auth interceptor resolved, by call (unary runtime calls take theirs). */
+  readonly sessions?: CallSessions | undefined;
 }
 
 /** One log line per failed call: server faults at error level, caller mistakes at info. */
@@ -88,6 +94,7 @@ export function handleUnary<Req, Res>(
     const signal = lazySignal(call);
     const context: CallContext = {
       token: bearerToken(call.metadata),
+      session: deps.sessions?.take(call.metadata),
       forwarded: call.metadata.get(FORWARDED_KEY).length > 0,
       get signal() {
         return signal();
@@ -134,7 +141,12 @@ function streamContext(
   call.on('cancelled', abort);
   const removeHook = deps.shutdown.onShutdown(abort);
   return {
-    context: { token: bearerToken(call.metadata), signal: controller.signal, peer: call.getPeer() },
+    context: {
+      token: bearerToken(call.metadata),
+      session: deps.sessions?.take(call.metadata),
+      signal: controller.signal,
+      peer: call.getPeer(),
+    },
     release: removeHook,
   };
 }

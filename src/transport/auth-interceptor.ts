@@ -9,6 +9,7 @@ import type { ControlAuth } from '../domain/control-auth.js';
 import type { WorkspaceTokens } from '../domain/workspace-tokens.js';
 import { bearerToken } from '../wire/metadata.js';
 import { toCallError } from './errors.js';
+import type { CallSessions } from './call-sessions.js';
 import type { CallObserver } from './observer.js';
 import type { RefusalLog } from './refusal-log.js';
 
@@ -28,6 +29,8 @@ export interface AuthInterceptorDeps {
   readonly observer: CallObserver;
   /** Where refusals without a valid token are logged (bounded: a flood is summarised). */
   readonly refusals: RefusalLog;
+  /** Where a runtime call's resolved session is left for its handler. */
+  readonly sessions: CallSessions;
 }
 
 const RUNTIME = '/vigil.v1.RuntimeService/';
@@ -43,7 +46,7 @@ export function createAuthInterceptor(deps: AuthInterceptorDeps): ServerIntercep
     const check = async (metadata: Metadata): Promise<void> => {
       const token = bearerToken(metadata);
       // Any valid token of the service's kind; the handler checks scope and workspace.
-      if (runtime) await deps.tokens.openSession(token);
+      if (runtime) deps.sessions.set(metadata, await deps.tokens.openSession(token));
       else deps.controlAuth(token, 'read');
     };
     return new ServerInterceptingCall(call, {

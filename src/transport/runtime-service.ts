@@ -57,7 +57,7 @@ export function createRuntimeService(deps: RuntimeServiceDeps): RuntimeServiceSe
   return {
     register: handleUnary(deps, 'Register', async (request, context) => {
       const result = await runtime.register(
-        context.token,
+        context.session ?? context.token,
         {
           workspaceId: request.workspaceId,
           url: request.url,
@@ -80,7 +80,10 @@ export function createRuntimeService(deps: RuntimeServiceDeps): RuntimeServiceSe
         // Unreachable owner: answered here, which makes this replica the owner.
         if (answered) return answered;
       }
-      const result = await runtime.heartbeat(context.token, heartbeatCommand(request));
+      const result = await runtime.heartbeat(
+        context.session ?? context.token,
+        heartbeatCommand(request),
+      );
       return answer(result, request.workspaceId, request.appliedConfigVersion);
     }),
     /**
@@ -108,7 +111,9 @@ export function createRuntimeService(deps: RuntimeServiceDeps): RuntimeServiceSe
       WorkspaceSession
     >(deps, 'HeartbeatStream', {
       maxInFlight: MAX_IN_FLIGHT,
-      open: (context) => tokens.openSession(context.token),
+      // Resolved once, by the auth interceptor, when it ran (it always does in a server).
+      open: (context) =>
+        context.session ? Promise.resolve(context.session) : tokens.openSession(context.token),
       async message(session, request) {
         observer.heartbeatReceived();
         const { heartbeat } = request;

@@ -19,6 +19,7 @@ import { withCallLog, type CallObserver } from './observer.js';
 import { runtimeServiceDefinition } from './heartbeat-wire.js';
 import { createRuntimeService } from './runtime-service.js';
 import type { HeartbeatForwarder } from './heartbeat-forwarder.js';
+import { createCallSessions } from './call-sessions.js';
 import { createRefusalLog } from './refusal-log.js';
 import { createShutdown } from './shutdown.js';
 import { controlServiceDefinition } from './watch-encoding.js';
@@ -94,6 +95,7 @@ export async function startGrpcServer(options: GrpcServerOptions): Promise<GrpcS
   requireValidUtf8();
   const limits = options.connectionLimits ?? DEFAULT_CONNECTION_LIMITS;
   const refusals = createRefusalLog(options.logger);
+  const sessions = createCallSessions();
   const server = new Server({
     // Every Vigil call authenticates before a byte of its request is read.
     interceptors: [
@@ -103,6 +105,7 @@ export async function startGrpcServer(options: GrpcServerOptions): Promise<GrpcS
         logger: options.logger,
         observer: options.observer,
         refusals,
+        sessions,
       }),
     ],
     // Find dead watchers behind silent networks.
@@ -132,6 +135,7 @@ export async function startGrpcServer(options: GrpcServerOptions): Promise<GrpcS
       logger: options.logger,
       observer,
       shutdown,
+      sessions,
       forwarder: options.forwarder,
     }),
   );
