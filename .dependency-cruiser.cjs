@@ -28,6 +28,17 @@ module.exports = {
       to: { path: '^src/', pathNot: '^src/(client|wire)/' },
     },
     {
+      name: 'sdk-depends-only-on-its-packages',
+      severity: 'error',
+      comment:
+        'The SDK package (packages/sdk) is built from src/client, src/wire and gen/ and depends only on @grpc/grpc-js and @bufbuild/protobuf: those files import no other package.',
+      from: { path: '^(src/(client|wire)|gen)/' },
+      to: {
+        dependencyTypesNot: ['core', 'local'],
+        pathNot: '^node_modules/(@grpc/grpc-js|@bufbuild/protobuf)/',
+      },
+    },
+    {
       name: 'wire-imports-no-server-code',
       severity: 'error',
       comment: 'src/wire is shared by the server and the SDK: within src/ it imports only itself.',

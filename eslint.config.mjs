@@ -8,6 +8,7 @@ export default tseslint.config(
     ignores: [
       'gen/**',
       'dist/**',
+      'packages/*/dist/**',
       'node_modules/**',
       'data/**',
       'eslint.config.mjs',

@@ -166,6 +166,12 @@ export async function serveCommand(args: string[]): Promise<number> {
   lock?.release();
   process.off('SIGINT', force);
   process.off('SIGTERM', force);
+  // Stopped, but the duplicate of the first signal may still be on its way (npm forwards
+  // Ctrl-C after the whole group got it): with no listener left it would kill the process,
+  // and npm would then exit by that signal too. Signal listeners never hold the exit up.
+  const stopped = () => undefined;
+  process.on('SIGINT', stopped);
+  process.on('SIGTERM', stopped);
   // Everything is closed; do not let a stray library timer hold the exit up.
   setTimeout(() => process.exit(0), 500).unref();
   return 0;

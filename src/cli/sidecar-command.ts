@@ -11,7 +11,7 @@ import {
   connectOptions,
   untilSignal,
 } from './common.js';
-import { statusName } from './workspace-command.js';
+import { statusName } from '../client/names.js';
 import { RuntimeState } from '../../gen/vigil/v1/workspace.js';
 import { superviseChild, type Supervisor, type SupervisorEvent } from './exec-supervisor.js';
 

@@ -1,5 +1,4 @@
 import { WatchStatusResponse } from '../../gen/vigil/v1/control_service.js';
-import { TransitionReason } from '../../gen/vigil/v1/workspace.js';
 import { createControlClient, type WatchEvent } from '../client/control-client.js';
 import {
   CLIENT_FLAGS_HELP,
@@ -13,7 +12,6 @@ import {
   untilSignal,
   when,
 } from './common.js';
-import { statusName } from './workspace-command.js';
 
 export const WATCH_HELP = `Usage: vigil watch [--workspace ID]... [--after-seq N] [--snapshot] [--json]
 
@@ -78,15 +76,14 @@ function printEvent(event: WatchEvent): void {
   switch (event.$case) {
     case 'transition': {
       const t = event.value;
-      const reason = TransitionReason[t.reason].replace(/^TRANSITION_REASON_/, '');
       const detail = t.detail === '' ? '' : `  ${t.detail}`;
       out(
-        `${String(t.seq).padStart(6)}  ${when(t.at)}  ${t.workspaceId}  ${statusName(t.fromStatus)} -> ${statusName(t.toStatus)}  ${reason}${detail}`,
+        `${String(t.seq).padStart(6)}  ${when(t.at)}  ${t.workspaceId}  ${t.fromStatusName} -> ${t.toStatusName}  ${t.reasonName}${detail}`,
       );
       return;
     }
     case 'snapshot':
-      out(`snapshot  ${event.value.id}  ${statusName(event.value.status)}`);
+      out(`snapshot  ${event.value.id}  ${event.value.statusName}`);
       return;
     case 'snapshotEnd':
       out(

@@ -5,6 +5,7 @@ import {
   workspaceStatusFromJSON,
 } from '../../gen/vigil/v1/workspace.js';
 import { createControlClient } from '../client/control-client.js';
+import { statusName } from '../client/names.js';
 import {
   CLIENT_FLAGS_HELP,
   CLIENT_OPTIONS,
@@ -128,13 +129,6 @@ export async function workspaceCommand(args: string[], env: NodeJS.ProcessEnv): 
   } finally {
     client.close();
   }
-}
-
-export function statusName(status: WorkspaceStatus | undefined): string {
-  return WorkspaceStatus[status ?? WorkspaceStatus.WORKSPACE_STATUS_UNSPECIFIED].replace(
-    /^WORKSPACE_STATUS_/,
-    '',
-  );
 }
 
 function parseStatus(text: string): WorkspaceStatus {

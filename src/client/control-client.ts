@@ -18,15 +18,37 @@ import {
   type ListWorkspacesResponse,
   type WatchStatusResponse,
 } from '../../gen/vigil/v1/control_service.js';
-import type { Workspace, WorkspaceStatus } from '../../gen/vigil/v1/workspace.js';
+import type { StatusTransition, Workspace, WorkspaceStatus } from '../../gen/vigil/v1/workspace.js';
 import { backoffDelay, sleep, type BackoffOptions } from './backoff.js';
 import { callOptions, type CallSettings } from './call-settings.js';
 import { connection, type ConnectOptions } from './channel.js';
 import { VigilClientError, fromServiceError } from './errors.js';
+import { reasonName, statusName, type ReasonName, type StatusName } from './names.js';
 import { invoke } from './unary.js';
 
-/** One event of a watch: `{ $case: 'transition' | 'snapshot' | 'snapshotEnd' | 'progress', value }`. */
-export type WatchEvent = NonNullable<WatchStatusResponse['event']>;
+/** A transition with its statuses and reason also by name (`'DEGRADED'`, `'ONLINE'`, `'RECOVERED'`). */
+export interface NamedTransition extends StatusTransition {
+  readonly fromStatusName: StatusName;
+  readonly toStatusName: StatusName;
+  readonly reasonName: ReasonName;
+}
+
+/** A snapshot row with its status also by name. */
+export interface NamedWorkspace extends Workspace {
+  readonly statusName: StatusName;
+}
+
+type WireWatchEvent = NonNullable<WatchStatusResponse['event']>;
+
+/**
+ * One event of a watch: `{ $case: 'transition' | 'snapshot' | 'snapshotEnd' | 'progress', value }`.
+ * Transitions and snapshot rows carry names next to the numeric enums
+ * (`toStatusName: 'ONLINE'` beside `toStatus: 2`).
+ */
+export type WatchEvent =
+  | { $case: 'transition'; value: NamedTransition }
+  | { $case: 'snapshot'; value: NamedWorkspace }
+  | Exclude<WireWatchEvent, { $case: 'transition' | 'snapshot' }>;
 
 export interface WatchOptions {
   /** Only these workspaces; empty or absent means all. */
@@ -309,11 +331,35 @@ async function* readStream(
 ): AsyncGenerator<WatchEvent> {
   try {
     for await (const message of call as AsyncIterable<WatchStatusResponse>) {
-      if (message.event) yield message.event;
+      if (message.event) yield named(message.event);
     }
   } catch (error) {
     if (isServiceError(error)) throw fromServiceError(error);
     throw error;
+  }
+}
+
+function named(event: WireWatchEvent): WatchEvent {
+  switch (event.$case) {
+    case 'transition': {
+      const t = event.value;
+      return {
+        $case: 'transition',
+        value: {
+          ...t,
+          fromStatusName: statusName(t.fromStatus),
+          toStatusName: statusName(t.toStatus),
+          reasonName: reasonName(t.reason),
+        },
+      };
+    }
+    case 'snapshot':
+      return {
+        $case: 'snapshot',
+        value: { ...event.value, statusName: statusName(event.value.status) },
+      };
+    default:
+      return event;
   }
 }
 

@@ -6,6 +6,7 @@ import { VigilClientError } from './errors.js';
 import { ANSWER_TIMEOUT, type HeartbeatStream } from './heartbeat-stream.js';
 import type { HeartbeatInput } from './call-settings.js';
 import type { RuntimeClient } from './runtime-client.js';
+import { statusName, type StatusName } from './names.js';
 
 /** What a sidecar reports about its runtime on each heartbeat. */
 export type HealthReport = Partial<
@@ -23,7 +24,13 @@ export type HealthReport = Partial<
 >;
 
 export type SidecarEvent =
-  | { readonly type: 'registered'; readonly status: WorkspaceStatus; readonly intervalMs: number }
+  | {
+      readonly type: 'registered';
+      readonly status: WorkspaceStatus;
+      /** `status` by name, e.g. `'ONLINE'`. */
+      readonly statusName: StatusName;
+      readonly intervalMs: number;
+    }
   | {
       readonly type: 'register-failed';
       readonly error: VigilClientError;
@@ -35,6 +42,8 @@ export type SidecarEvent =
   | {
       readonly type: 'heartbeat';
       readonly status: WorkspaceStatus;
+      /** `status` by name, e.g. `'DEGRADED'`. */
+      readonly statusName: StatusName;
       readonly intervalMs: number;
       /** Whether it went over a HeartbeatStream or a unary call. */
       readonly via: 'stream' | 'unary';
@@ -112,11 +121,8 @@ export async function runHeartbeatLoop(options: HeartbeatLoopOptions): Promise<v
       });
       intervalMs = hintMs(response.heartbeatInterval, intervalMs);
       hint(response.configVersion);
-      emit({
-        type: 'registered',
-        status: response.workspace?.status ?? WorkspaceStatus.WORKSPACE_STATUS_UNSPECIFIED,
-        intervalMs,
-      });
+      const status = response.workspace?.status ?? WorkspaceStatus.WORKSPACE_STATUS_UNSPECIFIED;
+      emit({ type: 'registered', status, statusName: statusName(status), intervalMs });
       return true;
     } catch (error) {
       const clientError = asClientError(error);
@@ -180,7 +186,13 @@ export async function runHeartbeatLoop(options: HeartbeatLoopOptions): Promise<v
         intervalMs = hintMs(response.heartbeatInterval, intervalMs);
         hint(response.configVersion);
         waitMs = intervalMs;
-        emit({ type: 'heartbeat', status: response.status, intervalMs, via });
+        emit({
+          type: 'heartbeat',
+          status: response.status,
+          statusName: statusName(response.status),
+          intervalMs,
+          via,
+        });
       } catch (error) {
         const clientError = asClientError(error);
         // A removed workspace (FAILED_PRECONDITION) will never take heartbeats again.

@@ -8,6 +8,8 @@ export type { CallSettings, HeartbeatInput, RegisterInput } from './call-setting
 export {
   createControlClient,
   type ControlClient,
+  type NamedTransition,
+  type NamedWorkspace,
   type WatchEvent,
   type WatchOptions,
 } from './control-client.js';
@@ -18,6 +20,7 @@ export {
   type SidecarEvent,
 } from './heartbeat-loop.js';
 export { VigilClientError } from './errors.js';
+export { reasonName, statusName, type ReasonName, type StatusName } from './names.js';
 export type { ProjectionWatchEvent, ProjectionWatchOptions } from './projection-watch.js';
 export {
   ReloadAction,

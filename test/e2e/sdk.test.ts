@@ -100,6 +100,39 @@ describe('TypeScript SDK', () => {
       expect(reconnects).to.include('SHUTTING_DOWN');
     });
 
+    it('yields statuses and reasons by name next to the numeric enums', async () => {
+      const abort = new AbortController();
+      const events = control.watchStatus({ signal: abort.signal, includeSnapshot: true });
+      await control.createWorkspace('ws-named');
+      const seen: string[] = [];
+      for await (const event of events) {
+        if (event.$case === 'snapshotEnd') {
+          const { workspaceToken } = await control.createWorkspace('ws-online');
+          const runtime = createRuntimeClient({ server, token: workspaceToken });
+          await runtime.register({
+            workspaceId: 'ws-online',
+            url: 'http://127.0.0.1:8000',
+            agentCard: card(),
+          });
+          runtime.close();
+        }
+        if (event.$case === 'snapshot') {
+          expect(event.value.status).to.equal(WorkspaceStatus.WORKSPACE_STATUS_PROVISIONING);
+          seen.push(`snapshot ${event.value.id} ${event.value.statusName}`);
+        }
+        if (event.$case === 'transition') {
+          const t = event.value;
+          seen.push(`${t.workspaceId} ${t.fromStatusName} -> ${t.toStatusName} ${t.reasonName}`);
+          if (t.toStatus === WorkspaceStatus.WORKSPACE_STATUS_ONLINE) abort.abort();
+        }
+      }
+      expect(seen).to.deep.equal([
+        'snapshot ws-named PROVISIONING',
+        'ws-online UNSPECIFIED -> PROVISIONING CREATED',
+        'ws-online PROVISIONING -> ONLINE REGISTERED',
+      ]);
+    });
+
     it('throws errors that retrying cannot fix', async () => {
       const bad = createControlClient({ server, token: 'vgc_wrong' });
       try {
@@ -148,6 +181,7 @@ describe('TypeScript SDK', () => {
       expect(beat?.type === 'heartbeat' && beat.status).to.equal(
         WorkspaceStatus.WORKSPACE_STATUS_ONLINE,
       );
+      expect(beat?.type === 'heartbeat' && beat.statusName).to.equal('ONLINE');
       const reasons = (await control.listTransitions({ workspaceId: 'ws-loop' })).transitions.map(
         (t) => t.reason,
       );

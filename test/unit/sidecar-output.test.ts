@@ -12,6 +12,7 @@ import {
 const ok = (intervalMs = 10_054): SidecarEvent => ({
   type: 'heartbeat',
   status: WorkspaceStatus.WORKSPACE_STATUS_ONLINE,
+  statusName: 'ONLINE',
   intervalMs,
   via: 'stream',
 });
