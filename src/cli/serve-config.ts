@@ -174,6 +174,13 @@ export const SERVE_SETTINGS: readonly Setting[] = [
     defaultText: formatDuration(DEFAULT_CONNECTION_LIMITS.idleTimeoutMs),
   },
   {
+    flag: 'min-ping-interval',
+    env: 'VIGIL_MIN_PING_INTERVAL',
+    description:
+      'HTTP/2 pings closer together than this are strikes; after 2 in a row the connection is closed (GOAWAY ENHANCE_YOUR_CALM); 0: no limit',
+    defaultText: formatDuration(DEFAULT_CONNECTION_LIMITS.minPingIntervalMs),
+  },
+  {
     flag: 'max-watch-streams',
     env: 'VIGIL_MAX_WATCH_STREAMS',
     description:
@@ -336,6 +343,13 @@ export function resolveServeConfig(
     return ms;
   };
 
+  /** A duration, or 0 (`0` alone) to turn the limit off. */
+  const durationOrZero = (flag: string, fallback: number): number => {
+    const text = value(flag);
+    if (text === '0') return 0;
+    return duration(flag, fallback);
+  };
+
   const listen = value('listen') ?? DEFAULT_SETTINGS.listen;
   const listenProblem = hostPortProblem(listen);
   if (listenProblem !== undefined) errors.push(`${label('listen')}: ${listenProblem}`);
@@ -482,6 +496,10 @@ export function resolveServeConfig(
       },
     ),
     idleTimeoutMs: duration('connection-idle-timeout', DEFAULT_CONNECTION_LIMITS.idleTimeoutMs),
+    minPingIntervalMs: durationOrZero(
+      'min-ping-interval',
+      DEFAULT_CONNECTION_LIMITS.minPingIntervalMs,
+    ),
   };
   const watchText = value('max-watch-streams') ?? DEFAULT_TEXT.watchStreams;
   if (!/^\d+$/.test(watchText))

@@ -1,3 +1,4 @@
+import type { Http2Server } from 'node:http2';
 import { Server, ServerCredentials } from '@grpc/grpc-js';
 import { HealthImplementation } from 'grpc-health-check';
 import type { Logger } from 'pino';
@@ -20,6 +21,7 @@ import { runtimeServiceDefinition } from './heartbeat-wire.js';
 import { createRuntimeService } from './runtime-service.js';
 import type { HeartbeatForwarder } from './heartbeat-forwarder.js';
 import { createCallSessions } from './call-sessions.js';
+import { MAX_PING_STRIKES, enforcePingsOn } from './ping-policy.js';
 import { createRefusalLog } from './refusal-log.js';
 import { createShutdown } from './shutdown.js';
 import { controlServiceDefinition } from './watch-encoding.js';
@@ -56,6 +58,11 @@ export interface ConnectionLimits {
   readonly maxSessionMemoryMiB: number;
   /** A connection with no open stream for this long is closed (GOAWAY). */
   readonly idleTimeoutMs: number;
+  /**
+   * Pings closer together than this are strikes; past MAX_PING_STRIKES in a row the
+   * connection is closed with GOAWAY ENHANCE_YOUR_CALM. 0: no enforcement.
+   */
+  readonly minPingIntervalMs: number;
 }
 
 export const DEFAULT_CONNECTION_LIMITS: ConnectionLimits = {
@@ -63,6 +70,7 @@ export const DEFAULT_CONNECTION_LIMITS: ConnectionLimits = {
   maxHeaderListBytes: 16 * 1024,
   maxSessionMemoryMiB: 32,
   idleTimeoutMs: 5 * 60_000,
+  minPingIntervalMs: 5_000,
 };
 
 export interface ServerTls {
@@ -172,6 +180,18 @@ export async function startGrpcServer(options: GrpcServerOptions): Promise<GrpcS
       else resolve(bound);
     });
   });
+  if (limits.minPingIntervalMs > 0) {
+    enforcePingsOn(http2ServersOf(server), {
+      minIntervalMs: limits.minPingIntervalMs,
+      maxStrikes: MAX_PING_STRIKES,
+      onAbuse: (session) => {
+        options.logger.warn(
+          { peer: session.socket.remoteAddress, minPingIntervalMs: limits.minPingIntervalMs },
+          'closed a connection that pings too often (GOAWAY ENHANCE_YOUR_CALM)',
+        );
+      },
+    });
+  }
 
   let stopping = false;
   return {
@@ -212,6 +232,13 @@ export async function startGrpcServer(options: GrpcServerOptions): Promise<GrpcS
  * added there, before anything is bound. Checked, so a grpc-js that stops
  * keeping them fails at start rather than silently serving without a limit.
  */
+/** The HTTP/2 servers grpc-js listens with, once bound (grpc-js keeps them in a private map). */
+function http2ServersOf(server: Server): Iterable<Http2Server> {
+  const servers = (server as unknown as { http2Servers?: Map<Http2Server, unknown> }).http2Servers;
+  if (!(servers instanceof Map)) throw new Error('grpc-js no longer exposes its HTTP/2 servers');
+  return servers.keys();
+}
+
 function limitHeaderList(server: Server, bytes: number): void {
   const common = (server as unknown as { commonServerOptions?: { settings?: object } })
     .commonServerOptions;

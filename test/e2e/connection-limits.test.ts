@@ -107,3 +107,79 @@ describe('HTTP/2 and connection limits', () => {
     expect(socket.destroyed).to.equal(true);
   });
 });
+
+/** Keepalive enforcement, seen from raw HTTP/2 clients sending PING frames. */
+describe('HTTP/2 ping limit', () => {
+  let h: Harness;
+  const sessions: ClientHttp2Session[] = [];
+  const MIN_PING_MS = 1_000;
+  beforeEach(async () => {
+    h = await startHarness({
+      settings: {
+        connectionLimits: {
+          maxConcurrentStreams: 8,
+          maxHeaderListBytes: 4096,
+          maxSessionMemoryMiB: 4,
+          idleTimeoutMs: 60_000,
+          minPingIntervalMs: MIN_PING_MS,
+        },
+      },
+    });
+  });
+  afterEach(async () => {
+    for (const session of sessions.splice(0)) session.destroy();
+    await h.dispose();
+  });
+
+  async function session(): Promise<ClientHttp2Session> {
+    const client = http2Connect(`http://127.0.0.1:${h.vigil.port}`);
+    sessions.push(client);
+    client.on('error', () => undefined);
+    await new Promise((resolve) => client.once('remoteSettings', resolve));
+    return client;
+  }
+
+  const ping = (client: ClientHttp2Session) =>
+    new Promise<boolean>((resolve) => {
+      const sent = client.ping((error) => {
+        resolve(!error);
+      });
+      if (!sent) resolve(false);
+    });
+
+  it('closes a connection that keeps pinging sooner than the minimum (GOAWAY ENHANCE_YOUR_CALM)', async () => {
+    const client = await session();
+    const goaway = new Promise<{ code: number; data: string }>((resolve) =>
+      client.once('goaway', (code: number, _last: number, data?: Buffer) => {
+        resolve({ code, data: data?.toString() ?? '' });
+      }),
+    );
+    // Back to back: the first is in time, the next two are strikes, the third strike closes it.
+    for (let i = 0; i < 4; i += 1) await ping(client);
+    const { code, data } = await goaway;
+    expect(code).to.equal(constants.NGHTTP2_ENHANCE_YOUR_CALM);
+    expect(data).to.equal('too_many_pings');
+    await new Promise((resolve) => client.once('close', resolve));
+  });
+
+  it('keeps a connection whose pings respect the minimum, and tolerates two early ones', async () => {
+    const client = await session();
+    let away = false;
+    client.once('goaway', () => {
+      away = true;
+    });
+    // Two strikes, then pings in time (which clear them), then two strikes again.
+    expect(await ping(client)).to.equal(true);
+    expect(await ping(client)).to.equal(true);
+    expect(await ping(client)).to.equal(true);
+    for (let i = 0; i < 2; i += 1) {
+      await new Promise((resolve) => setTimeout(resolve, MIN_PING_MS + 200));
+      expect(await ping(client)).to.equal(true);
+    }
+    expect(await ping(client)).to.equal(true);
+    expect(await ping(client)).to.equal(true);
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    expect(away, 'a GOAWAY came').to.equal(false);
+    expect(client.closed).to.equal(false);
+  });
+});
