@@ -204,8 +204,7 @@ export function createProjectionUseCases(options: ProjectionOptions): Projection
     if (!options.store) {
       throw new VigilError(
         'STORE_UNSUPPORTED',
-        'secrets and runtime configs are not implemented on this store (cluster mode on etcd) yet',
-        { store: 'etcd' },
+        'secrets and runtime configs are not implemented here: no projection store was given',
       );
     }
     return options.store;
@@ -241,8 +240,18 @@ export function createProjectionUseCases(options: ProjectionOptions): Projection
     });
   }
 
-  options.store?.subscribe((workspaceId) => {
-    wake(workspaceId, 'changed');
+  // Every commit, this replica's or (on a cluster store) another's: the heartbeat hint and
+  // Workspace follow it, and streams of a new version wake.
+  options.store?.subscribe((update, bumped) => {
+    const current = versions.get(update.workspaceId);
+    if (!current || current.configVersion <= update.configVersion) {
+      versions.set(update.workspaceId, {
+        configVersion: update.configVersion,
+        applied: update.appliedConfigVersion,
+        state: current?.state === '!WORKSPACE_REMOVED' ? current.state : update.state,
+      });
+    }
+    if (bumped) wake(update.workspaceId, 'changed');
   });
 
   /** Opens the data key (creating one when there is none yet). */

@@ -1,7 +1,6 @@
 import { status } from '@grpc/grpc-js';
-import Database from 'better-sqlite3';
 import { expect } from 'chai';
-import { chmodSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { chmodSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import pino from 'pino';
 import { SecretUse } from '../../gen/vigil/v1/projection.js';
@@ -17,6 +16,7 @@ import {
   watchProjection,
 } from '../helpers/projection-fixtures.js';
 import { call, errorInfoOf, expectRpcError } from '../helpers/rpc.js';
+import { copySealedSecret, rawStorage, storedKeyMaterial } from '../helpers/stored.js';
 import { onEtcd } from '../helpers/suite-store.js';
 
 const K = 'sk-minimax-test-value-0001';
@@ -41,34 +41,6 @@ function workedExample(id: string, v: number): Record<string, string> {
 }
 
 describe('runtime projection', function () {
-  if (onEtcd) {
-    describe('on etcd (cluster mode)', () => {
-      let harness: Harness;
-      before(async () => {
-        harness = await startHarness();
-      });
-      after(async () => {
-        await harness.dispose();
-      });
-      it('refuses every projection RPC with UNIMPLEMENTED STORE_UNSUPPORTED, not silently', async () => {
-        const { token } = await createWorkspace(harness, 'ws-etcd');
-        await expectRpcError(
-          setSecret(harness, 'ws-etcd', 'MINIMAX_API_KEY', K),
-          status.UNIMPLEMENTED,
-          'STORE_UNSUPPORTED',
-        );
-        await expectRpcError(
-          getProjection(harness, 'ws-etcd', token),
-          status.UNIMPLEMENTED,
-          'STORE_UNSUPPORTED',
-        );
-        expect((await getWorkspace(harness, 'ws-etcd')).projectionReady).to.equal(false);
-      });
-      it.skip('the projection itself: not implemented on the etcd store yet (SQLite only)');
-    });
-    return;
-  }
-
   let harness: Harness;
   let logs: string[];
   const start = async (dataDir?: string, settings = {}) => {
@@ -234,25 +206,36 @@ describe('runtime projection', function () {
         use: SecretUse.SECRET_USE_SUPPRESSED,
         fingerprint: explain.dropped.find((d) => d.name === 'CLAUDE_CODE_OAUTH_TOKEN')?.fingerprint,
       });
-      const metrics = await (
-        await fetch(`http://127.0.0.1:${harness.vigil.metricsPort ?? 0}/metrics`)
-      ).text();
-      expect(metrics).to.match(/^vigil_secret_deks\{kek_id="k1"\} 1$/m);
-      const { dataDir } = harness;
-      const files = readdirSync(dataDir).filter((f) => f.startsWith('vigil.db'));
-      expect(files).to.include.members(['vigil.db', 'vigil.db-wal']);
-      const raw = files.map((f) => readFileSync(join(dataDir, f)).toString('latin1'));
+      let metrics = '';
+      // On etcd the scraped replica counts data keys from its watch: it may trail the write a moment.
+      await eventually(async () => {
+        metrics = await (
+          await fetch(`http://127.0.0.1:${harness.vigil.metricsPort ?? 0}/metrics`)
+        ).text();
+        expect(metrics).to.match(/^vigil_secret_deks\{kek_id="k1"\} 1$/m);
+      });
+      const raw = await rawStorage(harness);
+      // The places the ciphertext must be: else the scan below proves nothing.
+      const sealed = onEtcd ? ['etcd keys under', 'member/wal/'] : ['vigil.db', 'vigil.db-wal'];
+      for (const where of sealed) {
+        expect(
+          raw.map((r) => r.what).some((w) => w.includes(where)),
+          where,
+        ).to.equal(true);
+      }
+      if (harness.etcd) {
+        // The scan covers the sealed secret's own key (and so its value).
+        expect(raw[0]?.text).to.include(`${harness.etcd.prefix}sec/ws-a/MINIMAX_API_KEY=`);
+      }
       await harness.stop();
-      const afterStop = readdirSync(dataDir)
-        .filter((f) => f.startsWith('vigil.db'))
-        .map((f) => readFileSync(join(dataDir, f)).toString('latin1'));
+      const afterStop = await rawStorage(harness);
       for (const value of [sentinel, other]) {
         for (const [what, text] of [
           ['logs', logs.join('')],
           ['metrics', metrics],
           ['control responses and errors', JSON.stringify(responses)],
-          ['the database and its WAL while running', raw.join('')],
-          ['the database after stop', afterStop.join('')],
+          ...raw.map((r) => [`${r.what} while running`, r.text] as const),
+          ...afterStop.map((r) => [`${r.what} after stop`, r.text] as const),
         ] as const) {
           expect(text.includes(value), `${value} in ${what}`).to.equal(false);
         }
@@ -269,16 +252,11 @@ describe('runtime projection', function () {
       await setSecret(harness, 'ws-a', 'MINIMAX_API_KEY', K);
       await setSecret(harness, 'ws-b', 'MINIMAX_API_KEY', 'sk-b-original-0001');
       await setConfig(harness, 'ws-b', runtimeConfig());
-      const db = new Database(join(harness.dataDir, 'vigil.db'));
-      try {
-        db.prepare(
-          `UPDATE workspace_secrets SET ciphertext =
-             (SELECT ciphertext FROM workspace_secrets WHERE workspace_id = 'ws-a' AND name = 'MINIMAX_API_KEY')
-           WHERE workspace_id = 'ws-b' AND name = 'MINIMAX_API_KEY'`,
-        ).run();
-      } finally {
-        db.close();
-      }
+      await copySealedSecret(
+        harness,
+        { workspaceId: 'ws-a', name: 'MINIMAX_API_KEY' },
+        { workspaceId: 'ws-b', name: 'MINIMAX_API_KEY' },
+      );
       const info = await expectRpcError(
         getProjection(harness, 'ws-b', b.token),
         status.DATA_LOSS,
@@ -403,19 +381,7 @@ describe('runtime projection', function () {
       const ended = await stream.ended();
       expect(ended?.code).to.equal(status.FAILED_PRECONDITION);
       expect(errorInfoOf(ended!).reason).to.equal('WORKSPACE_REMOVED');
-      const db = new Database(join(harness.dataDir, 'vigil.db'), { readonly: true });
-      try {
-        const count = (table: string) =>
-          (
-            db.prepare(`SELECT count(*) AS n FROM ${table} WHERE workspace_id = 'ws-a'`).get() as {
-              n: number;
-            }
-          ).n;
-        expect(count('workspace_secrets')).to.equal(0);
-        expect(count('workspace_keys')).to.equal(0);
-      } finally {
-        db.close();
-      }
+      expect(await storedKeyMaterial(harness, 'ws-a')).to.deep.equal({ secrets: 0, dataKeys: 0 });
     });
 
     it('ends UNAUTHENTICATED on RevokeWorkspaceTokens', async () => {
