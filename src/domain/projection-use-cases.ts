@@ -528,6 +528,25 @@ export function createProjectionUseCases(options: ProjectionOptions): Projection
           `the secrets keyring lacks key ${missing.map((id) => `"${id}"`).join(', ')}, which wraps stored data keys; restore it to the keyring`,
         );
       }
+      const rows = await store.versions();
+      // A key of the right id but other bytes (a replica that generated its own keyring, a
+      // wrong restore) refuses to start here, rather than turning every workspace it refreshes
+      // into SECRET_UNREADABLE — one stored data key per keyring key is opened to prove it.
+      const unproven = new Set(usage.keys());
+      for (const row of rows) {
+        if (unproven.size === 0) break;
+        const key = (await store.read(row.workspaceId))?.key;
+        if (!key || !unproven.has(key.kekId)) continue;
+        try {
+          cipher.openWorkspaceKey(row.workspaceId, key);
+        } catch (error) {
+          if (!(error instanceof VigilError)) throw error;
+          throw new Error(
+            `the secrets keyring's key "${key.kekId}" does not open the data keys stored under it (workspace ${row.workspaceId}): this is not the keyring that wrapped them; restore it (every replica of a cluster needs the same keyring file)`,
+          );
+        }
+        unproven.delete(key.kekId);
+      }
       for (;;) {
         const batch = await store.keysNotUnder(cipher.activeKeyId, 100);
         if (batch.length === 0) break;
@@ -535,7 +554,7 @@ export function createProjectionUseCases(options: ProjectionOptions): Projection
           await store.rewrapKey(workspaceId, key, cipher.rewrap(workspaceId, key), clock.now());
         }
       }
-      for (const row of await store.versions()) {
+      for (const row of rows) {
         versions.set(row.workspaceId, {
           configVersion: row.configVersion,
           applied: row.appliedConfigVersion,

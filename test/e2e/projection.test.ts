@@ -15,7 +15,7 @@ import {
   setSecret,
   watchProjection,
 } from '../helpers/projection-fixtures.js';
-import { call, errorInfoOf, expectRpcError } from '../helpers/rpc.js';
+import { call, createClients, errorInfoOf, expectRpcError } from '../helpers/rpc.js';
 import { copySealedSecret, rawStorage, storedKeyMaterial } from '../helpers/stored.js';
 import { onEtcd } from '../helpers/suite-store.js';
 
@@ -343,6 +343,69 @@ describe('runtime projection', function () {
       stream.cancel();
     });
 
+    it('delivers a write to the streams open on every replica, and every replica hints and shows it', async () => {
+      await start();
+      const { token } = await createWorkspace(harness, 'ws-a');
+      await setSecret(harness, 'ws-a', 'MINIMAX_API_KEY', K);
+      const v = await setConfig(harness, 'ws-a', runtimeConfig());
+      // One client per replica (on etcd: 3), so each stream is served by a different replica.
+      const each = harness.ports.map((port) => createClients(port));
+      try {
+        const streams = each.map((c) => watchProjection(c.runtime, 'ws-a', token, v));
+        for (const stream of streams) {
+          const first = await stream.next();
+          expect(first.event?.$case).to.equal('projection');
+        }
+        await new Promise((resolve) => setTimeout(resolve, 1_100));
+        // Written through the first replica only.
+        const [writer] = each;
+        const written = Date.now();
+        const rotated = (
+          await call(
+            writer!.control,
+            writer!.control.setWorkspaceSecret,
+            {
+              workspaceId: 'ws-a',
+              name: 'MINIMAX_API_KEY',
+              value: 'sk-rotated-0003',
+              expectedConfigVersion: 0,
+            },
+            CONTROL_TOKEN,
+          )
+        ).configVersion;
+        const latencies: number[] = [];
+        for (const stream of streams) {
+          const next = await stream.next(3_000);
+          latencies.push(Date.now() - written);
+          expect(next.event?.$case).to.equal('projection');
+          if (next.event?.$case === 'projection') {
+            expect(next.event.value.configVersion).to.equal(rotated);
+            expect(next.event.value.env['ANTHROPIC_AUTH_TOKEN']).to.equal('sk-rotated-0003');
+          }
+          stream.cancel();
+        }
+        expect(Math.max(...latencies), 'write → slowest replica stream (ms)').to.be.lessThan(1_000);
+        for (const c of each) {
+          // A heartbeat (and GetWorkspace) is answered by the workspace's owner; ListWorkspaces
+          // by the replica asked, from what its watch told it: the version a new owner would hint.
+          const hint = await call(c.runtime, c.runtime.heartbeat, heartbeatRequest('ws-a'), token);
+          expect(hint.configVersion).to.equal(rotated);
+          const listed = await call(
+            c.control,
+            c.control.listWorkspaces,
+            { pageSize: 0, pageToken: '', statuses: [] },
+            CONTROL_TOKEN,
+          );
+          expect(listed.workspaces.find((w) => w.id === 'ws-a')).to.include({
+            configVersion: rotated,
+            projectionReady: true,
+          });
+        }
+      } finally {
+        for (const c of each) c.close();
+      }
+    });
+
     it('coalesces a burst of writes: the last message reflects every commit', async () => {
       await start();
       const { token } = await createWorkspace(harness, 'ws-a');
@@ -422,6 +485,15 @@ describe('runtime projection', function () {
       refused = undefined;
       await start(dataDir).catch((error: unknown) => (refused = error));
       expect(String(refused)).to.match(/lacks key "k1"/);
+      // The right id, other bytes (say, a replica that generated a keyring of its own).
+      writeFileSync(
+        keyringFile,
+        JSON.stringify({ active: 'k1', keys: { k1: Buffer.alloc(32, 2).toString('base64') } }),
+        { mode: 0o600 },
+      );
+      refused = undefined;
+      await start(dataDir).catch((error: unknown) => (refused = error));
+      expect(String(refused)).to.match(/key "k1" does not open the data keys stored under it/);
       writeFileSync(keyringFile, saved, { mode: 0o600 });
 
       expect(addActiveKey(keyringFile)).to.equal('k2');
