@@ -225,6 +225,18 @@ describe('etcd projection store (against a real etcd)', function () {
       expect(Math.max(...rows.map((r) => r.configVersion))).to.equal(30);
     });
 
+    it('commits many concurrent writes of one replica though their reads exceed the ops of one etcd transaction', async () => {
+      // 30 workspaces × (5 keys + 1 prefix) to read: over etcd's 128 operations per transaction.
+      const ids = Array.from({ length: 30 }, (_, i) => `ws-many-${i}`);
+      const [a] = await cell(ids);
+      const records = await Promise.all(
+        ids.map((id, i) => a.projections.change(id, 1, putSecret('K', `v${i}`))),
+      );
+      expect(records.map((r) => r.configVersion).sort((x, y) => x - y)).to.deep.equal(
+        Array.from({ length: 30 }, (_, i) => i + 1),
+      );
+    });
+
     it('tells the other replica of an applied version (not a bump), and records only a change', async () => {
       const [a, b] = await cell(['ws-a']);
       const { configVersion } = await a.projections.change('ws-a', 1, putSecret('K', 'v'));

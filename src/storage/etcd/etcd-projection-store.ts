@@ -164,10 +164,12 @@ export function createEtcdProjectionStore(options: EtcdProjectionStoreOptions): 
     };
   }
 
+  let listed = false;
   options.store.observe({
     listing(listing: Listing) {
       // At start: the caches. After a compaction skipped events: what changed meanwhile.
-      const first = known.size === 0 && kekOf.size === 0;
+      const first = !listed;
+      listed = true;
       kekOf.clear();
       const told: { versions: ProjectionVersions; bumped: boolean }[] = [];
       for (const kv of listing.kvs) {
