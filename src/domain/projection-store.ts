@@ -143,5 +143,12 @@ export interface ProjectionStore {
     next: WrappedKey,
     now: number,
   ): Promise<boolean>;
+  /**
+   * Stores shared by several processes (cluster mode): records the check value
+   * of each keyring key not recorded yet and returns the ids whose recorded
+   * value differs — this process holds another key under that id than the
+   * processes that recorded it. A store only one process opens has no need.
+   */
+  checkKeyring?(checks: ReadonlyMap<string, string>): Promise<string[]>;
   close(): Promise<void>;
 }

@@ -547,6 +547,14 @@ export function createProjectionUseCases(options: ProjectionOptions): Projection
         }
         unproven.delete(key.kekId);
       }
+      // On a store shared by replicas, every keyring key must be the one the others recorded:
+      // caught at start even before any data key was wrapped under it.
+      const differing = (await store.checkKeyring?.(cipher.keyChecks())) ?? [];
+      if (differing.length > 0) {
+        throw new Error(
+          `the secrets keyring's key ${differing.map((id) => `"${id}"`).join(', ')} is not the key of that id the other replicas of this cell hold (the cell recorded another check value): every replica needs the same keyring file`,
+        );
+      }
       for (;;) {
         const batch = await store.keysNotUnder(cipher.activeKeyId, 100);
         if (batch.length === 0) break;

@@ -56,7 +56,8 @@ describe('runtime projection with real processes (vigil serve + vigil sidecar --
     const dataDir = join(dir, 'data');
     // On etcd, two replicas (one keyring, one control token): the sidecar streams from the
     // first, every write goes through the second, so each change crosses replicas.
-    const etcd = await suiteEtcdSettings(dataDir);
+    // The prefix from the unique temporary directory: `data` alone is a name other suites use.
+    const etcd = await suiteEtcdSettings(dir);
     const serveArgs = (replica: 'a' | 'b', id: string = replica) => [
       '--listen',
       '127.0.0.1:0',

@@ -1,12 +1,12 @@
 import { status } from '@grpc/grpc-js';
 import { expect } from 'chai';
-import { chmodSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import pino from 'pino';
 import { SecretUse } from '../../gen/vigil/v1/projection.js';
 import { addActiveKey, removeKey } from '../../src/crypto/keyring-file.js';
 import { hashToken } from '../../src/domain/tokens.js';
-import { CONTROL_TOKEN, startHarness, type Harness } from '../helpers/harness.js';
+import { CONTROL_TOKEN, startHarness, tempDir, type Harness } from '../helpers/harness.js';
 import { createWorkspace, getWorkspace, heartbeatRequest } from '../helpers/e2e-fixtures.js';
 import {
   getProjection,
@@ -513,6 +513,24 @@ describe('runtime projection', function () {
       removeKey(keyringFile, 'k1');
       await start(dataDir);
       expect((await getProjection(harness, 'ws-a', token)).digest).to.equal(before.digest);
+    });
+
+    it("refuses a replica whose keyring is not the cell's, even before any secret is stored", async function () {
+      if (!onEtcd) this.skip(); // One SQLite server holds the one keyring of its database.
+      await start();
+      const { dataDir } = harness;
+      // Another replica of the same cell that generates a keyring of its own (same id "k1").
+      const stray = tempDir();
+      let refused: unknown;
+      await startHarness({
+        dataDir: stray,
+        settings: { controlTokens, etcd: { ...harness.etcd!, replicaId: 'r-stray' } },
+      }).catch((error: unknown) => (refused = error));
+      rmSync(stray, { recursive: true, force: true });
+      expect(String(refused)).to.match(/key "k1" is not the key of that id the other replicas/);
+      // The cell's own keyring still starts.
+      await harness.stop();
+      await start(dataDir);
     });
 
     it('without one ("off") every projection call is SECRETS_DISABLED, never plaintext', async () => {

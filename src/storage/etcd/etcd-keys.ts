@@ -39,6 +39,7 @@ import type {
  * | `config-version` | the global config_version counter (decimal) | every write that bumps a version |
  * | `audit-seq` | the last audit seq (decimal) | with every audit row |
  * | `audit/<seq>`, `wsaudit/<id>/<seq>` | one audit row (names, fingerprint, action; never a value) | with every projection write, delivery, denial, rewrap |
+ * | `keyring/<kek id>` | a keyed check value of that keyring key (HMAC, 32 hex; not the key) | the first start of a replica holding the key |
  */
 export interface EtcdKeys {
   readonly prefix: string;
@@ -65,6 +66,7 @@ export interface EtcdKeys {
   readonly auditSeq: string;
   audit(seq: number): string;
   wsaudit(id: string, seq?: number): string;
+  keyringCheck(kekId: string): string;
   /** Sub-prefixes whose keys a replica caches from its watch. */
   readonly cached: readonly string[];
   /** The id after a cached sub-prefix (`st/abc` → `abc`), or undefined. */
@@ -103,6 +105,7 @@ export function createEtcdKeys(prefix: string): EtcdKeys {
     auditSeq: `${p}audit-seq`,
     audit: (seq) => `${p}audit/${seqKeyPart(seq)}`,
     wsaudit: (id, seq) => `${p}wsaudit/${id}/${seq === undefined ? '' : seqKeyPart(seq)}`,
+    keyringCheck: (kekId) => `${p}keyring/${kekId}`,
     cached: ['st/', 'tok/', 'own/', 'replicas/', 'leader/', 'pk/', 'proj/', 'applied/'],
     idAfter(key, sub) {
       const head = p + sub;

@@ -492,6 +492,23 @@ export function createEtcdProjectionStore(options: EtcdProjectionStoreOptions): 
         },
       }),
 
+    checkKeyring(checks) {
+      const ids = [...checks.keys()];
+      return options.store.submit({
+        keys: ids.map((id) => keys.keyringCheck(id)),
+        build(view, write) {
+          const differing: string[] = [];
+          for (const id of ids) {
+            const mine = checks.get(id) ?? '';
+            const recorded = view.get(keys.keyringCheck(id)).value?.toString();
+            if (recorded === undefined) write.put(keys.keyringCheck(id), Buffer.from(mine));
+            else if (recorded !== mine) differing.push(id);
+          }
+          return () => differing;
+        },
+      });
+    },
+
     // The connection belongs to the etcd store, which closes it.
     close: () => Promise.resolve(),
   };
