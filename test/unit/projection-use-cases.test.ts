@@ -7,14 +7,17 @@ import { createManualClock } from '../helpers/manual-clock.js';
 describe('projection use-cases', () => {
   describe('when composed without a projection store', () => {
     it("refuse every call with UNIMPLEMENTED STORE_UNSUPPORTED, never silently (the server's SQLite and etcd stores both implement it)", async () => {
+      // Never reached: every call fails before it authenticates or records a use.
+      const tokens = {
+        openSession: () => Promise.reject(new Error('not reached')),
+        checkSession: () => undefined,
+        recordUse: () => undefined,
+      };
       const projection = createProjectionUseCases({
         store: undefined,
         cipher: undefined,
         catalog: BUILT_IN_PROVIDERS,
-        tokens: {
-          openSession: () => Promise.reject(new Error('not reached')),
-          checkSession: () => undefined,
-        },
+        tokens,
         clock: createManualClock(),
         progressIntervalMs: 1_000,
       });
