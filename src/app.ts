@@ -20,7 +20,11 @@ import type { Ownership } from './domain/ownership.js';
 import type { RegistryStore } from './domain/registry-store.js';
 import { createEtcdConnection, type EtcdTls } from './storage/etcd/etcd-connection.js';
 import { createEtcdReplica, type EtcdReplica } from './storage/etcd/etcd-replica.js';
-import { createEtcdStore } from './storage/etcd/etcd-store.js';
+import { createEtcdStore, type EtcdStore } from './storage/etcd/etcd-store.js';
+import {
+  createEtcdProjectionStore,
+  shredProjection,
+} from './storage/etcd/etcd-projection-store.js';
 import { createSqliteStore } from './storage/sqlite-store.js';
 import { createSqliteProjectionStore } from './storage/sqlite-projection-store.js';
 import { createAesGcmCipher } from './crypto/aes-gcm-cipher.js';
@@ -169,13 +173,21 @@ export async function startVigil(
   let replica: EtcdReplica | undefined;
   let storeMetrics: Pick<Parameters<typeof createMetrics>[0], 'sqlStatements' | 'etcdRequests'>;
   let databaseFile: string;
-  let projectionStore: ProjectionStore | undefined;
+  let projectionStore: ProjectionStore;
+  // Before any store opens: a bad keyring refuses to start with nothing to undo. Every replica
+  // of a cluster must hold the same keyring (it unwraps data keys any replica wrapped).
+  const keyringFile = settings.secretsKeyring ?? join(settings.dataDir, 'secrets-keyring');
   let cipher: SecretCipher | undefined;
+  if (keyringFile !== 'off') {
+    const { keyring, created } = loadOrCreateKeyring(keyringFile);
+    if (created) logger.info({ file: keyringFile }, 'generated the secrets keyring');
+    cipher = createAesGcmCipher(keyring);
+  }
   let probeWritable: (() => Promise<void>) | undefined;
   if (settings.etcd) {
     const etcd = settings.etcd;
     const etcdConnection = createEtcdConnection({ endpoints: etcd.endpoints, tls: etcd.tls });
-    const etcdStore = createEtcdStore({
+    const etcdStore: EtcdStore = createEtcdStore({
       connection: etcdConnection,
       prefix: etcd.prefix,
       replicaId: etcd.replicaId,
@@ -183,7 +195,13 @@ export async function startVigil(
       onWatchError: (error) => {
         logger.warn({ err: error }, 'etcd watch interrupted; resuming from its last revision');
       },
+      // Crypto-shred: the data key and sealed secrets go in the REMOVED transaction itself.
+      inDeleteTransaction: (id, write) => {
+        shredProjection(etcdStore.keys, id, write);
+      },
     });
+    // On the same connection, committer and watch as the workspaces (observed from the first listing).
+    projectionStore = createEtcdProjectionStore({ store: etcdStore, onListenerError });
     replica = createEtcdReplica({
       connection: etcdConnection,
       keys: etcdStore.keys,
@@ -231,17 +249,6 @@ export async function startVigil(
     });
     store = sqlite;
     projectionStore = projections;
-    const keyringFile = settings.secretsKeyring ?? join(settings.dataDir, 'secrets-keyring');
-    if (keyringFile !== 'off') {
-      try {
-        const { keyring, created } = loadOrCreateKeyring(keyringFile);
-        if (created) logger.info({ file: keyringFile }, 'generated the secrets keyring');
-        cipher = createAesGcmCipher(keyring);
-      } catch (error) {
-        db.close();
-        throw error;
-      }
-    }
     probeWritable = () => sqlite.probeWritable();
     storeMetrics = { sqlStatements: () => sqlite.statementsExecuted() };
   }
@@ -286,7 +293,11 @@ export async function startVigil(
     countByStatus: () => Promise.resolve(statusCounts.snapshot()),
     heartbeatStats: () => useCases.runtime.heartbeatStats(),
     ...storeMetrics,
-    ...(projectionStore ? { secretKeys: () => projectionStore.keyUsage() } : {}),
+    secretKeys: () => projectionStore.keyUsage(),
+  });
+  // A token rotated or revoked through another replica: this one's projection streams check theirs.
+  store.onTokensChanged?.((workspaceId) => {
+    useCases.projection.tokensChanged(workspaceId);
   });
   // Told by the store itself after every commit, in commit order.
   store.subscribe(({ transitions }) => {
@@ -393,7 +404,7 @@ export async function startVigil(
         watchQuota,
         observer: metrics.observer,
         countByStatus: () => statusCounts.snapshot(),
-        projection: projectionStore && cipher ? (id) => useCases.projection.status(id) : undefined,
+        projection: cipher ? (id) => useCases.projection.status(id) : undefined,
         timings: settings.timings,
         clock,
         logger,

@@ -123,5 +123,15 @@ export function createAesGcmCipher(keyring: Keyring): SecretCipher {
     openWorkspaceKey: (workspaceId, wrapped) =>
       workspaceKey(workspaceId, unwrap(workspaceId, wrapped)),
     rewrap: (workspaceId, wrapped) => wrap(workspaceId, unwrap(workspaceId, wrapped)),
+    keyChecks: () =>
+      new Map(
+        [...keyring.keys].map(([id, kek]) => [
+          id,
+          createHmac('sha256', hkdf(kek, 'vigil keyring check v1'))
+            .update(id, 'utf8')
+            .digest('hex')
+            .slice(0, 32),
+        ]),
+      ),
   };
 }

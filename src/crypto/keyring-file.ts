@@ -96,7 +96,10 @@ export function loadOrCreateKeyring(file: string): { keyring: Keyring; created: 
 /** Adds a new random key and makes it the active one; returns its id. Older keys stay for unwrapping. */
 export function addActiveKey(file: string): string {
   const keyring = readKeyring(file);
-  let n = keyring.keys.size + 1;
+  // Past the highest kN ever kept (the newest is the active one, which is never removed): an
+  // id is never reused for another key, so a check value recorded for it stays true.
+  const numbers = [...keyring.keys.keys()].map((k) => /^k(\d+)$/.exec(k)?.[1]).map(Number);
+  let n = Math.max(0, ...numbers.filter(Number.isSafeInteger)) + 1;
   while (keyring.keys.has(`k${n}`)) n += 1;
   const id = `k${n}`;
   const keys = new Map(keyring.keys);

@@ -85,8 +85,13 @@ export interface ProjectionChange {
  */
 export type PlanChange = (record: ProjectionRecord) => ProjectionChange | undefined;
 
-/** Told after each commit that bumped a version, in commit order. */
-export type ProjectionListener = (workspaceId: string, configVersion: number) => void;
+/**
+ * Told after each commit that changed a workspace's versions or projection
+ * state, in commit order — on a cluster store, on every replica, whichever
+ * replica committed. `bumped`: the commit took a new config_version (what a
+ * runtime sees changed); otherwise only the state or the applied version moved.
+ */
+export type ProjectionListener = (versions: ProjectionVersions, bumped: boolean) => void;
 
 /** Where the runtime of a workspace stands: what the heartbeat hint and Workspace show. */
 export interface ProjectionVersions {
@@ -138,5 +143,12 @@ export interface ProjectionStore {
     next: WrappedKey,
     now: number,
   ): Promise<boolean>;
+  /**
+   * Stores shared by several processes (cluster mode): records the check value
+   * of each keyring key not recorded yet and returns the ids whose recorded
+   * value differs — this process holds another key under that id than the
+   * processes that recorded it. A store only one process opens has no need.
+   */
+  checkKeyring?(checks: ReadonlyMap<string, string>): Promise<string[]>;
   close(): Promise<void>;
 }

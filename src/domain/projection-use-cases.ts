@@ -204,8 +204,7 @@ export function createProjectionUseCases(options: ProjectionOptions): Projection
     if (!options.store) {
       throw new VigilError(
         'STORE_UNSUPPORTED',
-        'secrets and runtime configs are not implemented on this store (cluster mode on etcd) yet',
-        { store: 'etcd' },
+        'secrets and runtime configs are not implemented here: no projection store was given',
       );
     }
     return options.store;
@@ -241,8 +240,18 @@ export function createProjectionUseCases(options: ProjectionOptions): Projection
     });
   }
 
-  options.store?.subscribe((workspaceId) => {
-    wake(workspaceId, 'changed');
+  // Every commit, this replica's or (on a cluster store) another's: the heartbeat hint and
+  // Workspace follow it, and streams of a new version wake.
+  options.store?.subscribe((update, bumped) => {
+    const current = versions.get(update.workspaceId);
+    if (!current || current.configVersion <= update.configVersion) {
+      versions.set(update.workspaceId, {
+        configVersion: update.configVersion,
+        applied: update.appliedConfigVersion,
+        state: current?.state === '!WORKSPACE_REMOVED' ? current.state : update.state,
+      });
+    }
+    if (bumped) wake(update.workspaceId, 'changed');
   });
 
   /** Opens the data key (creating one when there is none yet). */
@@ -520,6 +529,33 @@ export function createProjectionUseCases(options: ProjectionOptions): Projection
           `the secrets keyring lacks key ${missing.map((id) => `"${id}"`).join(', ')}, which wraps stored data keys; restore it to the keyring`,
         );
       }
+      const rows = await store.versions();
+      // A key of the right id but other bytes (a replica that generated its own keyring, a
+      // wrong restore) refuses to start here, rather than turning every workspace it refreshes
+      // into SECRET_UNREADABLE — one stored data key per keyring key is opened to prove it.
+      const unproven = new Set(usage.keys());
+      for (const row of rows) {
+        if (unproven.size === 0) break;
+        const key = (await store.read(row.workspaceId))?.key;
+        if (!key || !unproven.has(key.kekId)) continue;
+        try {
+          cipher.openWorkspaceKey(row.workspaceId, key);
+        } catch (error) {
+          if (!(error instanceof VigilError)) throw error;
+          throw new Error(
+            `the secrets keyring's key "${key.kekId}" does not open the data keys stored under it (workspace ${row.workspaceId}): this is not the keyring that wrapped them; restore it (every replica of a cluster needs the same keyring file)`,
+          );
+        }
+        unproven.delete(key.kekId);
+      }
+      // On a store shared by replicas, every keyring key must be the one the others recorded:
+      // caught at start even before any data key was wrapped under it.
+      const differing = (await store.checkKeyring?.(cipher.keyChecks())) ?? [];
+      if (differing.length > 0) {
+        throw new Error(
+          `the secrets keyring's key ${differing.map((id) => `"${id}"`).join(', ')} is not the key of that id the other replicas of this cell hold (the cell recorded another check value): every replica needs the same keyring file`,
+        );
+      }
       for (;;) {
         const batch = await store.keysNotUnder(cipher.activeKeyId, 100);
         if (batch.length === 0) break;
@@ -527,7 +563,7 @@ export function createProjectionUseCases(options: ProjectionOptions): Projection
           await store.rewrapKey(workspaceId, key, cipher.rewrap(workspaceId, key), clock.now());
         }
       }
-      for (const row of await store.versions()) {
+      for (const row of rows) {
         versions.set(row.workspaceId, {
           configVersion: row.configVersion,
           applied: row.appliedConfigVersion,

@@ -177,9 +177,10 @@ export interface RegistryStore {
   /**
    * Stores shared by several processes (cluster mode): tells `listener` when
    * a token changed — rotated, revoked or pruned, by any replica — so cached
-   * sessions are checked again. A store only this process writes has no need.
+   * sessions are checked again (and the workspace's open projection streams
+   * check theirs). A store only this process writes has no need.
    */
-  onTokensChanged?(listener: () => void): () => void;
+  onTokensChanged?(listener: (workspaceId: string) => void): () => void;
   /** Creates a PROVISIONING workspace and its first token. Throws WORKSPACE_EXISTS. */
   createWorkspace(input: CreateWorkspaceInput): Promise<Applied>;
   getWorkspace(id: string): Promise<Workspace | undefined>;

@@ -40,4 +40,10 @@ export interface SecretCipher {
   openWorkspaceKey(workspaceId: string, wrapped: WrappedKey): WorkspaceKey;
   /** The same data key, wrapped under the active KEK. */
   rewrap(workspaceId: string, wrapped: WrappedKey): WrappedKey;
+  /**
+   * A keyed check value (32 hex) of every KEK in the keyring, by id: equal for
+   * equal keys and telling nothing of the key, so processes sharing one store
+   * can prove they hold the same keyring.
+   */
+  keyChecks(): ReadonlyMap<string, string>;
 }

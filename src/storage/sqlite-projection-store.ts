@@ -182,6 +182,16 @@ export function createSqliteProjectionStore(db: Database): SqliteProjectionStore
     };
   }
 
+  function tell(versions: ProjectionVersions, bumped: boolean): void {
+    for (const listener of listeners) {
+      try {
+        listener(versions, bumped);
+      } catch (error) {
+        console.error('vigil: a projection listener failed', error);
+      }
+    }
+  }
+
   function insertAudit(entry: AuditEntry, configVersion: number, at: number): void {
     stmt.insertAudit.run({
       at,
@@ -200,11 +210,11 @@ export function createSqliteProjectionStore(db: Database): SqliteProjectionStore
       workspaceId: string,
       now: number,
       plan: PlanChange,
-    ): { record: ProjectionRecord; bumped: boolean } => {
+    ): { record: ProjectionRecord; bumped: boolean; written: boolean } => {
       const before = readRecord(workspaceId);
       if (!before) throw workspaceNotFound(workspaceId);
       const change = plan(before);
-      if (!change) return { record: before, bumped: false };
+      if (!change) return { record: before, bumped: false, written: false };
       if (change.key && !before.key) {
         stmt.insertKey.run({
           workspaceId,
@@ -222,7 +232,7 @@ export function createSqliteProjectionStore(db: Database): SqliteProjectionStore
       if (change.audit) insertAudit(change.audit, version, now);
       const after = readRecord(workspaceId);
       if (!after) throw new Error(`workspace ${workspaceId} vanished inside its own transaction`);
-      return { record: after, bumped: change.bump };
+      return { record: after, bumped: change.bump, written: true };
     },
   );
 
@@ -269,22 +279,26 @@ export function createSqliteProjectionStore(db: Database): SqliteProjectionStore
     read: (workspaceId) => run(() => readRecord(workspaceId)),
     change: (workspaceId, now, plan) =>
       run(() => {
-        const { record, bumped } = changeTx.immediate(workspaceId, now, plan);
+        const { record, bumped, written } = changeTx.immediate(workspaceId, now, plan);
         // After the commit, never inside it.
-        if (bumped) {
-          for (const listener of listeners) {
-            try {
-              listener(workspaceId, record.configVersion);
-            } catch (error) {
-              console.error('vigil: a projection listener failed', error);
-            }
-          }
-        }
+        if (written) tell(versionsOf(record), bumped);
         return record;
       }),
     recordApplied: (workspaceId, version) =>
       run(() => {
-        stmt.setApplied.run({ workspaceId, version });
+        if (stmt.setApplied.run({ workspaceId, version }).changes === 0) return;
+        const row = stmt.projection.get(workspaceId);
+        if (row) {
+          tell(
+            {
+              workspaceId,
+              configVersion: row.config_version,
+              appliedConfigVersion: row.applied_config_version,
+              state: row.state,
+            },
+            false,
+          );
+        }
       }),
     appendAudit: (entry, configVersion, now) =>
       run(() => {
@@ -336,6 +350,15 @@ export function createSqliteProjectionStore(db: Database): SqliteProjectionStore
     },
     // The database belongs to the workspace store, which closes it.
     close: () => Promise.resolve(),
+  };
+}
+
+function versionsOf(record: ProjectionRecord): ProjectionVersions {
+  return {
+    workspaceId: record.workspaceId,
+    configVersion: record.configVersion,
+    appliedConfigVersion: record.appliedConfigVersion,
+    state: record.state,
   };
 }
 

@@ -18,7 +18,6 @@ import {
 import { CONTROL_TOKEN, startHarness, type Harness } from '../helpers/harness.js';
 import { runtimeConfig, setConfig, setSecret } from '../helpers/projection-fixtures.js';
 import { call, errorInfoOf, openWatch, type WatchReader } from '../helpers/rpc.js';
-import { onEtcd } from '../helpers/suite-store.js';
 
 /**
  * The console's HTTP API on the metrics port: authentication like the control
@@ -267,41 +266,37 @@ describe('console API', () => {
       ]);
     });
 
-    // The etcd store carries no runtime projection yet: there the answer says so (null).
-    (onEtcd ? it.skip : it)(
-      'shows the desired and the applied config version of its runtime projection',
-      async () => {
-        const { token } = await onlineWorkspace(h, 'c-proj');
-        type Versions = { configVersion: number; appliedConfigVersion: number; ready: boolean };
-        const versions = async () =>
-          ((await get('workspaces/c-proj')).json as { projection: Versions | null }).projection;
-        expect(await versions()).to.deep.equal({
-          configVersion: 0,
-          appliedConfigVersion: 0,
-          ready: true,
-        });
-        await setSecret(h, 'c-proj', 'MINIMAX_API_KEY', 'sk-console-test-0001');
-        const desired = await setConfig(h, 'c-proj', runtimeConfig());
-        expect(await versions()).to.deep.equal({
-          configVersion: desired,
-          appliedConfigVersion: 0,
-          ready: true,
-        });
-        // The runtime reports what it applied with its next heartbeat.
-        const { runtime } = h.clients;
-        await call(
-          runtime,
-          runtime.heartbeat,
-          heartbeatRequest('c-proj', { appliedConfigVersion: desired }),
-          token,
-        );
-        expect(await versions()).to.deep.equal({
-          configVersion: desired,
-          appliedConfigVersion: desired,
-          ready: true,
-        });
-      },
-    );
+    it('shows the desired and the applied config version of its runtime projection', async () => {
+      const { token } = await onlineWorkspace(h, 'c-proj');
+      type Versions = { configVersion: number; appliedConfigVersion: number; ready: boolean };
+      const versions = async () =>
+        ((await get('workspaces/c-proj')).json as { projection: Versions | null }).projection;
+      expect(await versions()).to.deep.equal({
+        configVersion: 0,
+        appliedConfigVersion: 0,
+        ready: true,
+      });
+      await setSecret(h, 'c-proj', 'MINIMAX_API_KEY', 'sk-console-test-0001');
+      const desired = await setConfig(h, 'c-proj', runtimeConfig());
+      expect(await versions()).to.deep.equal({
+        configVersion: desired,
+        appliedConfigVersion: 0,
+        ready: true,
+      });
+      // The runtime reports what it applied with its next heartbeat.
+      const { runtime } = h.clients;
+      await call(
+        runtime,
+        runtime.heartbeat,
+        heartbeatRequest('c-proj', { appliedConfigVersion: desired }),
+        token,
+      );
+      expect(await versions()).to.deep.equal({
+        configVersion: desired,
+        appliedConfigVersion: desired,
+        ready: true,
+      });
+    });
 
     it('has no marker before a register failure, and answers 404 for an unknown workspace', async () => {
       await createWorkspace(h, 'c-plain');

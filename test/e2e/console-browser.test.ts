@@ -12,7 +12,6 @@ import { createWorkspace } from '../helpers/e2e-fixtures.js';
 import { CONTROL_TOKEN, startHarness, tempDir, type Harness } from '../helpers/harness.js';
 import { vigil, freePort, type Proc } from '../helpers/processes.js';
 import { openWatch, type WatchReader } from '../helpers/rpc.js';
-import { onEtcd } from '../helpers/suite-store.js';
 
 /**
  * The console in a real browser (Debian's Chromium through playwright-core)
@@ -243,9 +242,7 @@ describe('console in Chromium', function () {
       const facts = await page.textContent('#detail-facts');
       expect(facts).to.include('Register-failure marker').and.include('none');
       expect(facts).to.include('Config version');
-      expect(facts).to.match(
-        onEtcd ? /no runtime projection/ : /desired 0 \/ applied 0: nothing configured/,
-      );
+      expect(facts).to.match(/desired 0 \/ applied 0: nothing configured/);
       expect(await page.textContent('#detail-card')).to.include('web-a-agent');
       await page.screenshot({ path: join(artifactsDir(), 'detail.png') });
 

@@ -4,7 +4,7 @@ import { expect } from 'chai';
 import { tempDir } from '../helpers/harness.js';
 import { CLEAN_ENV, runVigil, startServe } from '../helpers/cli-run.js';
 import { vigil, type Proc } from '../helpers/processes.js';
-import { onEtcd } from '../helpers/suite-store.js';
+import { suiteEtcdSettings } from '../helpers/suite-store.js';
 
 /** A runtime that writes its whole environment to OUT (atomically), then idles. */
 const CHILD = `
@@ -33,10 +33,6 @@ async function until<T>(probe: () => T | undefined, what: string, timeoutMs = 15
 
 describe('runtime projection with real processes (vigil serve + vigil sidecar --exec)', function () {
   this.timeout(120_000);
-  if (onEtcd) {
-    it.skip('the projection: not implemented on the etcd store yet (SQLite only)');
-    return;
-  }
   let dir: string;
   const procs: Proc[] = [];
   const childPids: number[] = [];
@@ -58,28 +54,55 @@ describe('runtime projection with real processes (vigil serve + vigil sidecar --
 
   it('starts the child only from a complete projection, restarts it on rotation, and gives every restart and recreate the identical environment', async () => {
     const dataDir = join(dir, 'data');
-    const serveArgs = [
+    // On etcd, two replicas (one keyring, one control token): the sidecar streams from the
+    // first, every write goes through the second, so each change crosses replicas.
+    // The prefix from the unique temporary directory: `data` alone is a name other suites use.
+    const etcd = await suiteEtcdSettings(dir);
+    const serveArgs = (replica: 'a' | 'b', id: string = replica) => [
       '--listen',
       '127.0.0.1:0',
       '--data-dir',
-      dataDir,
+      replica === 'a' ? dataDir : `${dataDir}-b`,
       '--metrics-listen',
       'off',
       '--heartbeat-interval',
       '1s',
       '--offline-after',
       '30s',
+      ...(etcd
+        ? [
+            '--store',
+            'etcd',
+            '--etcd-endpoints',
+            etcd.endpoints.join(','),
+            '--etcd-prefix',
+            etcd.prefix,
+            '--replica-id',
+            `${etcd.replicaId}-${id}`,
+            '--secrets-keyring',
+            join(dir, 'secrets-keyring'),
+          ]
+        : []),
     ];
-    let served = await startServe(serveArgs);
+    let served = await startServe(serveArgs('a'));
     procs.push(served.proc);
+    let writer = served;
+    if (etcd) {
+      mkdirSync(`${dataDir}-b`);
+      copyFileSync(join(dataDir, 'control-token'), join(`${dataDir}-b`, 'control-token'));
+      writer = await startServe(serveArgs('b'));
+      procs.push(writer.proc);
+    }
     const client = (server: string) => ({
       ...CLEAN_ENV,
       VIGIL_SERVER: server,
       VIGIL_DATA_DIR: dataDir,
     });
     let env = client(served.address);
-    const cli = async (args: string[]) => {
-      const result = await runVigil(args, env);
+    // Writes go through the second replica on etcd; in SQLite mode, to the one server.
+    const writerEnv = () => (etcd ? client(writer.address) : env);
+    const cli = async (args: string[], through = writerEnv()) => {
+      const result = await runVigil(args, through);
       expect(result.code, `vigil ${args.join(' ')}: ${result.stderr.join('\n')}`).to.equal(0);
       return result.stdout.join('\n');
     };
@@ -184,7 +207,7 @@ describe('runtime projection with real processes (vigil serve + vigil sidecar --
 
     // (b) kill -9 the server and restart it: the same version and digest.
     const before = JSON.parse(
-      await cli(['projection', 'get', 'ws-p', '--token-file', tokenFile, '--json']),
+      await cli(['projection', 'get', 'ws-p', '--token-file', tokenFile, '--json'], env),
     ) as {
       configVersion: number;
       digest: string;
@@ -192,11 +215,12 @@ describe('runtime projection with real processes (vigil serve + vigil sidecar --
     await sidecar.kill('SIGKILL');
     process.kill(restarted.pid, 'SIGKILL');
     await served.proc.kill('SIGKILL');
-    served = await startServe(serveArgs);
+    // A new replica id: the killed one's campaign lease lives on until its TTL.
+    served = await startServe(serveArgs('a', 'a2'));
     procs.push(served.proc);
     env = client(served.address);
     const after = JSON.parse(
-      await cli(['projection', 'get', 'ws-p', '--token-file', tokenFile, '--json']),
+      await cli(['projection', 'get', 'ws-p', '--token-file', tokenFile, '--json'], env),
     ) as {
       configVersion: number;
       digest: string;

@@ -1,13 +1,12 @@
 import { status } from '@grpc/grpc-js';
-import Database from 'better-sqlite3';
 import { expect } from 'chai';
-import { chmodSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { chmodSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import pino from 'pino';
 import { SecretUse } from '../../gen/vigil/v1/projection.js';
 import { addActiveKey, removeKey } from '../../src/crypto/keyring-file.js';
 import { hashToken } from '../../src/domain/tokens.js';
-import { CONTROL_TOKEN, startHarness, type Harness } from '../helpers/harness.js';
+import { CONTROL_TOKEN, startHarness, tempDir, type Harness } from '../helpers/harness.js';
 import { createWorkspace, getWorkspace, heartbeatRequest } from '../helpers/e2e-fixtures.js';
 import {
   getProjection,
@@ -16,7 +15,8 @@ import {
   setSecret,
   watchProjection,
 } from '../helpers/projection-fixtures.js';
-import { call, errorInfoOf, expectRpcError } from '../helpers/rpc.js';
+import { call, createClients, errorInfoOf, expectRpcError } from '../helpers/rpc.js';
+import { copySealedSecret, rawStorage, storedKeyMaterial } from '../helpers/stored.js';
 import { onEtcd } from '../helpers/suite-store.js';
 
 const K = 'sk-minimax-test-value-0001';
@@ -41,34 +41,6 @@ function workedExample(id: string, v: number): Record<string, string> {
 }
 
 describe('runtime projection', function () {
-  if (onEtcd) {
-    describe('on etcd (cluster mode)', () => {
-      let harness: Harness;
-      before(async () => {
-        harness = await startHarness();
-      });
-      after(async () => {
-        await harness.dispose();
-      });
-      it('refuses every projection RPC with UNIMPLEMENTED STORE_UNSUPPORTED, not silently', async () => {
-        const { token } = await createWorkspace(harness, 'ws-etcd');
-        await expectRpcError(
-          setSecret(harness, 'ws-etcd', 'MINIMAX_API_KEY', K),
-          status.UNIMPLEMENTED,
-          'STORE_UNSUPPORTED',
-        );
-        await expectRpcError(
-          getProjection(harness, 'ws-etcd', token),
-          status.UNIMPLEMENTED,
-          'STORE_UNSUPPORTED',
-        );
-        expect((await getWorkspace(harness, 'ws-etcd')).projectionReady).to.equal(false);
-      });
-      it.skip('the projection itself: not implemented on the etcd store yet (SQLite only)');
-    });
-    return;
-  }
-
   let harness: Harness;
   let logs: string[];
   const start = async (dataDir?: string, settings = {}) => {
@@ -234,25 +206,36 @@ describe('runtime projection', function () {
         use: SecretUse.SECRET_USE_SUPPRESSED,
         fingerprint: explain.dropped.find((d) => d.name === 'CLAUDE_CODE_OAUTH_TOKEN')?.fingerprint,
       });
-      const metrics = await (
-        await fetch(`http://127.0.0.1:${harness.vigil.metricsPort ?? 0}/metrics`)
-      ).text();
-      expect(metrics).to.match(/^vigil_secret_deks\{kek_id="k1"\} 1$/m);
-      const { dataDir } = harness;
-      const files = readdirSync(dataDir).filter((f) => f.startsWith('vigil.db'));
-      expect(files).to.include.members(['vigil.db', 'vigil.db-wal']);
-      const raw = files.map((f) => readFileSync(join(dataDir, f)).toString('latin1'));
+      let metrics = '';
+      // On etcd the scraped replica counts data keys from its watch: it may trail the write a moment.
+      await eventually(async () => {
+        metrics = await (
+          await fetch(`http://127.0.0.1:${harness.vigil.metricsPort ?? 0}/metrics`)
+        ).text();
+        expect(metrics).to.match(/^vigil_secret_deks\{kek_id="k1"\} 1$/m);
+      });
+      const raw = await rawStorage(harness);
+      // The places the ciphertext must be: else the scan below proves nothing.
+      const sealed = onEtcd ? ['etcd keys under', 'member/wal/'] : ['vigil.db', 'vigil.db-wal'];
+      for (const where of sealed) {
+        expect(
+          raw.map((r) => r.what).some((w) => w.includes(where)),
+          where,
+        ).to.equal(true);
+      }
+      if (harness.etcd) {
+        // The scan covers the sealed secret's own key (and so its value).
+        expect(raw[0]?.text).to.include(`${harness.etcd.prefix}sec/ws-a/MINIMAX_API_KEY=`);
+      }
       await harness.stop();
-      const afterStop = readdirSync(dataDir)
-        .filter((f) => f.startsWith('vigil.db'))
-        .map((f) => readFileSync(join(dataDir, f)).toString('latin1'));
+      const afterStop = await rawStorage(harness);
       for (const value of [sentinel, other]) {
         for (const [what, text] of [
           ['logs', logs.join('')],
           ['metrics', metrics],
           ['control responses and errors', JSON.stringify(responses)],
-          ['the database and its WAL while running', raw.join('')],
-          ['the database after stop', afterStop.join('')],
+          ...raw.map((r) => [`${r.what} while running`, r.text] as const),
+          ...afterStop.map((r) => [`${r.what} after stop`, r.text] as const),
         ] as const) {
           expect(text.includes(value), `${value} in ${what}`).to.equal(false);
         }
@@ -269,16 +252,11 @@ describe('runtime projection', function () {
       await setSecret(harness, 'ws-a', 'MINIMAX_API_KEY', K);
       await setSecret(harness, 'ws-b', 'MINIMAX_API_KEY', 'sk-b-original-0001');
       await setConfig(harness, 'ws-b', runtimeConfig());
-      const db = new Database(join(harness.dataDir, 'vigil.db'));
-      try {
-        db.prepare(
-          `UPDATE workspace_secrets SET ciphertext =
-             (SELECT ciphertext FROM workspace_secrets WHERE workspace_id = 'ws-a' AND name = 'MINIMAX_API_KEY')
-           WHERE workspace_id = 'ws-b' AND name = 'MINIMAX_API_KEY'`,
-        ).run();
-      } finally {
-        db.close();
-      }
+      await copySealedSecret(
+        harness,
+        { workspaceId: 'ws-a', name: 'MINIMAX_API_KEY' },
+        { workspaceId: 'ws-b', name: 'MINIMAX_API_KEY' },
+      );
       const info = await expectRpcError(
         getProjection(harness, 'ws-b', b.token),
         status.DATA_LOSS,
@@ -365,6 +343,69 @@ describe('runtime projection', function () {
       stream.cancel();
     });
 
+    it('delivers a write to the streams open on every replica, and every replica hints and shows it', async () => {
+      await start();
+      const { token } = await createWorkspace(harness, 'ws-a');
+      await setSecret(harness, 'ws-a', 'MINIMAX_API_KEY', K);
+      const v = await setConfig(harness, 'ws-a', runtimeConfig());
+      // One client per replica (on etcd: 3), so each stream is served by a different replica.
+      const each = harness.ports.map((port) => createClients(port));
+      try {
+        const streams = each.map((c) => watchProjection(c.runtime, 'ws-a', token, v));
+        for (const stream of streams) {
+          const first = await stream.next();
+          expect(first.event?.$case).to.equal('projection');
+        }
+        await new Promise((resolve) => setTimeout(resolve, 1_100));
+        // Written through the first replica only.
+        const [writer] = each;
+        const written = Date.now();
+        const rotated = (
+          await call(
+            writer!.control,
+            writer!.control.setWorkspaceSecret,
+            {
+              workspaceId: 'ws-a',
+              name: 'MINIMAX_API_KEY',
+              value: 'sk-rotated-0003',
+              expectedConfigVersion: 0,
+            },
+            CONTROL_TOKEN,
+          )
+        ).configVersion;
+        const latencies: number[] = [];
+        for (const stream of streams) {
+          const next = await stream.next(3_000);
+          latencies.push(Date.now() - written);
+          expect(next.event?.$case).to.equal('projection');
+          if (next.event?.$case === 'projection') {
+            expect(next.event.value.configVersion).to.equal(rotated);
+            expect(next.event.value.env['ANTHROPIC_AUTH_TOKEN']).to.equal('sk-rotated-0003');
+          }
+          stream.cancel();
+        }
+        expect(Math.max(...latencies), 'write → slowest replica stream (ms)').to.be.lessThan(1_000);
+        for (const c of each) {
+          // A heartbeat (and GetWorkspace) is answered by the workspace's owner; ListWorkspaces
+          // by the replica asked, from what its watch told it: the version a new owner would hint.
+          const hint = await call(c.runtime, c.runtime.heartbeat, heartbeatRequest('ws-a'), token);
+          expect(hint.configVersion).to.equal(rotated);
+          const listed = await call(
+            c.control,
+            c.control.listWorkspaces,
+            { pageSize: 0, pageToken: '', statuses: [] },
+            CONTROL_TOKEN,
+          );
+          expect(listed.workspaces.find((w) => w.id === 'ws-a')).to.include({
+            configVersion: rotated,
+            projectionReady: true,
+          });
+        }
+      } finally {
+        for (const c of each) c.close();
+      }
+    });
+
     it('coalesces a burst of writes: the last message reflects every commit', async () => {
       await start();
       const { token } = await createWorkspace(harness, 'ws-a');
@@ -403,19 +444,7 @@ describe('runtime projection', function () {
       const ended = await stream.ended();
       expect(ended?.code).to.equal(status.FAILED_PRECONDITION);
       expect(errorInfoOf(ended!).reason).to.equal('WORKSPACE_REMOVED');
-      const db = new Database(join(harness.dataDir, 'vigil.db'), { readonly: true });
-      try {
-        const count = (table: string) =>
-          (
-            db.prepare(`SELECT count(*) AS n FROM ${table} WHERE workspace_id = 'ws-a'`).get() as {
-              n: number;
-            }
-          ).n;
-        expect(count('workspace_secrets')).to.equal(0);
-        expect(count('workspace_keys')).to.equal(0);
-      } finally {
-        db.close();
-      }
+      expect(await storedKeyMaterial(harness, 'ws-a')).to.deep.equal({ secrets: 0, dataKeys: 0 });
     });
 
     it('ends UNAUTHENTICATED on RevokeWorkspaceTokens', async () => {
@@ -456,6 +485,15 @@ describe('runtime projection', function () {
       refused = undefined;
       await start(dataDir).catch((error: unknown) => (refused = error));
       expect(String(refused)).to.match(/lacks key "k1"/);
+      // The right id, other bytes (say, a replica that generated a keyring of its own).
+      writeFileSync(
+        keyringFile,
+        JSON.stringify({ active: 'k1', keys: { k1: Buffer.alloc(32, 2).toString('base64') } }),
+        { mode: 0o600 },
+      );
+      refused = undefined;
+      await start(dataDir).catch((error: unknown) => (refused = error));
+      expect(String(refused)).to.match(/key "k1" does not open the data keys stored under it/);
       writeFileSync(keyringFile, saved, { mode: 0o600 });
 
       expect(addActiveKey(keyringFile)).to.equal('k2');
@@ -475,6 +513,24 @@ describe('runtime projection', function () {
       removeKey(keyringFile, 'k1');
       await start(dataDir);
       expect((await getProjection(harness, 'ws-a', token)).digest).to.equal(before.digest);
+    });
+
+    it("refuses a replica whose keyring is not the cell's, even before any secret is stored", async function () {
+      if (!onEtcd) this.skip(); // One SQLite server holds the one keyring of its database.
+      await start();
+      const { dataDir } = harness;
+      // Another replica of the same cell that generates a keyring of its own (same id "k1").
+      const stray = tempDir();
+      let refused: unknown;
+      await startHarness({
+        dataDir: stray,
+        settings: { controlTokens, etcd: { ...harness.etcd!, replicaId: 'r-stray' } },
+      }).catch((error: unknown) => (refused = error));
+      rmSync(stray, { recursive: true, force: true });
+      expect(String(refused)).to.match(/key "k1" is not the key of that id the other replicas/);
+      // The cell's own keyring still starts.
+      await harness.stop();
+      await start(dataDir);
     });
 
     it('without one ("off") every projection call is SECRETS_DISABLED, never plaintext', async () => {

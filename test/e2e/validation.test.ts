@@ -1224,8 +1224,8 @@ const NOT_FROM_A_CLIENT: Readonly<Partial<Record<ErrorReason, { suite: string; h
     how: 'a server running with --secrets-keyring off',
   },
   STORE_UNSUPPORTED: {
-    suite: 'test/e2e/projection.test.ts',
-    how: 'projection RPCs on the etcd store, which does not implement them yet',
+    suite: 'test/unit/projection-use-cases.test.ts',
+    how: 'use-cases composed without a projection store (the SQLite and etcd stores both have one)',
   },
   INTERNAL: {
     suite: 'test/unit/wire.test.ts',

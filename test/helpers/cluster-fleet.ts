@@ -1,6 +1,14 @@
 import { fork, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { closeSync, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs';
+import {
+  closeSync,
+  existsSync,
+  mkdtempSync,
+  openSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { credentials, Metadata, status as grpcStatus, type ServiceError } from '@grpc/grpc-js';
@@ -74,6 +82,20 @@ export interface ReplicaOptions {
   readonly port?: number;
 }
 
+/**
+ * The one secrets keyring of every replica started under `dir`, made here
+ * (synchronously, before any replica starts) when missing: replicas of a cell
+ * must share it, and one that generated its own would refuse to start.
+ */
+function shareKeyring(dir: string): string {
+  const file = join(dir, 'secrets-keyring');
+  if (!existsSync(file)) {
+    const keys = { k1: randomBytes(32).toString('base64') };
+    writeFileSync(file, JSON.stringify({ active: 'k1', keys }), { mode: 0o600, flag: 'wx' });
+  }
+  return file;
+}
+
 /** Starts one replica and waits for its "listening" line. */
 export async function startReplica(options: ReplicaOptions): Promise<Replica> {
   const port = options.port ?? (await freePort());
@@ -81,6 +103,7 @@ export async function startReplica(options: ReplicaOptions): Promise<Replica> {
   const address = `127.0.0.1:${port}`;
   const logFile = join(options.dir, `${options.id}.log`);
   const dataDir = mkdtempSync(join(options.dir, `${options.id}-data-`));
+  const keyring = shareKeyring(options.dir);
   const args = [
     ...(options.nodeArgs ?? []),
     VIGIL_MAIN,
@@ -101,6 +124,8 @@ export async function startReplica(options: ReplicaOptions): Promise<Replica> {
     options.prefix,
     '--replica-id',
     options.id,
+    '--secrets-keyring',
+    keyring,
     '--replica-lease',
     `${CI_TIMINGS.replicaLeaseMs / 1000}s`,
     '--heartbeat-interval',

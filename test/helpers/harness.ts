@@ -39,6 +39,8 @@ export interface Harness {
   readonly clock: ManualClock;
   readonly dataDir: string;
   readonly clients: ReturnType<typeof createClients>;
+  /** The gRPC port of each replica (one in SQLite mode), for calls to one replica in particular. */
+  readonly ports: readonly number[];
   /** Stops the server (the data directory stays). */
   stop(): Promise<void>;
   /** Stops the server and removes its data directory. */
@@ -134,6 +136,10 @@ export async function startHarness(options: HarnessOptions = {}): Promise<Harnes
         sweepIntervalMs: 3_600_000,
         progressIntervalMs: 60_000,
         ...options.settings,
+        // Replicas of one cell share one keyring: each unwraps data keys any replica wrapped.
+        ...(i > 0 && options.settings?.secretsKeyring === undefined
+          ? { secretsKeyring: join(dataDir, 'secrets-keyring') }
+          : {}),
         dataDir: own,
         ...(etcd
           ? {
@@ -169,6 +175,7 @@ export async function startHarness(options: HarnessOptions = {}): Promise<Harnes
     clock,
     dataDir,
     clients,
+    ports: replicas.map((r) => r.port),
     stop,
     async dispose() {
       await stop();

@@ -31,6 +31,8 @@ export function etcdInstalled(): boolean {
 export interface EtcdMember {
   readonly endpoints: string[];
   readonly pid: number;
+  /** Its data directory (WAL and snapshots), for tests that read what etcd wrote to disk. */
+  readonly dataDir: string;
   /** Kills it (SIGKILL) and removes its data directory. */
   stop(): void;
 }
@@ -104,7 +106,7 @@ export async function startEtcdMember(): Promise<EtcdMember> {
   for (;;) {
     try {
       const response = await fetch(`${clientUrl}/health`);
-      if (response.ok) return { endpoints: [clientUrl], pid, stop };
+      if (response.ok) return { endpoints: [clientUrl], pid, dataDir: join(dir, 'data'), stop };
     } catch {
       // Not up yet.
     }
@@ -127,4 +129,9 @@ export async function suiteEtcdSettings(dataDir: string): Promise<EtcdSettings |
     replicaId: `r-${basename(dataDir)}`,
     advertise: '127.0.0.1:0',
   };
+}
+
+/** The data directory of the suite's shared etcd, when the suite runs on etcd. */
+export async function suiteEtcdDataDir(): Promise<string | undefined> {
+  return shared ? (await shared).dataDir : undefined;
 }

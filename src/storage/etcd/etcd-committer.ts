@@ -60,6 +60,8 @@ export interface Committer {
 /** Jobs per transaction: each may commit a transition (3 ops) and the log needs ≤ 128 ops. */
 const MAX_JOBS = 40;
 const MAX_OPS = 120;
+/** Ranges of the read transaction of one batch (its jobs' keys and prefixes, plus `seq`). */
+const MAX_READ_OPS = 120;
 /** Below etcd's default request limit of 1.5 MiB. */
 const MAX_BYTES = 1024 * 1024;
 const MAX_ATTEMPTS = 25;
@@ -265,10 +267,23 @@ export function createCommitter(options: CommitterOptions): Committer {
     );
   }
 
+  /** How many jobs from the head of `queued` one batch takes: ≤ MAX_JOBS, and reads ≤ MAX_READ_OPS. */
+  function takeable(queued: readonly Queued[]): number {
+    let reads = 1;
+    let n = 0;
+    for (const { job } of queued) {
+      const more = job.keys.length + (job.prefixes?.length ?? 0);
+      if (n >= MAX_JOBS || (n > 0 && reads + more > MAX_READ_OPS)) break;
+      reads += more;
+      n += 1;
+    }
+    return n;
+  }
+
   async function drain(): Promise<void> {
     try {
       while (queue.length > 0) {
-        const taken = queue.splice(0, MAX_JOBS);
+        const taken = queue.splice(0, takeable(queue));
         let rest: Queued[];
         try {
           rest = await commitBatch(taken);

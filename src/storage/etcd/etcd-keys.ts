@@ -25,6 +25,21 @@ import type {
  * | `log/<seq>`, `wslog/<id>/<seq>` | the transition | with every transition |
  * | `log-floor` | seq through which the log was compacted | retention |
  * | `txn/<rid>` | the write id of the replica's last transaction | every transaction |
+ *
+ * The runtime projection (etcd-projection-store.ts) keeps its own keys beside
+ * them; secret values and data keys reach etcd only sealed (AES-256-GCM):
+ *
+ * | key | value | written |
+ * |---|---|---|
+ * | `pk/<id>` | the workspace's data key, wrapped under a keyring key (ciphertext), its key id | first secret or config; KEK rotation; deleted with the workspace |
+ * | `sec/<id>/<NAME>` | one sealed secret (ciphertext), its keyed fingerprint, who and when | set / delete secret; deleted with the workspace |
+ * | `cfg/<id>` | the runtime config (adapter, model, provider, base URL, plain env, reload policy) | set config |
+ * | `proj/<id>` | config_version and the projection's state (digest or failure reason) | with every projection write (serialises them) |
+ * | `applied/<id>` | the config_version the runtime reported applying | heartbeat report, when it changed |
+ * | `config-version` | the global config_version counter (decimal) | every write that bumps a version |
+ * | `audit-seq` | the last audit seq (decimal) | with every audit row |
+ * | `audit/<seq>`, `wsaudit/<id>/<seq>` | one audit row (names, fingerprint, action; never a value) | with every projection write, delivery, denial, rewrap |
+ * | `keyring/<kek id>` | a keyed check value of that keyring key (HMAC, 32 hex; not the key) | the first start of a replica holding the key |
  */
 export interface EtcdKeys {
   readonly prefix: string;
@@ -42,6 +57,16 @@ export interface EtcdKeys {
   readonly logFloor: string;
   txn(rid: string): string;
   readonly election: string;
+  dataKey(id: string): string;
+  secret(id: string, name?: string): string;
+  runtimeConfig(id: string): string;
+  projection(id: string): string;
+  applied(id: string): string;
+  readonly configVersion: string;
+  readonly auditSeq: string;
+  audit(seq: number): string;
+  wsaudit(id: string, seq?: number): string;
+  keyringCheck(kekId: string): string;
   /** Sub-prefixes whose keys a replica caches from its watch. */
   readonly cached: readonly string[];
   /** The id after a cached sub-prefix (`st/abc` → `abc`), or undefined. */
@@ -71,7 +96,17 @@ export function createEtcdKeys(prefix: string): EtcdKeys {
     logFloor: `${p}log-floor`,
     txn: (rid) => `${p}txn/${rid}`,
     election: `${p}leader/`,
-    cached: ['st/', 'tok/', 'own/', 'replicas/', 'leader/'],
+    dataKey: (id) => `${p}pk/${id}`,
+    secret: (id, name) => `${p}sec/${id}/${name ?? ''}`,
+    runtimeConfig: (id) => `${p}cfg/${id}`,
+    projection: (id) => `${p}proj/${id}`,
+    applied: (id) => `${p}applied/${id}`,
+    configVersion: `${p}config-version`,
+    auditSeq: `${p}audit-seq`,
+    audit: (seq) => `${p}audit/${seqKeyPart(seq)}`,
+    wsaudit: (id, seq) => `${p}wsaudit/${id}/${seq === undefined ? '' : seqKeyPart(seq)}`,
+    keyringCheck: (kekId) => `${p}keyring/${kekId}`,
+    cached: ['st/', 'tok/', 'own/', 'replicas/', 'leader/', 'pk/', 'proj/', 'applied/'],
     idAfter(key, sub) {
       const head = p + sub;
       return key.startsWith(head) ? key.slice(head.length) : undefined;

@@ -51,6 +51,22 @@ export interface EtcdStoreOptions {
   readonly onListenerError?: (error: unknown) => void;
   /** Told when the watch stream failed and is being reopened. */
   readonly onWatchError?: (error: unknown) => void;
+  /**
+   * Adds writes to the transaction that moves a workspace to REMOVED (the
+   * projection's crypto-shred of its data key and sealed secrets).
+   */
+  readonly inDeleteTransaction?: (workspaceId: string, write: WriteBuilder) => void;
+}
+
+/**
+ * Told of what the replica's one watch delivers, after the store's own caches
+ * took it: every listing (at start and after a compaction) and every
+ * revision, in revision order. Lets another store on the same connection (the
+ * projection) keep its caches and tell its listeners without a second watch.
+ */
+export interface RevisionObserver {
+  listing(listing: Listing): void;
+  revision(events: RevisionEvents): void;
 }
 
 /**
@@ -76,6 +92,16 @@ export interface EtcdStore extends RegistryStore {
   /** etcd requests sent so far, by operation. */
   requests(): EtcdRequestCounts;
   readonly keys: EtcdKeys;
+  /**
+   * Commits a job through the replica's one committer (guarded, group
+   * committed, settled only after the watch delivered it): for another store
+   * on the same connection (the projection).
+   */
+  submit<T>(job: WriteJob<T>): Promise<T>;
+  /** Observes the watch from the next listing or revision on; call before `start`. */
+  observe(observer: RevisionObserver): () => void;
+  /** The etcd connection (its requests counted), for reads of another store. */
+  readonly connection: EtcdConnection;
 }
 
 interface CachedState {
@@ -146,14 +172,24 @@ export function createEtcdStore(options: EtcdStoreOptions): EtcdStore {
     published: (rev) => watch.reached(rev),
   });
 
-  const tokenListeners = new Set<() => void>();
+  const tokenListeners = new Set<(workspaceId: string) => void>();
+  const observers = new Set<RevisionObserver>();
+  const tellObservers = (tell: (observer: RevisionObserver) => void) => {
+    for (const observer of observers) {
+      try {
+        tell(observer);
+      } catch (error) {
+        (options.onListenerError ?? console.error)(error);
+      }
+    }
+  };
 
   function cacheToken(hashHex: string, doc: TokenDoc | undefined): void {
     const old = tokens.get(hashHex);
     if (old) {
       tokensOf.get(old.workspaceId)?.delete(hashHex);
       // A token changed (expiry set, revoked, pruned), here or on another replica.
-      for (const listener of tokenListeners) listener();
+      for (const listener of tokenListeners) listener(old.workspaceId);
     }
     if (!doc) {
       tokens.delete(hashHex);
@@ -198,7 +234,7 @@ export function createEtcdStore(options: EtcdStoreOptions): EtcdStore {
     return undefined;
   }
 
-  function applied({ events }: RevisionEvents): void {
+  function applied({ revision: rev, events }: RevisionEvents): void {
     const transitions: Transition[] = [];
     const written: WorkspaceState[] = [];
     for (const event of events) {
@@ -211,6 +247,9 @@ export function createEtcdStore(options: EtcdStoreOptions): EtcdStore {
     }
     transitions.sort((a, b) => a.seq - b.seq);
     listeners.publish({ transitions, states: written });
+    tellObservers((observer) => {
+      observer.revision({ revision: rev, events });
+    });
   }
 
   async function relisted(listing: Listing): Promise<void> {
@@ -228,6 +267,9 @@ export function createEtcdStore(options: EtcdStoreOptions): EtcdStore {
         seen.add(state.id);
       }
     }
+    tellObservers((observer) => {
+      observer.listing(listing);
+    });
     if (before === 0) return; // The first listing: nothing was published yet.
     // A compaction skipped events: publish the transitions committed meanwhile, then the states.
     const missed: Transition[] = [];
@@ -401,6 +443,14 @@ export function createEtcdStore(options: EtcdStoreOptions): EtcdStore {
       }
     },
     requests: () => connection.requests(),
+    connection,
+    submit,
+    observe(observer) {
+      observers.add(observer);
+      return () => {
+        observers.delete(observer);
+      };
+    },
     start: () => watch.start(),
     subscribe: (listener) => listeners.subscribe(listener),
     onTokensChanged(listener) {
@@ -557,6 +607,7 @@ export function createEtcdStore(options: EtcdStoreOptions): EtcdStore {
         const doc = workspaceDoc(view, id);
         const { state, transition } = decideInto(write, id, before, decide, now, '');
         if (transition) putState(write, id, state);
+        if (transition && state.status === 'REMOVED') options.inDeleteTransaction?.(id, write);
         return () => ({ workspace: toWorkspace(id, doc, state), transition });
       }),
 
