@@ -117,7 +117,14 @@ export const fleet: Scenario = {
     });
     // Seeding wrote CREATED and REGISTERED for each, before this: everything after is the run's.
     const serverStartedAt = Date.now();
-    const flags = ['--heartbeat-interval', `${config.intervalMs / 1000}s`];
+    // Thousands of sidecars' streams share a few connections here (a real sidecar has its
+    // own): the per-connection stream limit (1,000 by default) is raised to hold them all.
+    const flags = [
+      '--heartbeat-interval',
+      `${config.intervalMs / 1000}s`,
+      '--max-concurrent-streams',
+      String(config.workspaces),
+    ];
     const vigil = await startVigil({ dataDir, controlToken: context.controlToken, flags });
     const control = connectControl(vigil.address, context.controlToken);
     const workers: LoadWorker[] = [];
