@@ -1,6 +1,7 @@
 import { connect as http2Connect, constants, type ClientHttp2Session } from 'node:http2';
 import { connect as tcpConnect } from 'node:net';
 import { expect } from 'chai';
+import type { ConnectionLimits } from '../../src/transport/server.js';
 import { startHarness, type Harness } from '../helpers/harness.js';
 
 /**
@@ -9,36 +10,45 @@ import { startHarness, type Harness } from '../helpers/harness.js';
  * a header list over the limit, and idle connections — with streams that
  * ended, and raw sockets that never sent the HTTP/2 preface — being closed.
  */
-describe('HTTP/2 and connection limits', () => {
-  let h: Harness;
+/**
+ * For each test of the enclosing describe: a server with these connection
+ * limits, and raw HTTP/2 sessions to it (each resolved once the server's
+ * SETTINGS arrived), all closed after the test.
+ */
+function rawHttp2Server(connectionLimits: ConnectionLimits) {
+  let harness: Harness | undefined;
   const sessions: ClientHttp2Session[] = [];
+  const port = (): number => {
+    if (!harness) throw new Error('no server: call from a test');
+    return harness.vigil.port;
+  };
   beforeEach(async () => {
-    h = await startHarness({
-      settings: {
-        connectionLimits: {
-          maxConcurrentStreams: 8,
-          maxHeaderListBytes: 4096,
-          maxSessionMemoryMiB: 4,
-          idleTimeoutMs: 300,
-        },
-      },
-    });
+    harness = await startHarness({ settings: { connectionLimits } });
   });
   afterEach(async () => {
     for (const session of sessions.splice(0)) session.destroy();
-    await h.dispose();
+    await harness?.dispose();
   });
+  return {
+    port,
+    async session(): Promise<ClientHttp2Session> {
+      const client = http2Connect(`http://127.0.0.1:${port()}`);
+      sessions.push(client);
+      client.on('error', () => undefined);
+      await new Promise((resolve) => client.once('remoteSettings', resolve));
+      return client;
+    },
+  };
+}
 
-  function session(): Promise<ClientHttp2Session> {
-    const client = http2Connect(`http://127.0.0.1:${h.vigil.port}`);
-    sessions.push(client);
-    client.on('error', () => undefined);
-    return new Promise((resolve) =>
-      client.once('remoteSettings', () => {
-        resolve(client);
-      }),
-    );
-  }
+describe('HTTP/2 and connection limits', () => {
+  const { port, session } = rawHttp2Server({
+    maxConcurrentStreams: 8,
+    maxHeaderListBytes: 4096,
+    maxSessionMemoryMiB: 4,
+    idleTimeoutMs: 300,
+    minPingIntervalMs: 0,
+  });
 
   it('advertises finite MAX_CONCURRENT_STREAMS and MAX_HEADER_LIST_SIZE', async () => {
     const client = await session();
@@ -96,7 +106,7 @@ describe('HTTP/2 and connection limits', () => {
   });
 
   it('closes a raw TCP connection that never sends the HTTP/2 preface', async () => {
-    const socket = tcpConnect(h.vigil.port, '127.0.0.1');
+    const socket = tcpConnect(port(), '127.0.0.1');
     socket.on('error', () => undefined);
     socket.resume();
     await new Promise<void>((resolve) =>
@@ -110,34 +120,14 @@ describe('HTTP/2 and connection limits', () => {
 
 /** Keepalive enforcement, seen from raw HTTP/2 clients sending PING frames. */
 describe('HTTP/2 ping limit', () => {
-  let h: Harness;
-  const sessions: ClientHttp2Session[] = [];
   const MIN_PING_MS = 1_000;
-  beforeEach(async () => {
-    h = await startHarness({
-      settings: {
-        connectionLimits: {
-          maxConcurrentStreams: 8,
-          maxHeaderListBytes: 4096,
-          maxSessionMemoryMiB: 4,
-          idleTimeoutMs: 60_000,
-          minPingIntervalMs: MIN_PING_MS,
-        },
-      },
-    });
+  const { session } = rawHttp2Server({
+    maxConcurrentStreams: 8,
+    maxHeaderListBytes: 4096,
+    maxSessionMemoryMiB: 4,
+    idleTimeoutMs: 60_000,
+    minPingIntervalMs: MIN_PING_MS,
   });
-  afterEach(async () => {
-    for (const session of sessions.splice(0)) session.destroy();
-    await h.dispose();
-  });
-
-  async function session(): Promise<ClientHttp2Session> {
-    const client = http2Connect(`http://127.0.0.1:${h.vigil.port}`);
-    sessions.push(client);
-    client.on('error', () => undefined);
-    await new Promise((resolve) => client.once('remoteSettings', resolve));
-    return client;
-  }
 
   const ping = (client: ClientHttp2Session) =>
     new Promise<boolean>((resolve) => {
