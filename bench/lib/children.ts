@@ -1,11 +1,13 @@
 import { fork, spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, openSync, readFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { createInterface } from 'node:readline';
+import { freePort } from '../../test/helpers/ports.js';
 import type { TaskResults, WorkerReply, WorkerRequest, WorkerTask } from './protocol.js';
 import { healthServing } from './wire.js';
+
+export { freePort };
 
 /**
  * Child processes of the bench: the real `vigil serve`, the bare baseline
@@ -53,20 +55,6 @@ export async function killAll(): Promise<void> {
   await Promise.all([...live].map((child) => stopChild(child, 3_000)));
 }
 
-/** A free TCP port on 127.0.0.1 (bound and released). */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      const port = typeof address === 'object' && address ? address.port : 0;
-      server.close(() => {
-        resolve(port);
-      });
-    });
-  });
-}
 
 export function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, Math.max(0, ms)));

@@ -1,9 +1,9 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { basename, join } from 'node:path';
 import type { EtcdSettings } from '../../src/app.js';
 import { tempDir } from './harness.js';
+import { freePort } from './ports.js';
 
 /**
  * Which store the e2e suite runs on: the embedded SQLite file (default) or,
@@ -37,18 +37,6 @@ export interface EtcdMember {
   stop(): void;
 }
 
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      server.close(() => {
-        resolve(typeof address === 'object' && address ? address.port : 0);
-      });
-    });
-  });
-}
 
 /** Starts a one-member etcd on free loopback ports (no fsync: tests only) and waits until healthy. */
 export async function startEtcdMember(): Promise<EtcdMember> {
