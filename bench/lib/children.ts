@@ -55,7 +55,6 @@ export async function killAll(): Promise<void> {
   await Promise.all([...live].map((child) => stopChild(child, 3_000)));
 }
 
-
 export function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, Math.max(0, ms)));
 }

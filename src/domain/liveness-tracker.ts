@@ -60,8 +60,8 @@ export interface LivenessTracker {
   /** Records a heartbeat that reached this process at `now` (for a tracked workspace). */
   beat(id: string, now: number, report: HeartbeatReport): void;
   /**
-   * ONLINE/DEGRADED workspaces with `now − max(lastSeen, ownedSince) > offlineAfterMs`,
-   * at most `limit`, oldest first.
+   * ONLINE/DEGRADED workspaces with `now − max(lastSeen, ownedSince) > offlineAfterMs`
+   * (ownedSince never before the ownership's servingSince), at most `limit`, oldest first.
    */
   expired(now: number, offlineAfterMs: number, limit: number): string[];
   /**
@@ -161,9 +161,11 @@ export function createLivenessTracker(ownership: Ownership): LivenessTracker {
     },
     expired(now, offlineAfterMs, limit) {
       const found: LivenessEntry[] = [];
+      const servingSince = ownership.servingSince();
       for (const entry of entries.values()) {
         if (entry.status !== 'ONLINE' && entry.status !== 'DEGRADED') continue;
-        if (silentTooLong(now, entry.lastSeen, entry.ownedSince, offlineAfterMs)) found.push(entry);
+        const since = Math.max(entry.ownedSince, servingSince);
+        if (silentTooLong(now, entry.lastSeen, since, offlineAfterMs)) found.push(entry);
       }
       return found
         .sort((a, b) => Math.max(a.lastSeen, a.ownedSince) - Math.max(b.lastSeen, b.ownedSince))

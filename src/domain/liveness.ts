@@ -154,7 +154,11 @@ export function createLiveness(options: LivenessOptions): Liveness {
             state,
             {
               type: 'SWEEP',
-              ownedSince: entry?.ownedSince ?? leaderSince ?? now,
+              // Never from before this process last began serving (its own downtime).
+              ownedSince: Math.max(
+                entry?.ownedSince ?? leaderSince ?? now,
+                ownership.servingSince(),
+              ),
               lastSeen: entry?.lastSeen,
             },
             now,

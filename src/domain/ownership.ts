@@ -15,6 +15,13 @@ export interface Ownership {
   /** When this process took charge of the workspace, while it owns it. */
   ownedSince(id: string): number | undefined;
   /**
+   * Since when this process has been taking heartbeats without a break: its
+   * start, or in cluster mode the moment it last turned SERVING again (while
+   * NOT_SERVING it ended every stream and refused every call, so the silence
+   * of that time is its own downtime and never counts, like a restart).
+   */
+  servingSince(): number;
+  /**
    * Takes charge of the workspace (a sidecar stream, a Register or a
    * heartbeat reached this process), taking it over from another owner.
    * Resolves with ownedSince.
@@ -41,6 +48,7 @@ export function ownsEverything(since: number): Ownership {
   return {
     owns: () => true,
     ownedSince: () => since,
+    servingSince: () => since,
     claim: () => Promise.resolve(since),
     adopt: () => Promise.resolve(since),
     isLeader: () => true,

@@ -43,9 +43,13 @@ let cursor = (process.pid * 7_919 + Math.floor(Math.random() * size)) % size;
 function bindable(port: number): Promise<boolean> {
   return new Promise((resolve) => {
     const server = createServer();
-    server.once('error', () => resolve(false));
+    server.once('error', () => {
+      resolve(false);
+    });
     server.listen({ port, host: '127.0.0.1', exclusive: true }, () => {
-      server.close(() => resolve(true));
+      server.close(() => {
+        resolve(true);
+      });
     });
   });
 }

@@ -37,7 +37,6 @@ export interface EtcdMember {
   stop(): void;
 }
 
-
 /** Starts a one-member etcd on free loopback ports (no fsync: tests only) and waits until healthy. */
 export async function startEtcdMember(): Promise<EtcdMember> {
   if (!etcdInstalled()) {

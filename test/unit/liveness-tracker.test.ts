@@ -39,6 +39,19 @@ describe('liveness tracker', () => {
       expect(tracker.expired(STARTED + 70_001, 40_000, 10)).to.deep.equal(['old', 'fresh']);
     });
 
+    it('never counts the time before the owner last turned SERVING again (its own downtime)', () => {
+      let servingSince = STARTED;
+      const ownership = { ...ownsEverything(STARTED), servingSince: () => servingSince };
+      const tracker = createLivenessTracker(ownership);
+      tracker.observe([state('a')]);
+      tracker.beat('a', STARTED + 10_000, REPORT);
+      // NOT_SERVING from +12 s to +30 s (its streams ended, its calls refused), SERVING again at +30 s.
+      servingSince = STARTED + 30_000;
+      expect(tracker.expired(STARTED + 60_000, 40_000, 10)).to.deep.equal([]);
+      expect(tracker.expired(STARTED + 70_000, 40_000, 10)).to.deep.equal([]);
+      expect(tracker.expired(STARTED + 70_001, 40_000, 10)).to.deep.equal(['a']);
+    });
+
     it('only considers ONLINE and DEGRADED workspaces, and forgets REMOVED ones', () => {
       const tracker = createLivenessTracker(ownsEverything(STARTED));
       tracker.observe([state('a', { status: 'OFFLINE' }), state('b', { status: 'DEGRADED' })]);

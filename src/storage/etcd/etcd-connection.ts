@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { noop } from 'cockatiel';
 import { Etcd3, GRPCDeadlineExceededError, GRPCUnavailableError } from 'etcd3';
+import { VigilError } from '../../domain/errors.js';
 import type {
   ICompare,
   IDuplexStream,
@@ -48,11 +49,22 @@ export type EtcdRequestCounts = Readonly<Record<string, number>>;
  * a call or a stream down (deadline passed, connection lost, a stream that
  * stopped answering) is passed over for a while, as long as another is left.
  * The streams' owners report a stalled stream with `suspect`, so a paused
- * member found by the watch is avoided by the writes too.
+ * member found by the watch is avoided by the writes too; and a member that
+ * has owed a call its answer for SLOW_MS without answering anything else
+ * meanwhile is passed over at once, before that call's deadline runs out.
+ *
+ * A call that etcd could not answer (member unreachable, deadline, leader
+ * change) fails with STORE_UNAVAILABLE, retryable, carrying etcd's error as
+ * its cause; the outcome of a write that failed so is unknown.
  */
 export interface EtcdConnection {
   range(request: IRangeRequest): Promise<IRangeResponse>;
-  txn(compare: ICompare[], success: IRequestOp[], failure?: IRequestOp[]): Promise<ITxnResponse>;
+  txn(
+    compare: ICompare[],
+    success: IRequestOp[],
+    failure?: IRequestOp[],
+    options?: CallLimits,
+  ): Promise<ITxnResponse>;
   leaseGrant(ttlSeconds: number): Promise<string>;
   leaseRevoke(id: string): Promise<void>;
   /** A bidirectional keepalive stream on a member chosen as for a call; each `write` is counted. */
@@ -64,11 +76,22 @@ export interface EtcdConnection {
    * streams pass it over for a while.
    */
   suspect(member: string): void;
+  /**
+   * Tells `listener` each member that becomes suspected (by a call, a stream or
+   * `suspect`), so a stream on it moves too: a paused member found by the writes
+   * is left by the watch and the lease keepalive as well. Returns its removal.
+   */
+  onSuspect(listener: (member: string) => void): () => void;
   requests(): EtcdRequestCounts;
   close(): void;
 }
 
 export type CountedStream<Q, R> = IDuplexStream<Q, R>;
+
+export interface CallLimits {
+  /** This call's deadline, instead of the connection's `callTimeoutMs`. */
+  readonly timeoutMs?: number;
+}
 
 /** A stream and the member serving it (as given in the endpoints). */
 export interface MemberStream<Q, R> {
@@ -79,11 +102,21 @@ export interface MemberStream<Q, R> {
 const DEFAULT_CALL_TIMEOUT_MS = 5_000;
 /** How long a member that let a call or stream down is passed over while another is left. */
 export const SUSPECT_MS = 10_000;
+/**
+ * A member that owes a call its answer this long, and answered nothing else
+ * meanwhile, is paused or cut off: new calls go elsewhere. (etcd answers in
+ * milliseconds; a loaded disk makes it hundreds, not a second of silence.)
+ */
+export const SLOW_MS = 1_500;
 
 interface Member {
   readonly endpoint: string;
   readonly client: Etcd3;
   suspectUntil: number;
+  /** Start times of the calls waiting for this member's answer. */
+  readonly waiting: Set<{ readonly since: number }>;
+  /** When this member last answered a call (with a result or an etcd error). */
+  answeredAt: number;
 }
 
 /** A fault of the member itself (not an answer etcd gave): try the next one next time. */
@@ -91,6 +124,18 @@ function memberFault(error: unknown): boolean {
   if (error instanceof GRPCDeadlineExceededError) return true;
   // "etcdserver: ..." is an answer (leader changed, no leader): the member is there.
   return error instanceof GRPCUnavailableError && !error.message.includes('etcdserver:');
+}
+
+/** etcd could not answer: retryable, and the outcome of a write is unknown. */
+function unavailable(error: unknown): unknown {
+  if (!(error instanceof GRPCUnavailableError || error instanceof GRPCDeadlineExceededError))
+    return error;
+  return new VigilError(
+    'STORE_UNAVAILABLE',
+    `the cluster store did not answer (${error.message}); retry`,
+    {},
+    { cause: error },
+  );
 }
 
 export function createEtcdConnection(options: EtcdConnectionOptions): EtcdConnection {
@@ -109,6 +154,8 @@ export function createEtcdConnection(options: EtcdConnectionOptions): EtcdConnec
   const members: Member[] = options.endpoints.map((endpoint) => ({
     endpoint,
     suspectUntil: 0,
+    waiting: new Set(),
+    answeredAt: 0,
     client: new Etcd3({
       hosts: [endpoint],
       ...credentials,
@@ -130,9 +177,18 @@ export function createEtcdConnection(options: EtcdConnectionOptions): EtcdConnec
   if (members.length === 0) throw new Error('no etcd endpoint given');
   let turn = 0;
 
+  /** Whether `member` owes an answer for SLOW_MS and answered nothing meanwhile. */
+  function silent(member: Member, now: number): boolean {
+    if (now - member.answeredAt < SLOW_MS) return false;
+    for (const call of member.waiting) if (now - call.since >= SLOW_MS) return true;
+    return false;
+  }
+
   /** The next member in turn that is not suspected; the one suspected longest ago when all are. */
   function pick(): Member {
     const now = Date.now();
+    for (const member of members)
+      if (member.suspectUntil <= now && silent(member, now)) suspect(member);
     for (let i = 0; i < members.length; i += 1) {
       const member = members[(turn + i) % members.length];
       if (member && member.suspectUntil <= now) {
@@ -143,17 +199,29 @@ export function createEtcdConnection(options: EtcdConnectionOptions): EtcdConnec
     return members.reduce((a, b) => (b.suspectUntil < a.suspectUntil ? b : a));
   }
 
+  const suspectListeners = new Set<(member: string) => void>();
   function suspect(member: Member): void {
-    member.suspectUntil = Date.now() + SUSPECT_MS;
+    const now = Date.now();
+    const already = member.suspectUntil > now;
+    member.suspectUntil = now + SUSPECT_MS;
+    if (already) return;
+    for (const listener of [...suspectListeners]) listener(member.endpoint);
   }
 
   async function onMember<T>(call: (client: Etcd3) => Promise<T>): Promise<T> {
     const member = pick();
+    const waiting = { since: Date.now() };
+    member.waiting.add(waiting);
     try {
-      return await call(member.client);
+      const result = await call(member.client);
+      member.answeredAt = Date.now();
+      return result;
     } catch (error) {
       if (memberFault(error)) suspect(member);
-      throw error;
+      else member.answeredAt = Date.now();
+      throw unavailable(error);
+    } finally {
+      member.waiting.delete(waiting);
     }
   }
 
@@ -188,9 +256,11 @@ export function createEtcdConnection(options: EtcdConnectionOptions): EtcdConnec
       count('range');
       return onMember((client) => client.kv.range(request));
     },
-    txn(compare, success, failure = []) {
+    txn(compare, success, failure = [], limits = {}) {
       count('txn');
-      return onMember((client) => client.kv.txn({ compare, success, failure }));
+      const callOptions =
+        limits.timeoutMs === undefined ? undefined : { deadline: Date.now() + limits.timeoutMs };
+      return onMember((client) => client.kv.txn({ compare, success, failure }, callOptions));
     },
     async leaseGrant(ttlSeconds) {
       count('lease_grant');
@@ -212,6 +282,12 @@ export function createEtcdConnection(options: EtcdConnectionOptions): EtcdConnec
     suspect(endpoint) {
       const member = members.find((m) => m.endpoint === endpoint);
       if (member) suspect(member);
+    },
+    onSuspect(listener) {
+      suspectListeners.add(listener);
+      return () => {
+        suspectListeners.delete(listener);
+      };
     },
     requests: () => ({ ...counts }),
     close() {

@@ -70,6 +70,18 @@ interface Claimed {
 
 const CLAIM_BATCH = 100;
 const ORPHANED_CAP = 1_000_000;
+/**
+ * A claim waits this long for etcd, then goes again (to another member: the
+ * connection passes over one that stopped answering). Shorter than a
+ * sidecar's patience with an unanswered heartbeat, so a paused etcd member
+ * costs a take-over one retry, not the sidecar's move to yet another replica.
+ */
+const CLAIM_TIMEOUT_MS = 1_200;
+const CLAIM_ATTEMPTS = 5;
+
+/** etcd did not answer (the connection's STORE_UNAVAILABLE): the outcome is unknown. */
+const unanswered = (error: unknown): boolean =>
+  error instanceof VigilError && error.reason === 'STORE_UNAVAILABLE';
 
 export function createEtcdReplica(options: EtcdReplicaOptions): EtcdReplica {
   const { connection, keys, replicaId, clock } = options;
@@ -87,6 +99,8 @@ export function createEtcdReplica(options: EtcdReplicaOptions): EtcdReplica {
   let leadingSince: number | undefined;
   let lastKeptAlive = 0;
   let serving = false;
+  // When this replica last turned SERVING: silence before it is not the sidecars' (see Ownership).
+  let servingSince = clock.now();
   let stopped = false;
   let advertise = options.advertise;
   const startedAt = clock.now();
@@ -136,6 +150,7 @@ export function createEtcdReplica(options: EtcdReplicaOptions): EtcdReplica {
   function setServing(next: boolean): void {
     if (serving === next) return;
     serving = next;
+    if (next) servingSince = clock.now();
     options.onServing?.(next);
   }
 
@@ -286,12 +301,23 @@ export function createEtcdReplica(options: EtcdReplicaOptions): EtcdReplica {
           `etcd lease keepalive on ${keepAliveMember} unanswered for ${keepAliveAnswerMs} ms`,
         ),
       );
-      connection.suspect(keepAliveMember);
       keepAlive = undefined;
       stream.cancel();
+      connection.suspect(keepAliveMember);
       void openKeepAlive();
     }, keepAliveAnswerMs).unref();
   }
+
+  /** The connection found the member serving the keepalive stream unresponsive: move now. */
+  function leaveSuspected(member: string): void {
+    const stream = keepAlive;
+    if (!stream || member !== keepAliveMember || stopped) return;
+    keepAlive = undefined;
+    stream.cancel();
+    // Not from inside the connection's own call: it is choosing a member right now.
+    setImmediate(() => void openKeepAlive());
+  }
+  let unsubscribeSuspect: (() => void) | undefined;
 
   function tick(): void {
     const silentMs = Date.now() - lastKeptAlive;
@@ -363,59 +389,74 @@ export function createEtcdReplica(options: EtcdReplicaOptions): EtcdReplica {
     let ids = [...new Set(batch.map((c) => c.id))];
     const doc: OwnerDoc = { replica: replicaId, claimedAt: clock.now() };
     const outcome = new Map<string, number | undefined>();
+    const take = (id: string, rev: number) => {
+      const now = clock.now();
+      // An orphan counts from when it lost its owner, but never from before this leader led.
+      const since =
+        mode === 'adopt'
+          ? Math.min(now, Math.max(orphanedAt.get(id) ?? now, leadingSince ?? now))
+          : now;
+      learnOwner(id, doc, rev);
+      // The watch may already have shown a later take-over of this key: then it is not ours.
+      if (owners.get(id)?.replica !== replicaId) return;
+      owned.set(id, { since, modRevision: rev });
+      outcome.set(id, since);
+    };
     try {
-      for (let attempt = 0; attempt < 5 && ids.length > 0; attempt += 1) {
-        const response = await connection.txn(
-          ids.map((id) =>
-            mode === 'take'
-              ? {
-                  key: Buffer.from(keys.own(id)),
-                  target: 'Mod' as const,
-                  result: 'Equal' as const,
-                  mod_revision: owners.get(id)?.modRevision ?? 0,
-                }
-              : {
-                  // Adoption: only a key nobody holds.
-                  key: Buffer.from(keys.own(id)),
-                  target: 'Create' as const,
-                  result: 'Equal' as const,
-                  create_revision: 0,
-                },
-          ),
-          ids.map((id) => ({
-            request_put: { key: Buffer.from(keys.own(id)), value: encode(doc), lease: current },
-          })),
-          ids.map((id) => ({ request_range: { key: Buffer.from(keys.own(id)) } })),
-        );
+      for (let attempt = 0; attempt < CLAIM_ATTEMPTS && ids.length > 0; attempt += 1) {
+        let response: Awaited<ReturnType<EtcdConnection['txn']>>;
+        try {
+          response = await connection.txn(
+            ids.map((id) =>
+              mode === 'take'
+                ? {
+                    key: Buffer.from(keys.own(id)),
+                    target: 'Mod' as const,
+                    result: 'Equal' as const,
+                    mod_revision: owners.get(id)?.modRevision ?? 0,
+                  }
+                : {
+                    // Adoption: only a key nobody holds.
+                    key: Buffer.from(keys.own(id)),
+                    target: 'Create' as const,
+                    result: 'Equal' as const,
+                    create_revision: 0,
+                  },
+            ),
+            ids.map((id) => ({
+              request_put: { key: Buffer.from(keys.own(id)), value: encode(doc), lease: current },
+            })),
+            ids.map((id) => ({ request_range: { key: Buffer.from(keys.own(id)) } })),
+            { timeoutMs: CLAIM_TIMEOUT_MS },
+          );
+        } catch (error) {
+          // No answer (a paused member, say, now passed over): a guarded claim is safe to send
+          // again; if the first one landed after all, the answer below shows the key is ours.
+          if (!unanswered(error) || attempt + 1 >= CLAIM_ATTEMPTS || lease !== current) throw error;
+          continue;
+        }
         const rev = revision(response.header.revision);
         if (response.succeeded) {
-          const now = clock.now();
-          for (const id of ids) {
-            // An orphan counts from when it lost its owner, but never from before this leader led.
-            const since =
-              mode === 'adopt'
-                ? Math.min(now, Math.max(orphanedAt.get(id) ?? now, leadingSince ?? now))
-                : now;
-            learnOwner(id, doc, rev);
-            // The watch may already have shown a later take-over of this key: then it is not ours.
-            if (owners.get(id)?.replica !== replicaId) continue;
-            owned.set(id, { since, modRevision: rev });
-            outcome.set(id, since);
-          }
+          for (const id of ids) take(id, rev);
           ids = [];
           break;
         }
-        // Someone moved an owner key meanwhile: learn the current holders and try again.
+        // Someone moved an owner key meanwhile (or an earlier attempt of ours, unanswered,
+        // landed): learn the current holders and try again.
+        const landed = new Set<string>();
         response.responses.forEach((op, index) => {
           const kv = op.response_range.kvs[0];
           const id = ids[index];
           if (id === undefined) return;
-          learnOwner(
-            id,
-            kv ? decode<OwnerDoc>(kv.value) : undefined,
-            kv ? revision(kv.mod_revision) : rev,
-          );
+          const holder = kv ? decode<OwnerDoc>(kv.value) : undefined;
+          if (kv && holder?.replica === replicaId && kv.lease === current) {
+            take(id, revision(kv.mod_revision));
+            landed.add(id);
+            return;
+          }
+          learnOwner(id, holder, kv ? revision(kv.mod_revision) : rev);
         });
+        ids = ids.filter((id) => !landed.has(id));
         // An adoption gives up the keys somebody holds now; the rest are tried again.
         if (mode === 'adopt') ids = ids.filter((id) => !owners.has(id));
       }
@@ -437,6 +478,7 @@ export function createEtcdReplica(options: EtcdReplicaOptions): EtcdReplica {
 
   return {
     async start() {
+      unsubscribeSuspect = connection.onSuspect(leaveSuspected);
       await grant();
       await openKeepAlive();
       keepAliveTimer = setInterval(tick, Math.max(250, ttlMs / 3));
@@ -444,6 +486,7 @@ export function createEtcdReplica(options: EtcdReplicaOptions): EtcdReplica {
     },
     async stop() {
       stopped = true;
+      unsubscribeSuspect?.();
       clearInterval(keepAliveTimer);
       keepAlive?.cancel();
       const current = lease;
@@ -483,6 +526,7 @@ export function createEtcdReplica(options: EtcdReplicaOptions): EtcdReplica {
     },
     owns: (id) => owned.has(id),
     ownedSince: (id) => owned.get(id)?.since,
+    servingSince: () => servingSince,
     async claim(id) {
       const since = await enqueueClaim(id, 'take');
       if (since === undefined) throw new Error('a take-over resolved without ownership');

@@ -311,8 +311,21 @@ export function createEtcdWatch(options: EtcdWatchOptions): EtcdWatch {
     });
   }
 
+  /** The connection found the member serving the stream unresponsive (a call or the keepalive waited on it): move now. */
+  function leaveSuspected(member: string): void {
+    const current = stream;
+    if (!current || member !== serving || stopped) return;
+    stream = undefined;
+    awaitingSince = undefined;
+    current.cancel();
+    lastResponseAt = Date.now();
+    scheduleReopen(new Error(`etcd watch leaves ${member}: it stopped answering calls`));
+  }
+  let unsubscribeSuspect: (() => void) | undefined;
+
   return {
     async start() {
+      unsubscribeSuspect = connection.onSuspect(leaveSuspected);
       await relist();
       await open();
       probeTimer = setInterval(probe, 500);
@@ -328,6 +341,7 @@ export function createEtcdWatch(options: EtcdWatchOptions): EtcdWatch {
     },
     stop() {
       stopped = true;
+      unsubscribeSuspect?.();
       clearTimeout(retryTimer);
       clearTimeout(stallTimer);
       clearInterval(probeTimer);
