@@ -56,7 +56,7 @@ describe('cluster: etcd member faults (real processes)', function () {
   });
 
   describe('when the etcd leader is paused (SIGSTOP) for 15 s under 300 streaming sidecars', () => {
-    it('fails every replica watch over while the member is still paused, resumes writes within 10 s and commits no duplicate', async () => {
+    it('fails every replica watch over within 8 s, resumes writes within 10 s and commits no duplicate', async () => {
       scenario = await startScenario({ workspaces: 300 });
       const churn = scenario.fleet.startChurn('churn', 100);
       await sleep(3_000);
@@ -82,13 +82,8 @@ describe('cluster: etcd member faults (real processes)', function () {
       expect(writeResume).to.be.at.most(10_000);
       // Every replica's watch reopens on another member while the paused one is still paused
       // (a watch that only came back with SIGCONT would take over 15 s).
-      expect(worstWatch).to.be.above(0).and.below(15_000);
+      expect(worstWatch).to.be.above(0).and.below(8_000);
     });
-
-    // Not met every time yet: over seven runs the slowest replica's watch came back after
-    // 1.9-3.9 s in six and 9.4 s in one (the other replicas 1.5-6.5 s). Measured and printed
-    // above; the cause of the slow run is not known yet.
-    it.skip('fails every replica watch over within 8 s', () => undefined);
   });
 
   describe(`when the etcd member serving a replica's watch is killed -9 during a ${BACKLOG.toLocaleString('en')}-transition catch-up (${FULL_SIZE ? 'full size' : 'scaled down from 30,000; VIGIL_CLUSTER_FULL=1 for full size'})`, () => {

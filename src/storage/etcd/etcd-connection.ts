@@ -115,7 +115,7 @@ interface Member {
   suspectUntil: number;
   /** Start times of the calls waiting for this member's answer. */
   readonly waiting: Set<{ readonly since: number }>;
-  /** When this member last answered a call (with a result or an etcd error). */
+  /** When this member last answered: a call (with a result or an etcd error) or a stream message. */
   answeredAt: number;
 }
 
@@ -184,7 +184,11 @@ export function createEtcdConnection(options: EtcdConnectionOptions): EtcdConnec
     return false;
   }
 
-  /** The next member in turn that is not suspected; the one suspected longest ago when all are. */
+  /**
+   * The next member in turn that is not suspected. When all are (during an
+   * etcd election no member answers a write or a keepalive for a second or
+   * two), the one that answered last: a live member, never the paused one.
+   */
   function pick(): Member {
     const now = Date.now();
     for (const member of members)
@@ -196,7 +200,7 @@ export function createEtcdConnection(options: EtcdConnectionOptions): EtcdConnec
         return member;
       }
     }
-    return members.reduce((a, b) => (b.suspectUntil < a.suspectUntil ? b : a));
+    return members.reduce((a, b) => (b.answeredAt > a.answeredAt ? b : a));
   }
 
   const suspectListeners = new Set<(member: string) => void>();
@@ -243,6 +247,9 @@ export function createEtcdConnection(options: EtcdConnectionOptions): EtcdConnec
       suspect(member);
       throw error;
     }
+    stream.on('data', () => {
+      member.answeredAt = Date.now();
+    });
     const write = stream.write.bind(stream);
     stream.write = (item: Q) => {
       count(op);
