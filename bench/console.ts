@@ -280,12 +280,15 @@ async function main(): Promise<void> {
           }
           inFlight[i] = true;
           flipped[i] = !flipped[i];
-          runtime
-            .heartbeat(token(i), {
-              workspaceId: id(i),
-              agentCard: undefined,
-              report: report_(flipped[i] ? 0.9 : 0),
-            })
+          // A promise either way (answered at once or after its write).
+          Promise.resolve()
+            .then(() =>
+              runtime.heartbeat(token(i), {
+                workspaceId: id(i),
+                agentCard: undefined,
+                report: report_(flipped[i] ? 0.9 : 0),
+              }),
+            )
             .then(
               () => {
                 sent += 1;

@@ -3,6 +3,7 @@ import type { Clock } from './clock.js';
 import type { Timings } from './config.js';
 import { VigilError, fieldInvalid } from './errors.js';
 import type { Liveness } from './liveness.js';
+import type { LivenessEntry } from './liveness-tracker.js';
 import type { DeliveryMode, HeartbeatReport, Workspace } from './model.js';
 import { createRateLimiter, type RateLimit } from './rate-limiter.js';
 import type { HeartbeatApplied, RegistryStore } from './registry-store.js';
@@ -71,8 +72,16 @@ export interface RuntimeUseCases {
    * reply. A card equal to the last one accepted from the workspace is not
    * decoded or validated again; an invalid card is refused with nothing
    * written. Throws RATE_LIMITED past the per-workspace rate.
+   *
+   * Answers at once (a value, not a promise) when it can: an open session,
+   * a workspace this process already tracks, an unchanged card and nothing
+   * durable to change — the steady heartbeat, with no promise made for it.
+   * Errors may then be thrown at once too.
    */
-  heartbeat(caller: RuntimeCaller, command: HeartbeatCommand): Promise<HeartbeatResult>;
+  heartbeat(
+    caller: RuntimeCaller,
+    command: HeartbeatCommand,
+  ): HeartbeatResult | Promise<HeartbeatResult>;
   /** Counters of the heartbeat path. */
   heartbeatStats(): HeartbeatStats;
 }
@@ -233,29 +242,63 @@ export function createRuntimeUseCases(options: RuntimeOptions): RuntimeUseCases 
     };
   }
 
-  async function heartbeat(caller: RuntimeCaller, command: HeartbeatCommand) {
-    const { report, workspaceId: id } = command;
+  function heartbeat(
+    caller: RuntimeCaller,
+    command: HeartbeatCommand,
+  ): HeartbeatResult | Promise<HeartbeatResult> {
     // The session itself for an open session checked at once: no await on the hot path.
-    const authenticated = tokens.authenticate(caller, id);
-    const session = authenticated instanceof Promise ? await authenticated : authenticated;
+    const authenticated = tokens.authenticate(caller, command.workspaceId);
+    return authenticated instanceof Promise
+      ? authenticated.then((session) => heartbeatAs(session, command))
+      : heartbeatAs(authenticated, command);
+  }
+
+  function heartbeatAs(
+    session: WorkspaceSession,
+    command: HeartbeatCommand,
+  ): HeartbeatResult | Promise<HeartbeatResult> {
+    const { report, workspaceId: id } = command;
     // After authentication, so nobody can spend another workspace's budget.
     const waitMs = limiter?.take(id) ?? 0;
     if (waitMs > 0) throw rateLimited('heartbeats', id, waitMs);
     validateReport(report);
-    const card = command.agentCard;
     // A heartbeat that reaches this process makes it the workspace's owner (cluster mode: a
     // sidecar that moved here, or a forward that failed); nothing to claim when it already is.
-    const entry = liveness.entry(id) ?? (await liveness.take(id));
+    const entry = liveness.entry(id);
+    return entry
+      ? withEntry(session, command, entry)
+      : liveness.take(id).then((taken) => withEntry(session, command, taken));
+  }
+
+  function withEntry(
+    session: WorkspaceSession,
+    command: HeartbeatCommand,
+    entry: LivenessEntry | undefined,
+  ): HeartbeatResult | Promise<HeartbeatResult> {
+    const card = command.agentCard;
     // A card equal to the last one accepted from this workspace was valid then and is now.
     const fingerprint = card?.fingerprint();
-    let serialized: string | undefined;
     if (card && (fingerprint === undefined || entry?.cardFingerprint !== fingerprint)) {
       stats.cardsValidated += 1;
       const value = card.decode();
-      serialized = validateAgentCard(value);
+      const serialized = validateAgentCard(value);
       // Only a card that changed is resolved again: an equal one was checked when accepted.
-      await checkCardUrls(id, value);
+      return checkCardUrls(command.workspaceId, value).then(() =>
+        apply(session, command, entry, fingerprint, serialized),
+      );
     }
+    return apply(session, command, entry, fingerprint, undefined);
+  }
+
+  function apply(
+    session: WorkspaceSession,
+    command: HeartbeatCommand,
+    entry: LivenessEntry | undefined,
+    fingerprint: string | undefined,
+    serialized: string | undefined,
+  ): HeartbeatResult | Promise<HeartbeatResult> {
+    const { report, workspaceId: id } = command;
+    const card = command.agentCard;
     const now = clock.now();
     const event: StatusEvent = { type: 'HEARTBEAT', health: report };
     if (
@@ -282,10 +325,24 @@ export function createRuntimeUseCases(options: RuntimeOptions): RuntimeUseCases 
         fromMemory: true,
       };
     }
+    return write(session, command, entry, fingerprint, serialized, event, now);
+  }
+
+  async function write(
+    session: WorkspaceSession,
+    command: HeartbeatCommand,
+    entry: LivenessEntry | undefined,
+    fingerprint: string | undefined,
+    validated: string | undefined,
+    event: StatusEvent,
+    now: number,
+  ): Promise<HeartbeatResult> {
+    const { report, workspaceId: id } = command;
+    const card = command.agentCard;
     // Seen now, even while its write waits for the shared commit: the sweep must not time it out.
     liveness.beat(id, now, report);
     // The backfill statement needs the serialized card even when its bytes are unchanged.
-    if (card && serialized === undefined) serialized = validateCard(card);
+    const serialized = card && validated === undefined ? validateCard(card) : validated;
     stats.written += 1;
     if (entry) entry.writesInFlight += 1;
     let applied: HeartbeatApplied;

@@ -212,10 +212,18 @@ export function handleServerStream<Req, Res, Caller>(
  * `refuse` in-band, or ends the stream when `refuse` returns undefined. Past
  * `maxInFlight` unanswered requests the stream stops reading until the
  * client catches up.
+ *
+ * `message` may answer at once (a value, not a promise): a heartbeat that
+ * changes nothing durable is answered from memory. Such an answer is written
+ * in the same turn when nothing is queued ahead of it and the stream is not
+ * waiting for `drain`, with no promise made for it — on the hot path, the
+ * promises and microtask turns of the queue were a measurable part of each
+ * heartbeat's cost and of its garbage.
  */
 export interface PipelinedHandler<Req, Res, Session> {
   open(context: CallContext): Promise<Session>;
-  message(session: Session, request: Req, context: CallContext): Promise<Res>;
+  /** The answer, at once or later; it may also throw at once. */
+  message(session: Session, request: Req, context: CallContext): Res | Promise<Res>;
   /** The in-band answer to a failed request, or undefined to end the stream with `error`. */
   refuse(error: VigilError, request: Req): Res | undefined;
   readonly maxInFlight: number;
@@ -232,11 +240,15 @@ export function handlePipelinedBidi<Req, Res, Session>(
     const seconds = stopwatch();
     const { context, release } = streamContext(deps, call);
     const session = handler.open(context);
+    // The session once open: from then on a message is handed over without waiting for it.
+    let opened: { readonly session: Session } | undefined;
     // Answers are written in request order: each waits for the one before it.
     let answered: Promise<void> = SETTLED;
     let inFlight = 0;
     let paused = false;
     let ended = false;
+    // A write returned false: answers wait for 'drain' (behind `answered`) until it comes.
+    let blocked = false;
 
     const finish = (code: status) => {
       ended = true;
@@ -258,28 +270,56 @@ export function handlePipelinedBidi<Req, Res, Session>(
     // Already aborted when the stream opened during shutdown: the hook ran before this listener.
     if (context.signal.aborted) onAbort();
     else context.signal.addEventListener('abort', onAbort, { once: true });
-    session.catch(fail);
+    session.then((value) => {
+      opened = { session: value };
+    }, fail);
 
-    async function answer(request: Req): Promise<Res | undefined> {
+    /** The answer to `request` (a refusal when it failed), at once when `message` gave it at once. */
+    function answer(request: Req): Res | undefined | Promise<Res | undefined> {
       const elapsed = stopwatch();
-      try {
-        const response = await handler.message(await session, wellFormed(request), context);
-        deps.observer.messageAnswered(method, status.OK, elapsed());
-        return response;
-      } catch (error) {
+      const refused = (error: unknown): Res | undefined => {
         const known = toKnownError(error, deps.logger, method);
         const refusal = handler.refuse(known, request);
         if (refusal !== undefined)
           deps.observer.messageAnswered(method, status[known.codeName], elapsed());
         if (refusal === undefined) fail(known);
         return refusal;
+      };
+      const done = (response: Res): Res => {
+        deps.observer.messageAnswered(method, status.OK, elapsed());
+        return response;
+      };
+      try {
+        const response = opened
+          ? handler.message(opened.session, wellFormed(request), context)
+          : session.then((value) => handler.message(value, wellFormed(request), context));
+        return response instanceof Promise ? response.then(done, refused) : done(response);
+      } catch (error) {
+        return refused(error);
       }
+    }
+
+    /** Writes an answer given at once, with nothing queued ahead of it. */
+    function writeNow(message: Res): void {
+      if (call.write(message)) return;
+      blocked = true;
+      // Ends when the client reads again, or the stream ends or errors meanwhile; never rejects.
+      answered = once(call, 'drain', { signal: context.signal }).then(
+        () => {
+          blocked = false;
+        },
+        () => undefined,
+      );
     }
 
     call.on('data', (request: Req) => {
       // Nothing more is applied once the stream has ended (say, the server is shutting down).
       if (ended) return;
       const response = answer(request);
+      if (!(response instanceof Promise) && inFlight === 0 && !blocked) {
+        if (response !== undefined && !ended) writeNow(response);
+        return;
+      }
       inFlight += 1;
       if (inFlight >= handler.maxInFlight && !paused) {
         paused = true;
@@ -292,11 +332,13 @@ export function handlePipelinedBidi<Req, Res, Session>(
         if (!call.write(message)) {
           // Ends when the client reads again, or the stream ends or errors meanwhile. The chain
           // must never reject: nothing would handle it, and Node ends the process on that.
+          blocked = true;
           try {
             await once(call, 'drain', { signal: context.signal });
           } catch {
             return;
           }
+          blocked = false;
         }
         if (paused && inFlight < handler.maxInFlight / 2) {
           paused = false;

@@ -1,7 +1,7 @@
 import { status } from '@grpc/grpc-js';
 import { fieldInvalid } from '../domain/errors.js';
 import type { ProjectionUseCases } from '../domain/projection-use-cases.js';
-import type { RuntimeUseCases } from '../domain/runtime-use-cases.js';
+import type { HeartbeatResult, RuntimeUseCases } from '../domain/runtime-use-cases.js';
 import type { WorkspaceSession, WorkspaceTokens } from '../domain/workspace-tokens.js';
 import type {
   HeartbeatStreamRequest,
@@ -114,18 +114,20 @@ export function createRuntimeService(deps: RuntimeServiceDeps): RuntimeServiceSe
       // Resolved once, by the auth interceptor, when it ran (it always does in a server).
       open: (context) =>
         context.session ? Promise.resolve(context.session) : tokens.openSession(context.token),
-      async message(session, request) {
+      message(session, request) {
         observer.heartbeatReceived();
         const { heartbeat } = request;
         if (!heartbeat) throw fieldInvalid('heartbeat', 'is required');
-        const result = await runtime.heartbeat(session, heartbeatCommand(heartbeat));
-        return {
+        const respond = (result: HeartbeatResult): HeartbeatStreamResponse => ({
           requestId: request.requestId,
           result: {
             $case: 'heartbeat',
             value: answer(result, heartbeat.workspaceId, heartbeat.appliedConfigVersion),
           },
-        };
+        });
+        // Answered from memory at once when nothing durable changes (no promise on the hot path).
+        const result = runtime.heartbeat(session, heartbeatCommand(heartbeat));
+        return result instanceof Promise ? result.then(respond) : respond(result);
       },
       refuse(known, request) {
         // Counted like any other heartbeat, even though it never reached `message`.
