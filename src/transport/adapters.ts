@@ -317,7 +317,8 @@ export function handlePipelinedBidi<Req, Res, Session>(
       if (ended) return;
       const response = answer(request);
       if (!(response instanceof Promise) && inFlight === 0 && !blocked) {
-        if (response !== undefined && !ended) writeNow(response);
+        // Undefined when refused by ending the stream.
+        if (response !== undefined) writeNow(response);
         return;
       }
       inFlight += 1;

@@ -62,7 +62,8 @@ describe('heartbeat group commit in the store', () => {
     rmSync(dir, { recursive: true, force: true });
   });
 
-  const beat = (id: string, report: Partial<HeartbeatReport> = {}, agentCard?: unknown) =>
+  // Always a promise (the use-case may answer at once).
+  const beat = async (id: string, report: Partial<HeartbeatReport> = {}, agentCard?: unknown) =>
     useCases.runtime.heartbeat(tokens[id], {
       workspaceId: id,
       agentCard: agentCard === undefined ? undefined : cardFromValue(agentCard),
@@ -202,7 +203,7 @@ describe('heartbeat group commit in the store', () => {
       sweepIntervalMs: 3_600_000,
     });
     const outcomes = await Promise.allSettled(
-      ['ws-1', 'ws-2'].map((id) =>
+      ['ws-1', 'ws-2'].map(async (id) =>
         broken.runtime.heartbeat(tokens[id], {
           workspaceId: id,
           agentCard: undefined,
