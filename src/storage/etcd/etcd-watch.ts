@@ -67,8 +67,12 @@ const STALL_MS = 2_000;
  * a few seconds — for one request per idle period, none while events flow.
  */
 const PROBE_IDLE_MS = 2_000;
-/** How long a stream may owe the answer to its create request or to a progress request. */
-const ANSWER_MS = 1_500;
+/**
+ * How long a stream may owe the answer to its create request or to a
+ * progress request. etcd answers in milliseconds; each extra hop after a
+ * paused member (a reopen that lands on a member still electing) costs this.
+ */
+const ANSWER_MS = 1_000;
 
 export function createEtcdWatch(options: EtcdWatchOptions): EtcdWatch {
   const { connection } = options;
