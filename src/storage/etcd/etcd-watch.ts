@@ -315,7 +315,10 @@ export function createEtcdWatch(options: EtcdWatchOptions): EtcdWatch {
     });
   }
 
-  /** The connection found the member serving the stream unresponsive (a call or the keepalive waited on it): move now. */
+  /**
+   * The connection found the member serving the stream unresponsive (a call
+   * or the keepalive waited on it): move now.
+   */
   function leaveSuspected(member: string): void {
     const current = stream;
     if (!current || member !== serving || stopped) return;
