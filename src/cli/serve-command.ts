@@ -131,10 +131,31 @@ export async function serveCommand(args: string[]): Promise<number> {
     return fail(describeStartFailure(error, settings.dataDir, flags));
   }
   const stop = untilSignal();
+  // Signals after the first, from now until the exit, with a listener all along: one arriving
+  // while no listener is left (untilSignal drops its own at the first) would kill the process
+  // by that signal, and npm would then exit by it too. One arriving at once is the same stop
+  // delivered twice (Ctrl-C reaches npm and this process, and npm forwards it; systemd
+  // signals the whole control group), not a second request; a later one, while the graceful
+  // stop runs, cuts it short; once everything is closed, none matters.
+  let firstSignalAt: number | undefined;
+  let closed = false;
+  const again = () => {
+    if (firstSignalAt === undefined) {
+      firstSignalAt = Date.now();
+      return;
+    }
+    if (closed || Date.now() - firstSignalAt < DUPLICATE_SIGNAL_MS) return;
+    logger.warn('second signal: exiting now');
+    process.exit(1);
+  };
+  process.on('SIGINT', again);
+  process.on('SIGTERM', again);
   let vigil: RunningVigil;
   try {
     vigil = await startVigil({ ...settings, controlTokens }, { logger });
   } catch (error) {
+    process.off('SIGINT', again);
+    process.off('SIGTERM', again);
     undo();
     return fail(describeStartFailure(error, settings.dataDir, flags));
   }
@@ -150,28 +171,11 @@ export async function serveCommand(args: string[]): Promise<number> {
   }
   const signal = await stop.done;
   logger.info({ signal }, 'shutting down');
-  const firstSignalAt = Date.now();
-  // A second signal cuts the graceful stop short. One arriving at once is the
-  // same stop delivered twice (Ctrl-C reaches npm and this process, and npm
-  // forwards it; systemd signals the whole control group), not a second request.
-  const force = () => {
-    if (Date.now() - firstSignalAt < DUPLICATE_SIGNAL_MS) return;
-    logger.warn('second signal: exiting now');
-    process.exit(1);
-  };
-  process.once('SIGINT', force);
-  process.once('SIGTERM', force);
   // Health NOT_SERVING, watch streams end UNAVAILABLE, unary calls get 4 s, the database closes last.
   await vigil.stop(SHUTDOWN_GRACE_MS);
   lock?.release();
-  process.off('SIGINT', force);
-  process.off('SIGTERM', force);
-  // Stopped, but the duplicate of the first signal may still be on its way (npm forwards
-  // Ctrl-C after the whole group got it): with no listener left it would kill the process,
-  // and npm would then exit by that signal too. Signal listeners never hold the exit up.
-  const stopped = () => undefined;
-  process.on('SIGINT', stopped);
-  process.on('SIGTERM', stopped);
+  // `again` stays: signal listeners never hold the exit up.
+  closed = true;
   // Everything is closed; do not let a stray library timer hold the exit up.
   setTimeout(() => process.exit(0), 500).unref();
   return 0;
