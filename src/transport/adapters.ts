@@ -274,28 +274,39 @@ export function handlePipelinedBidi<Req, Res, Session>(
       opened = { session: value };
     }, fail);
 
-    /** The answer to `request` (a refusal when it failed), at once when `message` gave it at once. */
+    /** The in-band refusal of a failed request, or undefined once the stream is ended for it. */
+    function refused(error: unknown, request: Req, elapsed: () => number): Res | undefined {
+      const known = toKnownError(error, deps.logger, method);
+      const refusal = handler.refuse(known, request);
+      if (refusal !== undefined)
+        deps.observer.messageAnswered(method, status[known.codeName], elapsed());
+      if (refusal === undefined) fail(known);
+      return refusal;
+    }
+
+    /**
+     * The answer to `request` (a refusal when it failed), at once when `message`
+     * gave it at once; no closure is made for an answer given at once.
+     */
     function answer(request: Req): Res | undefined | Promise<Res | undefined> {
       const elapsed = stopwatch();
-      const refused = (error: unknown): Res | undefined => {
-        const known = toKnownError(error, deps.logger, method);
-        const refusal = handler.refuse(known, request);
-        if (refusal !== undefined)
-          deps.observer.messageAnswered(method, status[known.codeName], elapsed());
-        if (refusal === undefined) fail(known);
-        return refusal;
-      };
-      const done = (response: Res): Res => {
-        deps.observer.messageAnswered(method, status.OK, elapsed());
-        return response;
-      };
       try {
         const response = opened
           ? handler.message(opened.session, wellFormed(request), context)
           : session.then((value) => handler.message(value, wellFormed(request), context));
-        return response instanceof Promise ? response.then(done, refused) : done(response);
+        if (response instanceof Promise) {
+          return response.then(
+            (value) => {
+              deps.observer.messageAnswered(method, status.OK, elapsed());
+              return value;
+            },
+            (error: unknown) => refused(error, request, elapsed),
+          );
+        }
+        deps.observer.messageAnswered(method, status.OK, elapsed());
+        return response;
       } catch (error) {
-        return refused(error);
+        return refused(error, request, elapsed);
       }
     }
 

@@ -4,6 +4,7 @@ import type { ProjectionUseCases } from '../domain/projection-use-cases.js';
 import type { HeartbeatResult, RuntimeUseCases } from '../domain/runtime-use-cases.js';
 import type { WorkspaceSession, WorkspaceTokens } from '../domain/workspace-tokens.js';
 import type {
+  HeartbeatRequest,
   HeartbeatStreamRequest,
   HeartbeatStreamResponse,
   RuntimeServiceServer,
@@ -54,6 +55,18 @@ export function createRuntimeService(deps: RuntimeServiceDeps): RuntimeServiceSe
     projection.reportApplied(workspaceId, applied);
     return heartbeatResponse(result, projection.configVersion(workspaceId));
   };
+  /** A HeartbeatStream answer to an applied heartbeat. */
+  const streamAnswer = (
+    request: HeartbeatStreamRequest,
+    heartbeat: HeartbeatRequest,
+    result: HeartbeatResult,
+  ): HeartbeatStreamResponse => ({
+    requestId: request.requestId,
+    result: {
+      $case: 'heartbeat',
+      value: answer(result, heartbeat.workspaceId, heartbeat.appliedConfigVersion),
+    },
+  });
   return {
     register: handleUnary(deps, 'Register', async (request, context) => {
       const result = await runtime.register(
@@ -118,16 +131,11 @@ export function createRuntimeService(deps: RuntimeServiceDeps): RuntimeServiceSe
         observer.heartbeatReceived();
         const { heartbeat } = request;
         if (!heartbeat) throw fieldInvalid('heartbeat', 'is required');
-        const respond = (result: HeartbeatResult): HeartbeatStreamResponse => ({
-          requestId: request.requestId,
-          result: {
-            $case: 'heartbeat',
-            value: answer(result, heartbeat.workspaceId, heartbeat.appliedConfigVersion),
-          },
-        });
         // Answered from memory at once when nothing durable changes (no promise on the hot path).
         const result = runtime.heartbeat(session, heartbeatCommand(heartbeat));
-        return result instanceof Promise ? result.then(respond) : respond(result);
+        return result instanceof Promise
+          ? result.then((applied) => streamAnswer(request, heartbeat, applied))
+          : streamAnswer(request, heartbeat, result);
       },
       refuse(known, request) {
         // Counted like any other heartbeat, even though it never reached `message`.
